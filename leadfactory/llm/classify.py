@@ -1,0 +1,263 @@
+"""The one place that turns a foreign exception into an :class:`LLMError`.
+
+Decisions read types and HTTP statuses, never message text. LiteLLM's own class
+is not trusted on its own (measured with 1.110.2): a refused connection on the
+openai/ and anthropic/ routes arrives as ``InternalServerError(500)`` with the
+``httpx.ConnectError`` only in the cause chain, a 503 arrives with status 500 and
+the real one in ``provider_status_code``, and OpenAI's 403 arrives as
+``APIError``. So: transport errors anywhere in the cause chain win, then the
+provider's HTTP status, then the error object the provider sent (its ``type`` or
+``code`` tells ``insufficient_quota`` from a plain rate limit).
+
+The table at the bottom (``RETRY_SAME_PROVIDER``) says which classes are worth
+another attempt on the same provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from .exceptions import (
+    LLMAuthenticationError,
+    LLMConnectionError,
+    LLMError,
+    LLMModelNotFoundError,
+    LLMProviderError,
+    LLMQuotaExceededError,
+    LLMRateLimitError,
+    LLMTimeoutError,
+    LLMValidationError,
+)
+
+__all__ = ["RETRY_SAME_PROVIDER", "classify", "redact", "retry_same_provider"]
+
+RETRY_SAME_PROVIDER: tuple[type[LLMError], ...] = (LLMConnectionError, LLMProviderError)
+"""Failures worth another attempt on the same provider (LLMTimeoutError is a
+connection error); every other class moves straight to the next provider."""
+
+_QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_error"})
+_REDACTED = "[redacted]"
+
+
+def retry_same_provider(error: BaseException) -> bool:
+    """True when ``error`` may succeed if the same provider is asked again."""
+    return isinstance(error, RETRY_SAME_PROVIDER)
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret value replaced."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def classify(
+    exc: BaseException, provider: str | None, secrets: Iterable[str | None] = ()
+) -> LLMError:
+    """The :class:`LLMError` for ``exc`` raised while calling ``provider``.
+
+    The caller raises the result ``from exc`` so the original stays as ``__cause__``.
+    ``secrets`` are scrubbed from the message.
+    """
+    if isinstance(exc, LLMError):
+        return exc
+    secrets = tuple(secrets)
+    transport = _transport_error(exc)
+    if transport is not None:
+        cls, what = transport
+        return cls(redact(f"{provider}: {what}", secrets), provider=provider)
+
+    status = _status_code(exc)
+    body = _error_body(exc)
+    detail = redact(_provider_message(body) or _strip_prefix(str(exc)), secrets)
+    text = f"{provider}: HTTP {status}: {detail}" if status else f"{provider}: {detail}"
+    metadata = {"error_type": _error_code(body)} if _error_code(body) else {}
+
+    if status == 429 or status == 402:
+        if status == 402 or _error_code(body) in _QUOTA_CODES:
+            return LLMQuotaExceededError(
+                text, provider=provider, status_code=status, metadata=metadata
+            )
+        return LLMRateLimitError(
+            text,
+            provider=provider,
+            retry_after=_retry_after(exc),
+            status_code=status,
+            metadata=metadata,
+        )
+    cls = _status_class(status, body)
+    return cls(text, provider=provider, status_code=status, metadata=metadata)
+
+
+def _status_class(status: int | None, body: Any) -> type[LLMError]:
+    if status in (401, 403):
+        return LLMAuthenticationError
+    if status == 404:
+        return LLMModelNotFoundError
+    if status == 408:
+        return LLMTimeoutError
+    if status is not None and 400 <= status < 500:
+        if _error_code(body) in _QUOTA_CODES:
+            return LLMQuotaExceededError
+        return LLMValidationError
+    return LLMProviderError  # 5xx, or a broken answer with no status at all
+
+
+# -- the cause chain ---------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _transport_types() -> tuple[tuple[tuple[type, ...], type[LLMError], str], ...]:
+    """Transport exception types, looked up lazily among modules already loaded."""
+    timeouts: list[type] = [TimeoutError, socket.timeout, asyncio.TimeoutError]
+    connections: list[type] = [ConnectionError, socket.gaierror]
+    httpx = sys.modules.get("httpx")
+    if httpx is not None:
+        timeouts.append(httpx.TimeoutException)
+        connections += [httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError]
+    openai = sys.modules.get("openai")
+    if openai is not None:
+        timeouts.append(openai.APITimeoutError)
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None:
+        timeouts.append(aiohttp.ServerTimeoutError)
+        connections += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError]
+    return (
+        (tuple(timeouts), LLMTimeoutError, "timed out"),
+        (tuple(connections), LLMConnectionError, "connection failed"),
+    )
+
+
+def _transport_error(exc: BaseException) -> tuple[type[LLMError], str] | None:
+    table = _transport_types()
+    openai = sys.modules.get("openai")
+    for link in _chain(exc):
+        for types, cls, what in table:
+            if isinstance(link, types):
+                return cls, f"{what} ({type(link).__name__})"
+        if openai is not None and isinstance(link, openai.APIConnectionError):
+            # Raised by the SDK when no HTTP answer arrived; a status on it is synthetic.
+            if not isinstance(link.__cause__, BaseException):
+                return LLMConnectionError, f"connection failed ({type(link).__name__})"
+    return None
+
+
+# -- what the provider said --------------------------------------------------------
+
+
+def _status_code(exc: BaseException) -> int | None:
+    for attribute in ("provider_status_code", "status_code"):
+        value = getattr(exc, attribute, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return value
+    response = getattr(exc, "response", None)
+    value = getattr(response, "status_code", None)
+    return value if isinstance(value, int) else None
+
+
+def _error_body(exc: BaseException) -> Any:
+    """The error object the provider sent, from the SDK, the response or the message."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, (dict, str)) and body:
+        return _decode(body) if isinstance(body, str) else body
+    response = getattr(exc, "response", None)
+    try:
+        content = response.text if response is not None else None
+    except Exception:  # a streamed or synthetic response may not be readable
+        content = None
+    decoded = _decode(content) if content else None
+    if decoded is not None:
+        return decoded
+    return _decode_embedded(str(getattr(exc, "message", "") or exc))
+
+
+def _decode(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _decode_embedded(message: str) -> Any:
+    """LiteLLM's non-OpenAI routes put the provider's JSON error after a prefix."""
+    start = message.find("{")
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(message[start:])
+    except ValueError:
+        return None
+    return value
+
+
+def _error_object(body: Any) -> Mapping[str, Any]:
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        if isinstance(inner, Mapping):
+            return inner
+        return body
+    return {}
+
+
+def _error_code(body: Any) -> str | None:
+    error = _error_object(body)
+    for field in ("code", "type"):
+        value = error.get(field)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _provider_message(body: Any) -> str | None:
+    if isinstance(body, Mapping) and isinstance(body.get("error"), str):
+        return body["error"]  # Ollama: {"error": "..."}
+    message = _error_object(body).get("message")
+    return message if isinstance(message, str) else None
+
+
+def _strip_prefix(message: str) -> str:
+    # "litellm.RateLimitError: RateLimitError: OpenAIException - ..." -> the provider's part
+    head, sep, tail = message.rpartition(" - ")
+    return (tail if sep and "Exception" in head else message).strip()[:500]
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    from .ratelimit import parse_retry_after
+
+    for headers in _header_sources(exc):
+        if not headers:
+            continue
+        lowered = {str(k).lower(): v for k, v in dict(headers).items()}
+        if "retry-after-ms" in lowered:
+            seconds = parse_retry_after(lowered["retry-after-ms"])
+            if seconds is not None:
+                return seconds / 1000.0
+        for name in ("retry-after", "llm_provider-retry-after"):
+            if name in lowered:
+                seconds = parse_retry_after(lowered[name])
+                if seconds is not None:
+                    return seconds
+    return None
+
+
+def _header_sources(exc: BaseException) -> Iterator[Any]:
+    yield getattr(exc, "litellm_response_headers", None)
+    yield getattr(exc, "headers", None)
+    response = getattr(exc, "response", None)
+    yield getattr(response, "headers", None)

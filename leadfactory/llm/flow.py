@@ -1,0 +1,359 @@
+"""The fallback loop's decisions, written once for the sync and the async client.
+
+:func:`fallback_flow` is a generator that does no network I/O and never sleeps.
+It yields :class:`Call` when it wants a provider called and :class:`Sleep` when
+it wants to wait; the driver (``LLMClient.chat_completion`` with ``time.sleep``,
+``achat_completion`` with ``asyncio.sleep``) performs the operation and sends
+back an :class:`Outcome`. Everything else (order, availability, budgets, rate
+limits, retries, classification, health, ledger rows, the response dict) is
+decided here, so the two clients cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from .classify import classify, retry_same_provider
+from .config import LLMConfig, ProviderConfig
+from .exceptions import (
+    AllProvidersFailedError,
+    LLMError,
+    LLMQuotaExceededError,
+    LLMRateLimitError,
+    LLMValidationError,
+)
+from .health import ProviderHealth
+from .ledger import Budget, Reservation
+from .providers import call_arguments
+from .ratelimit import Denied, Permit, RateLimiter
+from .strategies import FallbackPlan, plan_fallback
+
+__all__ = ["Call", "Outcome", "Request", "Services", "Sleep", "fallback_flow"]
+
+_MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class Call:
+    """Perform one provider call with these LiteLLM arguments."""
+
+    provider: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait this many seconds (backoff between retries, or for a rate limit to clear)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the driver saw: a response dict, or the exception the call raised."""
+
+    response: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One validated chat request."""
+
+    request_id: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]  # temperature, max_tokens and other generation parameters
+    max_tokens: int
+    prompt_tokens: int
+    model: str | None = None  # overrides each provider's default_model
+    pinned_provider: str | None = None
+    caller: str | None = None
+
+
+@dataclass
+class Services:
+    """The shared state one client's requests read and update."""
+
+    config: LLMConfig
+    limiter: RateLimiter
+    health: ProviderHealth
+    ledger: Any  # CostLedger, or an untracked stand-in with the same methods
+    budget: Budget
+    timer: Callable[[], float]  # monotonic seconds, for latency
+    log: Callable[..., None]
+
+
+@dataclass
+class _Walk:
+    """What happened to each provider during one pass over the order."""
+
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    errors: dict[str, LLMError] = field(default_factory=dict)
+    first_error: LLMError | None = None
+    budget_refusals: list[LLMQuotaExceededError] = field(default_factory=list)
+    rate_limited: list[LLMRateLimitError] = field(default_factory=list)
+    tried: int = 0
+
+    def skip(self, name: str, reason: str, error: LLMError) -> None:
+        self.attempts.append(
+            {
+                "provider": name,
+                "outcome": "skipped",
+                "reason": reason,
+                "error": type(error).__name__,
+                "detail": str(error),
+                "ms": 0.0,
+            }
+        )
+        self.errors[name] = error
+
+
+def fallback_flow(services: Services, request: Request) -> Generator[Call | Sleep, Outcome, dict]:
+    """Walk the providers for ``request``; returns the response dict or raises LLMError."""
+    config = services.config
+    if request.pinned_provider is not None:
+        plan = FallbackPlan(order=(request.pinned_provider,), max_tries=1, raise_first_error=True)
+    else:
+        plan = plan_fallback(
+            config.providers,
+            config.fallback_strategy,
+            config.declared_order(),
+            config.max_fallback_attempts,
+        )
+    if not plan.order:
+        raise AllProvidersFailedError({}, message=_no_providers_message(config))
+    waited = 0.0
+    attempts: list[dict[str, Any]] = []
+    while True:
+        walk = _Walk()
+        response = yield from _walk(services, request, plan, walk)
+        attempts += walk.attempts
+        if response is not None:
+            response["attempts"] = attempts
+            return response
+        if walk.tried:
+            if plan.raise_first_error and walk.first_error is not None:
+                raise walk.first_error
+            raise AllProvidersFailedError(walk.errors, metadata={"attempts": attempts})
+        if walk.rate_limited:
+            wait = min(e.retry_after or 0.0 for e in walk.rate_limited)
+            if waited + wait <= config.rate_limit_max_wait and math.isfinite(wait):
+                yield Sleep(wait)
+                waited += wait
+                continue
+            raise _all_rate_limited(walk.rate_limited, wait)
+        if walk.budget_refusals:
+            raise walk.budget_refusals[0]
+        raise AllProvidersFailedError(walk.errors, metadata={"attempts": attempts})
+
+
+def _walk(
+    services: Services, request: Request, plan: FallbackPlan, walk: _Walk
+) -> Generator[Call | Sleep, Outcome, dict | None]:
+    for name in plan.order:
+        if walk.tried >= plan.max_tries:
+            break
+        provider = services.config.providers.get(name)
+        if provider is None or not provider.enabled:
+            walk.skip(name, "unavailable", LLMValidationError(f"{name}: not configured"))
+            continue
+        missing = provider.missing_requirement()
+        if missing:
+            walk.skip(name, "unavailable", LLMValidationError(f"{name}: {missing}", provider=name))
+            continue
+        check = services.health.check(name)
+        if not check.allowed:
+            walk.skip(name, "cooling_down", _cooling_error(name, check.reason))
+            continue
+        response = yield from _try_provider(services, request, provider, walk)
+        if response is not None:
+            return response
+    return None
+
+
+def _try_provider(
+    services: Services, request: Request, provider: ProviderConfig, walk: _Walk
+) -> Generator[Call | Sleep, Outcome, dict | None]:
+    """Up to 1 + max_retries attempts on one provider, as tenacity's policy decides."""
+    delays: list[float] = []
+    retrying = Retrying(
+        stop=stop_after_attempt(provider.max_retries + 1),
+        wait=wait_exponential_jitter(
+            initial=provider.retry_delay,
+            jitter=provider.retry_delay,
+            max=max(provider.retry_delay, _MAX_BACKOFF),
+        ),
+        retry=retry_if_exception(retry_same_provider),
+        sleep=delays.append,  # the driver sleeps, when this generator yields Sleep
+        reraise=True,
+    )
+    error: LLMError | None = None
+    try:
+        for attempt in retrying:
+            if delays:
+                yield Sleep(delays.pop())
+            result = yield from _attempt(services, request, provider, walk)
+            if result is None:  # refused before reaching the provider (budget or rate limit)
+                break
+            if attempt.retry_state.attempt_number == 1:
+                walk.tried += 1
+            response, error = result
+            with attempt:
+                if error is not None:
+                    raise error
+            return response
+    except LLMError as final:
+        error = final
+    if error is not None:
+        walk.errors[provider.name] = error
+        walk.first_error = walk.first_error or error
+    return None
+
+
+def _attempt(
+    services: Services,
+    request: Request,
+    provider: ProviderConfig,
+    walk: _Walk,
+) -> Generator[Call | Sleep, Outcome, tuple[dict | None, LLMError | None] | None]:
+    name = provider.name
+    estimate_tokens = request.prompt_tokens + request.max_tokens
+    permit = services.limiter.acquire(name, estimate_tokens)
+    if isinstance(permit, Denied):
+        error = _rate_limit_error(permit)
+        if math.isinf(permit.wait):
+            walk.skip(name, "too_large", LLMValidationError(str(error), provider=name))
+        else:
+            walk.skip(name, "rate_limited", error)
+            walk.rate_limited.append(error)
+        return None
+    try:
+        reservation = services.ledger.reserve(
+            request_id=request.request_id,
+            provider=name,
+            model=request.model or provider.default_model,
+            estimated_usd=provider.estimate_cost(estimate_tokens),
+            budget=services.budget,
+            strategy=str(services.config.fallback_strategy),
+            caller=request.caller,
+        )
+    except LLMQuotaExceededError as refusal:
+        services.limiter.release(permit)
+        walk.skip(name, "over_budget", refusal)
+        walk.budget_refusals.append(refusal)
+        return None
+    arguments = call_arguments(
+        provider, request.messages, model=request.model, params=request.params
+    )
+    started = services.timer()
+    settled = False
+    try:
+        outcome = yield Call(name, arguments)
+        elapsed_ms = (services.timer() - started) * 1000.0
+        if outcome.error is None and outcome.response is not None:
+            response = _finish(services, request, provider, outcome.response, elapsed_ms)
+            _settle_success(services, reservation, permit, response, elapsed_ms)
+            settled = True
+            services.health.record_success(name)
+            walk.attempts.append(_attempt_entry(name, "success", None, elapsed_ms))
+            services.log(response=response, provider=name, latency_ms=elapsed_ms)
+            return response, None
+        error = classify(outcome.error, name, secrets=[provider.secret_key()])
+        error.__cause__ = outcome.error
+        services.ledger.settle(
+            reservation, outcome="error", latency_ms=elapsed_ms, error_class=type(error).__name__
+        )
+        settled = True
+        services.health.record_failure(name, error)
+        if isinstance(error, LLMRateLimitError) and error.retry_after:
+            services.limiter.pause(name, error.retry_after)
+        walk.attempts.append(_attempt_entry(name, "error", error, elapsed_ms))
+        services.log(error=error, provider=name, latency_ms=elapsed_ms)
+        return None, error
+    finally:
+        if not settled:  # cancelled mid-call: give the reservation back
+            services.ledger.settle(reservation, outcome="error", error_class="Cancelled")
+            services.limiter.release(permit)
+
+
+def _settle_success(
+    services: Services,
+    reservation: Reservation,
+    permit: Permit,
+    response: dict[str, Any],
+    elapsed_ms: float,
+) -> None:
+    usage = response["usage"]
+    services.limiter.correct(permit, usage["total_tokens"])
+    services.ledger.settle(
+        reservation,
+        outcome="success",
+        cost_usd=response["cost"],
+        prompt_tokens=usage["prompt_tokens"],
+        completion_tokens=usage["completion_tokens"],
+        latency_ms=elapsed_ms,
+        model=response.get("model"),
+    )
+
+
+def _finish(
+    services: Services,
+    request: Request,
+    provider: ProviderConfig,
+    response: dict[str, Any],
+    elapsed_ms: float,
+) -> dict[str, Any]:
+    response["provider"] = provider.name
+    response["cost"] = provider.estimate_cost(response["usage"]["total_tokens"])
+    response["cached"] = False
+    response["latency_ms"] = round(elapsed_ms, 3)
+    response["request_id"] = request.request_id
+    return response
+
+
+def _attempt_entry(
+    name: str, outcome: str, error: LLMError | None, elapsed_ms: float
+) -> dict[str, Any]:
+    return {
+        "provider": name,
+        "outcome": outcome,
+        "error": type(error).__name__ if error else None,
+        "detail": str(error) if error else None,
+        "ms": round(elapsed_ms, 3),
+    }
+
+
+def _cooling_error(name: str, reason: str) -> LLMError:
+    from .exceptions import LLMConnectionError
+
+    return LLMConnectionError(f"{name}: {reason}", provider=name)
+
+
+def _rate_limit_error(denied: Denied) -> LLMRateLimitError:
+    wait = None if math.isinf(denied.wait) else denied.wait
+    return LLMRateLimitError(
+        f"{denied.provider}: {denied.detail}",
+        provider=denied.provider,
+        retry_after=wait,
+        metadata={"limit": denied.reason},
+    )
+
+
+def _all_rate_limited(errors: list[LLMRateLimitError], wait: float) -> LLMRateLimitError:
+    names = ", ".join(e.provider or "?" for e in errors)
+    return LLMRateLimitError(
+        f"Every available provider is rate limited ({names}); retry after {wait:.2f}s",
+        retry_after=wait,
+        metadata={"providers": [e.provider for e in errors]},
+    )
+
+
+def _no_providers_message(config: LLMConfig) -> str:
+    if not config.providers:
+        return "No providers available: none is configured (set OPENAI_API_KEY, ANTHROPIC_API_KEY or OLLAMA_HOST)"
+    return "No providers available: every configured provider is disabled"

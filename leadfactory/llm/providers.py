@@ -1,0 +1,150 @@
+"""The seam in front of the network: the only module that calls LiteLLM.
+
+A :class:`ProviderConfig` becomes explicit per-call LiteLLM arguments (model
+route, base URL, key, timeout, retries off), and LiteLLM's answer becomes a
+plain OpenAI-shaped dict. LiteLLM is imported on first use, never at import
+time: ``import litellm`` costs seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .config import ProviderConfig
+
+__all__ = [
+    "acomplete",
+    "call_arguments",
+    "complete",
+    "count_prompt_tokens",
+    "litellm_model",
+    "load_litellm",
+]
+
+# Routes for the built-in providers; a custom provider without a prefix is OpenAI-compatible.
+_ROUTES = {"openai": "openai", "anthropic": "anthropic", "ollama": "ollama_chat"}
+_DEFAULT_ROUTE = "openai"
+_ollama_routes = ("ollama/", "ollama_chat/")
+
+_litellm: Any = None
+_litellm_lock = threading.Lock()
+
+
+def load_litellm() -> Any:
+    """Import LiteLLM once, offline and quiet.
+
+    Prices come from LiteLLM's bundled map (never fetched from the network), and
+    its help banners are switched off: the one module global this library sets.
+    """
+    global _litellm
+    if _litellm is None:
+        with _litellm_lock:
+            if _litellm is None:
+                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+                import litellm
+
+                litellm.suppress_debug_info = True
+                _litellm = litellm
+    return _litellm
+
+
+def _has_route_prefix(model: str) -> bool:
+    prefix, sep, _ = model.partition("/")
+    if not sep:
+        return False
+    if prefix in _ROUTES.values() or prefix == "ollama":
+        return True
+    return prefix in load_litellm().provider_list
+
+
+def litellm_model(provider: ProviderConfig, model: str | None = None) -> str:
+    """The LiteLLM model string for ``provider`` (``openai/gpt-4``, ``ollama_chat/llama3:8b``)."""
+    model = model or provider.default_model
+    if model.startswith(_ollama_routes) or _has_route_prefix(model):
+        return model
+    route = _ROUTES.get(provider.name, _DEFAULT_ROUTE)
+    return f"{route}/{model}"
+
+
+def call_arguments(
+    provider: ProviderConfig,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    model: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every argument of one LiteLLM call, explicit: nothing comes from LiteLLM globals.
+
+    LiteLLM's own retries are off (``num_retries=0``, ``max_retries=0``) so the
+    client's retry policy is the only one.
+    """
+    arguments: dict[str, Any] = {
+        **provider.extra_params,
+        **(params or {}),
+        "model": litellm_model(provider, model),
+        "messages": list(messages),
+        "timeout": provider.timeout,
+        "num_retries": 0,
+        "max_retries": 0,
+    }
+    if provider.base_url:
+        arguments["api_base"] = provider.base_url
+    key = provider.secret_key()
+    if key:
+        arguments["api_key"] = key
+    return arguments
+
+
+def complete(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """One blocking provider call; LiteLLM's exceptions propagate unchanged."""
+    response = load_litellm().completion(**arguments)
+    return to_openai_dict(response)
+
+
+async def acomplete(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """One provider call on the running event loop."""
+    response = await load_litellm().acompletion(**arguments)
+    return to_openai_dict(response)
+
+
+def count_prompt_tokens(model: str, messages: Sequence[Mapping[str, Any]]) -> int:
+    """Prompt tokens as LiteLLM counts them for ``model`` (its bundled tokenizers)."""
+    return int(load_litellm().token_counter(model=model, messages=list(messages)))
+
+
+def _message_dict(message: Any) -> dict[str, Any]:
+    data = message if isinstance(message, dict) else message.model_dump()
+    out = {"role": data.get("role") or "assistant", "content": data.get("content")}
+    for optional in ("tool_calls", "function_call", "refusal"):
+        if data.get(optional) is not None:
+            out[optional] = data[optional]
+    return out
+
+
+def to_openai_dict(response: Any) -> dict[str, Any]:
+    """LiteLLM's ModelResponse as a plain, JSON-serialisable OpenAI chat completion."""
+    usage = getattr(response, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    return {
+        "id": response.id,
+        "object": "chat.completion",
+        "created": int(response.created),
+        "model": response.model,
+        "choices": [
+            {
+                "index": choice.index,
+                "message": _message_dict(choice.message),
+                "finish_reason": choice.finish_reason,
+            }
+            for choice in response.choices
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": int(getattr(usage, "total_tokens", 0) or prompt + completion),
+        },
+    }
