@@ -144,15 +144,12 @@ def _transport_types() -> tuple[tuple[tuple[type, ...], type[LLMError], str], ..
 
 def _transport_error(exc: BaseException) -> tuple[type[LLMError], str] | None:
     table = _transport_types()
-    openai = sys.modules.get("openai")
     for link in _chain(exc):
+        if isinstance(link, json.JSONDecodeError):
+            return LLMProviderError, "sent an answer that is not valid JSON"
         for types, cls, what in table:
             if isinstance(link, types):
                 return cls, f"{what} ({type(link).__name__})"
-        if openai is not None and isinstance(link, openai.APIConnectionError):
-            # Raised by the SDK when no HTTP answer arrived; a status on it is synthetic.
-            if not isinstance(link.__cause__, BaseException):
-                return LLMConnectionError, f"connection failed ({type(link).__name__})"
     return None
 
 

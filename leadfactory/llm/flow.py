@@ -184,7 +184,7 @@ def _try_provider(
     retrying = Retrying(
         stop=stop_after_attempt(provider.max_retries + 1),
         wait=wait_exponential_jitter(
-            initial=provider.retry_delay,
+            multiplier=provider.retry_delay,
             jitter=provider.retry_delay,
             max=max(provider.retry_delay, _MAX_BACKOFF),
         ),
@@ -203,10 +203,10 @@ def _try_provider(
             if attempt.retry_state.attempt_number == 1:
                 walk.tried += 1
             response, error = result
-            with attempt:
-                if error is not None:
-                    raise error
-            return response
+            if error is None:
+                return response
+            with attempt:  # tenacity records the failure and decides: retry, or reraise
+                raise error
     except LLMError as final:
         error = final
     if error is not None:

@@ -1,0 +1,206 @@
+"""End-to-end over real HTTP: LiteLLM's real code against the simulator, per wire protocol."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from leadfactory.llm import (
+    AllProvidersFailedError,
+    LLMAuthenticationError,
+    LLMClient,
+    LLMConfig,
+    LLMConnectionError,
+    LLMModelNotFoundError,
+    LLMProviderError,
+    LLMQuotaExceededError,
+    LLMRateLimitError,
+    LLMTimeoutError,
+    LLMValidationError,
+)
+from leadfactory.llm.simulator import Fault
+
+from .conftest import SENTINEL_KEY
+
+USER = [{"role": "user", "content": "What is the capital of France?"}]
+PROTOCOLS = ["openai", "anthropic", "ollama"]
+BACKUP = {"openai": "ollama", "anthropic": "openai", "ollama": "openai"}
+RETRIES = 2
+
+# fault -> (error class, retried on the same provider?)
+FAULTS = {
+    Fault.REFUSE: (LLMConnectionError, True),
+    Fault.RESET: (LLMConnectionError, True),
+    Fault.HANG: (LLMTimeoutError, True),
+    Fault.SERVER_ERROR: (LLMProviderError, True),
+    Fault.UNAVAILABLE: (LLMProviderError, True),
+    Fault.MALFORMED: (LLMProviderError, True),
+    Fault.TRUNCATED: (LLMConnectionError, True),
+    Fault.RATE_LIMIT: (LLMRateLimitError, False),
+    Fault.INSUFFICIENT_QUOTA: (LLMQuotaExceededError, False),
+    Fault.UNAUTHORIZED: (LLMAuthenticationError, False),
+    Fault.FORBIDDEN: (LLMAuthenticationError, False),
+    Fault.NOT_FOUND: (LLMModelNotFoundError, False),
+    Fault.BAD_REQUEST: (LLMValidationError, False),
+}
+
+
+def expected_error(protocol: str, fault: Fault) -> tuple[type, bool]:
+    if protocol == "ollama" and fault is Fault.INSUFFICIENT_QUOTA:
+        # Ollama's errors are a bare {"error": "..."} with no code to tell quota from
+        # rate limit, and we never classify by message text: a 429 is a rate limit.
+        return LLMRateLimitError, False
+    return FAULTS[fault]
+
+
+def make_client(failing: str, backup: str | None) -> LLMClient:
+    config = LLMConfig(fallback_strategy="quality_optimized", enable_caching=False)
+    keep = {failing} | ({backup} if backup else set())
+    for name in list(config.providers):
+        if name not in keep:
+            del config.providers[name]
+    failing_provider = config.providers[failing]
+    failing_provider.priority = 10
+    failing_provider.max_retries = RETRIES
+    failing_provider.timeout = 0.5
+    return LLMClient(config)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_normal_answer_has_the_documented_shape(sim_env, protocol):
+    client = LLMClient(LLMConfig(enable_caching=False))
+    response = client.chat_completion(USER, model=protocol, temperature=0, max_tokens=50)
+    assert response["provider"] == protocol
+    assert response["object"] == "chat.completion"
+    assert "France" in response["choices"][0]["message"]["content"]
+    assert response["choices"][0]["message"]["role"] == "assistant"
+    usage = response["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    price = client.config.providers[protocol].cost_per_1k_tokens
+    assert response["cost"] == pytest.approx(usage["total_tokens"] / 1000 * price)
+    assert response["cached"] is False and response["latency_ms"] > 0
+    assert response["attempts"] == [
+        {
+            "provider": protocol,
+            "outcome": "success",
+            "error": None,
+            "detail": None,
+            "ms": response["attempts"][0]["ms"],
+        }
+    ]
+    json.dumps(response)  # a plain, serialisable dict
+    sent = sim_env.requests(protocol)[-1]["json"]
+    assert sent.get("temperature", sent.get("options", {}).get("temperature")) == 0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("fault", list(FAULTS), ids=lambda f: f.value)
+def test_fault_falls_back_after_the_documented_retries(sim_env, protocol, fault):
+    error_class, retried = expected_error(protocol, fault)
+    backup = BACKUP[protocol]
+    sim_env.set_fault(protocol, fault, retry_after=3)
+    client = make_client(protocol, backup)
+    response = client.chat_completion(USER, max_tokens=20)
+    assert response["provider"] == backup
+    failures = [a for a in response["attempts"] if a["provider"] == protocol]
+    assert all(a["outcome"] == "error" for a in failures)
+    assert {a["error"] for a in failures} == {error_class.__name__}
+    expected_attempts = 1 + RETRIES if retried else 1
+    assert len(failures) == expected_attempts
+    if fault is not Fault.REFUSE:  # refused connections never reach the server
+        assert sim_env.request_count(protocol) == expected_attempts
+    assert sim_env.request_count(backup) == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.REFUSE,
+        Fault.SERVER_ERROR,
+        Fault.RATE_LIMIT,
+        Fault.UNAUTHORIZED,
+        Fault.NOT_FOUND,
+        Fault.INSUFFICIENT_QUOTA,
+    ],
+    ids=lambda f: f.value,
+)
+def test_error_is_classified_when_no_provider_is_left(sim_env, protocol, fault):
+    error_class, _ = expected_error(protocol, fault)
+    sim_env.set_fault(protocol, fault, retry_after=3)
+    client = make_client(protocol, None)
+    with pytest.raises(AllProvidersFailedError) as caught:
+        client.chat_completion(USER, max_tokens=20)
+    error = caught.value.provider_errors[protocol]
+    assert type(error) is error_class
+    assert error.provider == protocol
+    assert error.__cause__ is not None
+    assert protocol in str(caught.value) and error_class.__name__ in str(caught.value)
+    assert SENTINEL_KEY not in str(caught.value) and SENTINEL_KEY not in repr(error)
+    if fault is Fault.RATE_LIMIT:
+        assert error.retry_after == pytest.approx(3, abs=1)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_fail_fast_raises_the_classified_error_itself(sim_env, protocol):
+    config = LLMConfig(fallback_strategy="fail_fast", enable_caching=False)
+    declared = ["ollama", "openai", "anthropic"]
+    for earlier in declared[: declared.index(protocol)]:
+        config.providers[earlier].enabled = False  # so `protocol` is first in declared order
+    sim_env.set_fault(protocol, Fault.UNAUTHORIZED)
+    with pytest.raises(LLMAuthenticationError) as caught:
+        LLMClient(config).chat_completion(USER, max_tokens=20)
+    assert caught.value.provider == protocol
+    assert sum(sim_env.request_count(p) for p in PROTOCOLS) == 1
+
+
+def test_retry_then_success_on_the_same_provider(sim_env):
+    sim_env.set_fault("openai", Fault.SERVER_ERROR, times=2)
+    client = make_client("openai", "ollama")
+    response = client.chat_completion(USER, max_tokens=20)
+    assert response["provider"] == "openai"
+    assert [a["outcome"] for a in response["attempts"]] == ["error", "error", "success"]
+    assert sim_env.request_count("openai") == 3 and sim_env.request_count("ollama") == 0
+
+
+def test_litellm_never_retries_on_its_own(sim_env):
+    sim_env.set_fault("openai", Fault.RATE_LIMIT, retry_after=0)
+    client = make_client("openai", None)
+    with pytest.raises(AllProvidersFailedError):
+        client.chat_completion(USER, max_tokens=20)
+    assert sim_env.request_count("openai") == 1
+
+
+def test_bad_input_costs_nothing(sim_env):
+    client = LLMClient(LLMConfig(enable_caching=False))
+    for bad in ([], "hello", [{"role": "robot", "content": "x"}], [{"role": "user"}]):
+        with pytest.raises(LLMValidationError) as caught:
+            client.chat_completion(bad)
+        assert caught.value.provider is None and "messages" in str(caught.value)
+    with pytest.raises(LLMValidationError, match="temperature"):
+        client.chat_completion(USER, temperature=3)
+    with pytest.raises(LLMValidationError, match="max_tokens"):
+        client.chat_completion(USER, max_tokens=0)
+    with pytest.raises(LLMValidationError, match="bogus"):
+        client.chat_completion(USER, bogus=1)
+    assert sum(sim_env.request_count(p) for p in PROTOCOLS) == 0
+    assert client.ledger.rows() == []
+
+
+def test_custom_openai_compatible_provider(sim_env):
+    from leadfactory.llm import ProviderConfig
+
+    url = sim_env.add_provider("custom", protocol="openai")
+    config = LLMConfig(enable_caching=False)
+    config.providers["custom"] = ProviderConfig(
+        name="custom",
+        api_key=SENTINEL_KEY,
+        default_model="custom-model",
+        base_url=url,
+        cost_per_1k_tokens=0.01,
+    )
+    response = LLMClient(config).chat_completion(USER, model="custom")
+    assert response["provider"] == "custom"
+    assert sim_env.requests("custom")[-1]["json"]["model"] == "custom-model"
+

@@ -1,0 +1,94 @@
+"""Each strategy's order for the built-in providers plus one custom provider."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadfactory.llm.config import FallbackStrategy, LLMConfig, ProviderConfig
+from leadfactory.llm.strategies import order_providers, plan_fallback
+
+DECLARED = ["ollama", "openai", "anthropic", "custom"]
+
+
+def providers(**overrides) -> dict[str, ProviderConfig]:
+    base = {
+        "ollama": dict(
+            default_model="llama3:8b", base_url="http://h", priority=1, cost_per_1k_tokens=0.0
+        ),
+        "openai": dict(default_model="gpt-4", api_key="k", priority=2, cost_per_1k_tokens=0.03),
+        "anthropic": dict(
+            default_model="claude", api_key="k", priority=3, cost_per_1k_tokens=0.015
+        ),
+        "custom": dict(default_model="m", api_key="k", priority=2, cost_per_1k_tokens=0.01),
+    }
+    for name, changes in overrides.items():
+        base[name].update(changes)
+    return {name: ProviderConfig(name=name, **values) for name, values in base.items()}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        # ollama first, then priority high to low; openai and custom tie at 2: declared order
+        (FallbackStrategy.SMART_FALLBACK, ["ollama", "anthropic", "openai", "custom"]),
+        (FallbackStrategy.COST_OPTIMIZED, ["ollama", "custom", "anthropic", "openai"]),
+        (FallbackStrategy.QUALITY_OPTIMIZED, ["anthropic", "openai", "custom", "ollama"]),
+        (FallbackStrategy.ROUND_ROBIN, ["ollama", "openai", "anthropic", "custom"]),
+        (FallbackStrategy.FAIL_FAST, ["ollama", "openai", "anthropic", "custom"]),
+    ],
+)
+def test_order_of_each_strategy(strategy, expected):
+    assert order_providers(providers(), strategy, DECLARED) == expected
+
+
+def test_smart_fallback_puts_ollama_first_even_with_lowest_priority():
+    order = order_providers(providers(ollama={"priority": -5}), "smart_fallback", DECLARED)
+    assert order[0] == "ollama"
+
+
+def test_cost_ties_keep_declared_order():
+    same = providers(openai={"cost_per_1k_tokens": 0.01}, anthropic={"cost_per_1k_tokens": 0.01})
+    assert order_providers(same, "cost_optimized", DECLARED) == [
+        "ollama",
+        "openai",
+        "anthropic",
+        "custom",
+    ]
+
+
+def test_round_robin_ignores_cost_and_priority():
+    skewed = providers(anthropic={"priority": 99, "cost_per_1k_tokens": 0.0})
+    assert order_providers(skewed, "round_robin", DECLARED) == DECLARED
+
+
+def test_disabled_providers_are_left_out_of_the_plan():
+    plan = plan_fallback(providers(openai={"enabled": False}), "quality_optimized", DECLARED, 3)
+    assert plan.order == ("anthropic", "custom", "ollama")
+    assert plan.max_tries == 3 and not plan.raise_first_error
+
+
+def test_fail_fast_tries_one_and_raises_its_error():
+    plan = plan_fallback(providers(), "fail_fast", DECLARED, 3)
+    assert plan.max_tries == 1 and plan.raise_first_error
+    assert plan.order[0] == "ollama"
+
+
+def test_unknown_strategy_is_rejected():
+    with pytest.raises(ValueError):
+        order_providers(providers(), "bogus", DECLARED)
+
+
+def test_custom_providers_come_after_builtins_in_added_order():
+    mixed = {
+        "zeta": ProviderConfig(name="zeta", default_model="m", api_key="k"),
+        **providers(),
+        "alpha": ProviderConfig(name="alpha", default_model="m", api_key="k"),
+    }
+    config = LLMConfig(providers=mixed)
+    assert config.declared_order() == ["ollama", "openai", "anthropic", "zeta", "custom", "alpha"]
+
+
+def test_get_provider_order_skips_unconnectable_and_honours_max_attempts():
+    ps = providers(openai={"api_key": None})
+    config = LLMConfig(providers=ps, fallback_strategy="quality_optimized", max_fallback_attempts=2)
+    assert config.get_provider_order() == ["anthropic", "custom"]
