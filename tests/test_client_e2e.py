@@ -203,4 +203,3 @@ def test_custom_openai_compatible_provider(sim_env):
     response = LLMClient(config).chat_completion(USER, model="custom")
     assert response["provider"] == "custom"
     assert sim_env.requests("custom")[-1]["json"]["model"] == "custom-model"
-
