@@ -213,8 +213,13 @@ class LLMClient:
         hit = self._cache_hit(key, request)
         if hit is not None:
             return hit
-        shared = self._singleflight.run(key, lambda: self._run_and_store(key, request))
-        return copy.deepcopy(shared)
+        led: list[bool] = []
+
+        def lead() -> dict[str, Any]:
+            led.append(True)
+            return self._run_and_store(key, request)
+
+        return self._from_flight(self._singleflight.run(key, lead), request, led=bool(led))
 
     async def achat_completion(
         self,
@@ -235,8 +240,14 @@ class LLMClient:
         hit = self._cache_hit(key, request)
         if hit is not None:
             return hit
-        shared = await self._singleflight.arun(key, lambda: self._arun_and_store(key, request))
-        return copy.deepcopy(shared)
+        led: list[bool] = []
+
+        async def lead() -> dict[str, Any]:
+            led.append(True)
+            return await self._arun_and_store(key, request)
+
+        shared = await self._singleflight.arun(key, lead)
+        return self._from_flight(shared, request, led=bool(led))
 
     # -- drivers -------------------------------------------------------------------
 
@@ -275,21 +286,42 @@ class LLMClient:
             flow.close()
 
     def _run_and_store(self, key: str, request: Request) -> dict[str, Any]:
+        # Another caller may have finished the same request since our cache miss.
+        hit = self._cache_hit(key, request)
+        if hit is not None:
+            return hit
         response = self._run(request)
-        self.cache.set(key, response)
+        self.cache.set(key, response, provider=response["provider"])
         return response
 
     async def _arun_and_store(self, key: str, request: Request) -> dict[str, Any]:
+        hit = self._cache_hit(key, request)
+        if hit is not None:
+            return hit
         response = await self._arun(request)
-        self.cache.set(key, response)
+        self.cache.set(key, response, provider=response["provider"])
         return response
 
     def _cache_hit(self, key: str, request: Request) -> dict[str, Any] | None:
         started = time.perf_counter()
-        stored = self.cache.get(key)
+        stored = self.cache.get(key)  # an independent copy
         if stored is None:
             return None
-        saved = float(stored.get("cost") or 0.0)
+        return self._serve_cached(stored, request, started)
+
+    def _from_flight(
+        self, shared: dict[str, Any], request: Request, *, led: bool
+    ) -> dict[str, Any]:
+        """A single-flight result: the leader's own answer, or a cache hit for followers."""
+        if led:
+            return copy.deepcopy(shared)
+        return self._serve_cached(copy.deepcopy(shared), request, time.perf_counter())
+
+    def _serve_cached(
+        self, stored: dict[str, Any], request: Request, started: float
+    ) -> dict[str, Any]:
+        """Mark ``stored`` as served from the cache, and record the hit in the ledger."""
+        saved = float(stored.get("saved_cost", stored.get("cost")) or 0.0)
         usage = stored.get("usage") or {}
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         stored.update(
