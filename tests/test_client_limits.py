@@ -1,0 +1,128 @@
+"""Rate limits, Retry-After and cooldowns through the client, against the simulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadfactory.llm import LLMClient, LLMConfig, LLMRateLimitError
+from leadfactory.llm.simulator import Fault
+
+USER = [{"role": "user", "content": "Hello"}]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def client_for(clock: FakeClock, **settings) -> LLMClient:
+    config = LLMConfig(enable_caching=False, fallback_strategy="round_robin", **settings)
+    return LLMClient(config, clock=clock, sleep=clock.sleep)
+
+
+def test_429_with_retry_after_moves_on_at_once_and_pauses_the_provider(sim_env):
+    clock = FakeClock()
+    client = client_for(clock)
+    sim_env.set_fault("ollama", Fault.RATE_LIMIT, retry_after=30)
+    first = client.chat_completion(USER)
+    assert first["provider"] == "openai" and clock.slept == []
+    assert [a["outcome"] for a in first["attempts"]] == ["error", "success"]
+    assert sim_env.request_count("ollama") == 1
+    # for every later call in this client the provider is paused until Retry-After passes
+    second = client.chat_completion(USER)
+    assert second["attempts"][0] == {
+        **second["attempts"][0],
+        "provider": "ollama",
+        "outcome": "skipped",
+        "reason": "rate_limited",
+    }
+    assert sim_env.request_count("ollama") == 1
+    clock.now += 31
+    sim_env.clear_faults()
+    assert client.chat_completion(USER)["provider"] == "ollama"
+
+
+def test_http_date_retry_after(sim_env):
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    clock = FakeClock()
+    client = client_for(clock)
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    sim_env.set_fault("ollama", Fault.RATE_LIMIT, retry_after=when)
+    client.config.providers["openai"].enabled = False
+    client.config.providers["anthropic"].enabled = False
+    with pytest.raises(Exception) as caught:
+        client.chat_completion(USER)
+    error = caught.value.provider_errors["ollama"]
+    assert isinstance(error, LLMRateLimitError) and 100 < error.retry_after <= 120
+
+
+def test_local_rpm_limit_skips_to_next_provider(sim_env, monkeypatch):
+    monkeypatch.setenv("OLLAMA_RATE_LIMIT_RPM", "2")
+    clock = FakeClock()
+    client = client_for(clock)
+    providers = [client.chat_completion(USER)["provider"] for _ in range(3)]
+    assert providers == ["ollama", "ollama", "openai"]
+    assert sim_env.request_count("ollama") == 2
+
+
+def test_all_saturated_waits_then_raises_with_retry_after(sim_env, monkeypatch):
+    monkeypatch.setenv("OLLAMA_RATE_LIMIT_RPM", "1")
+    monkeypatch.setenv("LLM_RATE_LIMIT_MAX_WAIT", "5")
+    clock = FakeClock()
+    client = client_for(clock)
+    client.config.providers["openai"].enabled = False
+    client.config.providers["anthropic"].enabled = False
+    client.chat_completion(USER)
+    with pytest.raises(LLMRateLimitError) as caught:
+        client.chat_completion(USER)  # the window frees in 60 s, more than we may wait
+    assert caught.value.retry_after == pytest.approx(60, abs=0.01)
+    assert clock.slept == []
+    client.config.rate_limit_max_wait = 120
+    assert client.chat_completion(USER)["provider"] == "ollama"
+    assert clock.slept == [pytest.approx(60, abs=0.01)]
+
+
+def test_tpm_counts_estimated_tokens(sim_env, monkeypatch):
+    monkeypatch.setenv("OLLAMA_RATE_LIMIT_TPM", "150")
+    clock = FakeClock()
+    client = client_for(clock)
+    # each request reserves its prompt + max_tokens=100, corrected to real usage afterwards
+    assert client.chat_completion(USER, max_tokens=100)["provider"] == "ollama"
+    assert client.chat_completion(USER, max_tokens=100)["provider"] == "ollama"
+    used = client.get_provider_status()["ollama"]["tokens_in_window"]
+    assert 0 < used < 100  # corrected to the reported usage
+    too_big = client.chat_completion(USER, max_tokens=1000)  # can never fit in 150 TPM
+    assert too_big["provider"] == "openai"
+    assert too_big["attempts"][0]["reason"] == "too_large"
+
+
+def test_refusing_provider_cools_down_and_is_skipped_without_network(sim_env, monkeypatch):
+    monkeypatch.setenv("OLLAMA_MAX_RETRIES", "0")
+    clock = FakeClock()
+    client = client_for(clock, cooldown_failures=2, cooldown_seconds=30)
+    sim_env.set_fault("ollama", Fault.REFUSE)
+    for _ in range(2):
+        response = client.chat_completion(USER)
+        assert response["attempts"][0]["outcome"] == "error"
+    cooled = client.chat_completion(USER)
+    assert cooled["provider"] == "openai"
+    assert cooled["attempts"][0]["outcome"] == "skipped"
+    assert cooled["attempts"][0]["reason"] == "cooling_down"
+    status = client.get_provider_status()["ollama"]
+    assert status["health"] == "cooling_down" and not status["available"]
+    assert status["cooling_down_until"] is not None
+    # after the cooldown one probe goes through; success closes the breaker
+    sim_env.clear_faults()
+    clock.now += 31
+    assert client.chat_completion(USER)["provider"] == "ollama"
+    assert client.get_provider_status()["ollama"]["health"] == "healthy"
