@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-class FallbackStrategy(str, Enum):
+class FallbackStrategy(StrEnum):
     """The order in which providers are tried (see ``strategies.py``)."""
 
     SMART_FALLBACK = "smart_fallback"
@@ -48,9 +48,6 @@ class FallbackStrategy(str, Enum):
     QUALITY_OPTIMIZED = "quality_optimized"
     ROUND_ROBIN = "round_robin"
     FAIL_FAST = "fail_fast"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 STRATEGY_NAMES = ", ".join(s.value for s in FallbackStrategy)

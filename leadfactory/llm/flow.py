@@ -297,7 +297,6 @@ def _settle_success(
         prompt_tokens=usage["prompt_tokens"],
         completion_tokens=usage["completion_tokens"],
         latency_ms=elapsed_ms,
-        model=response.get("model"),
     )
 
 
@@ -355,5 +354,8 @@ def _all_rate_limited(errors: list[LLMRateLimitError], wait: float) -> LLMRateLi
 
 def _no_providers_message(config: LLMConfig) -> str:
     if not config.providers:
-        return "No providers available: none is configured (set OPENAI_API_KEY, ANTHROPIC_API_KEY or OLLAMA_HOST)"
+        return (
+            "No providers available: none is configured "
+            "(set OPENAI_API_KEY, ANTHROPIC_API_KEY or OLLAMA_HOST)"
+        )
     return "No providers available: every configured provider is disabled"

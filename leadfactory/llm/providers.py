@@ -101,13 +101,13 @@ def call_arguments(
 def complete(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """One blocking provider call; LiteLLM's exceptions propagate unchanged."""
     response = load_litellm().completion(**arguments)
-    return to_openai_dict(response)
+    return to_openai_dict(response, route=arguments["model"])
 
 
 async def acomplete(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """One provider call on the running event loop."""
     response = await load_litellm().acompletion(**arguments)
-    return to_openai_dict(response)
+    return to_openai_dict(response, route=arguments["model"])
 
 
 def count_prompt_tokens(model: str, messages: Sequence[Mapping[str, Any]]) -> int:
@@ -124,16 +124,23 @@ def _message_dict(message: Any) -> dict[str, Any]:
     return out
 
 
-def to_openai_dict(response: Any) -> dict[str, Any]:
-    """LiteLLM's ModelResponse as a plain, JSON-serialisable OpenAI chat completion."""
+def to_openai_dict(response: Any, route: str = "") -> dict[str, Any]:
+    """LiteLLM's ModelResponse as a plain, JSON-serialisable OpenAI chat completion.
+
+    ``model`` is the name the provider reported, without LiteLLM's route prefix.
+    """
     usage = getattr(response, "usage", None)
+    model = str(response.model or route.partition("/")[2])
+    prefix = route.partition("/")[0] + "/"
+    if model.startswith(prefix):
+        model = model[len(prefix) :]
     prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
     completion = int(getattr(usage, "completion_tokens", 0) or 0)
     return {
         "id": response.id,
         "object": "chat.completion",
         "created": int(response.created),
-        "model": response.model,
+        "model": model,
         "choices": [
             {
                 "index": choice.index,

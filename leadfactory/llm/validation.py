@@ -48,7 +48,8 @@ def check_messages(messages: Any) -> list[dict[str, Any]]:
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise _fail(
             "messages",
-            f"expected a list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}",
+            "expected a list of {'role': ..., 'content': ...} dicts, "
+            f"got {type(messages).__name__}",
         )
     if not messages:
         raise _fail("messages", "the list is empty; give at least one message")
