@@ -123,6 +123,7 @@ class LLMClient:
             budget=self._budget(),
             timer=time.perf_counter,
             log=log_attempt if self.config.log_requests else _no_log,
+            count_tokens=_count_prompt_tokens,
         )
 
     # -- requests ----------------------------------------------------------------
@@ -133,7 +134,7 @@ class LLMClient:
         """Prompt tokens (LiteLLM's counter) plus the completion allowance ``max_tokens``."""
         checked = check_messages(messages)
         allowance = self.config.default_max_tokens if max_tokens is None else max_tokens
-        return providers.count_prompt_tokens("gpt-4", checked) + int(allowance)
+        return _count_prompt_tokens(checked) + int(allowance)
 
     def _request(
         self,
@@ -156,7 +157,6 @@ class LLMClient:
             messages=checked,
             params={"temperature": temperature, "max_tokens": max_tokens, **extra},
             max_tokens=max_tokens,
-            prompt_tokens=providers.count_prompt_tokens("gpt-4", checked),
             model=model,
             pinned_provider=pinned,
             caller=caller,
@@ -254,16 +254,19 @@ class LLMClient:
     def _run(self, request: Request) -> dict[str, Any]:
         flow = fallback_flow(self._services(), request)
         send: Outcome | None = None
-        while True:
-            try:
-                operation = flow.send(send)  # type: ignore[arg-type]
-            except StopIteration as done:
-                return done.value
-            if isinstance(operation, Sleep):
-                self._sleep(operation.seconds)
-                send = None
-                continue
-            send = _perform(operation, providers.complete)
+        try:
+            while True:
+                try:
+                    operation = flow.send(send)  # type: ignore[arg-type]
+                except StopIteration as done:
+                    return done.value
+                if isinstance(operation, Sleep):
+                    self._sleep(operation.seconds)
+                    send = None
+                    continue
+                send = _perform(operation, providers.complete)
+        finally:
+            flow.close()  # interrupted mid-call: the flow releases its reservation
 
     async def _arun(self, request: Request) -> dict[str, Any]:
         flow = fallback_flow(self._services(), request)
@@ -412,3 +415,9 @@ def _perform(operation: Call, call: Callable[[Mapping[str, Any]], dict[str, Any]
 
 def _no_log(**_: Any) -> None:
     return None
+
+
+def _count_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    # One tokenizer for every provider: the estimate only has to be close, and
+    # LiteLLM's bundled cl100k encoding needs no download.
+    return providers.count_prompt_tokens("gpt-4", messages)

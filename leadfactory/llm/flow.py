@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -69,7 +69,7 @@ class Request:
     messages: list[dict[str, Any]]
     params: dict[str, Any]  # temperature, max_tokens and other generation parameters
     max_tokens: int
-    prompt_tokens: int
+    prompt_tokens: int | None = None  # counted on first need: cache hits never pay for it
     model: str | None = None  # overrides each provider's default_model
     pinned_provider: str | None = None
     caller: str | None = None
@@ -86,6 +86,7 @@ class Services:
     budget: Budget
     timer: Callable[[], float]  # monotonic seconds, for latency
     log: Callable[..., None]
+    count_tokens: Callable[[list[dict[str, Any]]], int]  # prompt tokens of messages
 
 
 @dataclass
@@ -116,6 +117,8 @@ class _Walk:
 def fallback_flow(services: Services, request: Request) -> Generator[Call | Sleep, Outcome, dict]:
     """Walk the providers for ``request``; returns the response dict or raises LLMError."""
     config = services.config
+    if request.prompt_tokens is None:
+        request = replace(request, prompt_tokens=services.count_tokens(request.messages))
     if request.pinned_provider is not None:
         plan = FallbackPlan(order=(request.pinned_provider,), max_tries=1, raise_first_error=True)
     else:
@@ -222,7 +225,7 @@ def _attempt(
     walk: _Walk,
 ) -> Generator[Call | Sleep, Outcome, tuple[dict | None, LLMError | None] | None]:
     name = provider.name
-    estimate_tokens = request.prompt_tokens + request.max_tokens
+    estimate_tokens = (request.prompt_tokens or 0) + request.max_tokens
     permit = services.limiter.acquire(name, estimate_tokens)
     if isinstance(permit, Denied):
         error = _rate_limit_error(permit)
