@@ -6,10 +6,11 @@ per-request cap still holds, since it needs no history.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
-from .exceptions import LLMQuotaExceededError
-from .ledger import Budget, Reservation
+from .ledger import Budget, Reservation, budget_refusal
 
 __all__ = ["UntrackedLedger"]
 
@@ -28,22 +29,16 @@ class UntrackedLedger:
         )
 
     def check(self, *, provider: str, estimated_usd: float, budget: Budget) -> None:
-        cap = budget.max_cost_per_request
-        if estimated_usd > 0 and cap is not None and estimated_usd > cap:
-            over = estimated_usd - cap
-            raise LLMQuotaExceededError(
-                f"{provider}: max_cost_per_request of ${cap:.4f} would be exceeded by "
-                f"${over:.4f} (this request needs up to ${estimated_usd:.4f})",
-                provider=provider,
-                metadata={
-                    "limit": "max_cost_per_request",
-                    "limit_usd": cap,
-                    "spent_usd": 0.0,
-                    "estimated_usd": estimated_usd,
-                    "over_by_usd": over,
-                    "provider": provider,
-                },
-            )
+        per_request_only = replace(budget, daily_limit=None, monthly_limit=None)
+        refusal = budget_refusal(
+            per_request_only,
+            provider=provider,
+            estimated_usd=estimated_usd,
+            spent=(0.0, 0.0),
+            now=datetime.now(UTC),
+        )
+        if refusal is not None:
+            raise refusal
 
     def settle(self, reservation: Reservation, **_: Any) -> None:
         return None
