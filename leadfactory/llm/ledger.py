@@ -1,0 +1,394 @@
+"""The cost ledger: budgets, reservations and alerts on one SQLite file (see .migrations).
+
+:meth:`CostLedger.reserve` checks the budgets and writes a ``pending`` row holding the
+estimate in one ``BEGIN IMMEDIATE`` transaction, so concurrent workers cannot overspend
+together; :meth:`CostLedger.settle` replaces the estimate with the real cost. Budgets
+count ``cost_usd + reserved_usd`` per UTC day and month since the latest reset that
+applies to each provider, ignoring reservations pending for longer than ``stale_after``.
+Every thread and process of a pipeline may share one ledger file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from dataclasses import astuple, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from . import migrations as sql
+from .exceptions import LLMQuotaExceededError
+from .log import log_event
+from .migrations import LedgerBusyError
+
+__all__ = [
+    "Budget",
+    "BudgetAlert",
+    "CostLedger",
+    "LedgerBusyError",
+    "Reservation",
+    "alerts_due",
+    "budget_refusal",
+    "period_bounds",
+    "period_key",
+    "utc_iso",
+]
+
+Period = Literal["day", "month"]
+Spend = tuple[float, float]  # (day, month) in USD
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Spending limits in USD; ``None`` switches a limit (or the alert) off."""
+
+    max_cost_per_request: float | None = 1.0
+    daily_limit: float | None = 50.0
+    monthly_limit: float | None = 1000.0
+    alert_threshold: float | None = 0.8
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A pending ``calls`` row holding ``estimated_usd`` against the budgets."""
+
+    row_id: int
+    request_id: str
+    provider: str
+    estimated_usd: float
+    budget: Budget | None = None  # settle() checks this budget's alert threshold
+
+
+@dataclass(frozen=True)
+class BudgetAlert:
+    period: Period
+    period_key: str
+    scope: str
+    threshold: float
+    limit_usd: float
+    spent_usd: float
+
+
+# -- pure arithmetic ---------------------------------------------------------------------
+
+
+def utc_iso(moment: datetime) -> str:
+    """``2026-11-25T21:55:58.123456+00:00``: fixed width, so text order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError(f"the ledger needs timezone-aware datetimes, got {moment!r}")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def period_key(moment: datetime, period: Period) -> str:
+    return utc_iso(moment)[: 10 if period == "day" else 7]
+
+
+def period_bounds(moment: datetime, period: Period) -> tuple[datetime, datetime]:
+    """The UTC day or month holding ``moment``, as [start, end)."""
+    start = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return start, start + timedelta(days=1)
+    start = start.replace(day=1)
+    return start, (start + timedelta(days=32)).replace(day=1)
+
+
+def _nanos(usd: float) -> int:  # amounts are compared in whole nano-dollars, exactly
+    return round(usd * sql.NANOS_PER_USD)
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:.4f}" if amount == 0 or amount >= 0.0001 else f"${amount:.9f}".rstrip("0")
+
+
+def budget_refusal(
+    budget: Budget, *, provider: str, estimated_usd: float, spent: Spend, now: datetime
+) -> LLMQuotaExceededError | None:
+    """The error refusing a request that would exceed a limit, or None to admit it."""
+    estimate = _nanos(estimated_usd)
+    if estimate <= 0:  # free providers are never refused
+        return None
+    checks = (
+        ("max_cost_per_request", budget.max_cost_per_request, None, 0.0),
+        ("daily_cost_limit", budget.daily_limit, "day", spent[0]),
+        ("monthly_cost_limit", budget.monthly_limit, "month", spent[1]),
+    )
+    for name, limit, period, spent_usd in checks:
+        over = None if limit is None else _nanos(spent_usd) + estimate - _nanos(limit)
+        if over is None or over <= 0:
+            continue
+        over_usd = over / sql.NANOS_PER_USD
+        metadata: dict[str, Any] = {"limit": name, "limit_usd": limit, "spent_usd": spent_usd}
+        metadata.update(estimated_usd=estimated_usd, over_by_usd=over_usd, provider=provider)
+        needs = f"this request to {provider} needs up to {_usd(estimated_usd)}"
+        message = f"{name} of {_usd(limit)} would be exceeded by {_usd(over_usd)} ("
+        if period is None:
+            message += f"{needs})"
+        else:
+            metadata["resets_at"] = utc_iso(period_bounds(now, period)[1])
+            message += f"spent {_usd(spent_usd)}, {needs}); the budget resets at "
+            message += metadata["resets_at"]
+        return LLMQuotaExceededError(message, provider=provider, metadata=metadata)
+    return None
+
+
+def alerts_due(budget: Budget, *, spent: Spend, now: datetime) -> list[BudgetAlert]:
+    """The alerts whose threshold the spend has reached (sent already or not)."""
+    due, threshold = [], budget.alert_threshold
+    for period, limit, spent_usd in (
+        ("day", budget.daily_limit, spent[0]),
+        ("month", budget.monthly_limit, spent[1]),
+    ):
+        if threshold is not None and limit and _nanos(spent_usd) >= _nanos(threshold * limit):
+            key = period_key(now, period)
+            due.append(BudgetAlert(period, key, "all", threshold, limit, spent_usd))
+    return due
+
+
+class CostLedger:
+    """The ledger file at ``path``: reserve and settle around each provider call.
+
+    ``clock`` returns an aware datetime (now, UTC, by default); ``on_alert`` is called once
+    per alert; reservations pending for over ``stale_after`` seconds stop counting; waits
+    for other writers give up with :class:`LedgerBusyError` after ``busy_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_alert: Callable[[BudgetAlert], None] | None = None,
+        stale_after: float = 600.0,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        if stale_after <= 0:
+            raise ValueError("stale_after must be a positive number of seconds")
+        self.path = Path(path)
+        self._clock, self._on_alert = clock, on_alert
+        self._stale_after = timedelta(seconds=stale_after)
+        self._file = sql.LedgerFile(self.path, busy_timeout=busy_timeout)
+        self._transaction = self._file.transaction
+
+    @staticmethod
+    def default_path() -> Path:
+        """``$LLM_LEDGER_PATH``, else ``leadfactory-llm/ledger.db`` in the user's data dir."""
+        if os.environ.get("LLM_LEDGER_PATH"):
+            return Path(os.environ["LLM_LEDGER_PATH"]).expanduser()
+        if sys.platform == "darwin":
+            base = Path.home() / "Library" / "Application Support"
+        elif sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+            base = Path(os.environ["LOCALAPPDATA"])
+        else:
+            base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        return base / "leadfactory-llm" / "ledger.db"
+
+    def reserve(
+        self,
+        *,
+        request_id: str,
+        provider: str,
+        model: str,
+        estimated_usd: float,
+        budget: Budget,
+        strategy: str | None = None,
+        caller: str | None = None,
+    ) -> Reservation:
+        """Check the budgets and hold ``estimated_usd``, in one write transaction.
+
+        Raises LLMQuotaExceededError, writing nothing, when a limit would be exceeded.
+        """
+        _check_non_negative(estimated_usd=estimated_usd)
+
+        def work(conn: sqlite3.Connection) -> int:
+            now = self._now()
+            if refusal := self._refusal(conn, now, provider, estimated_usd, budget):
+                raise refusal
+            row = (utc_iso(now), request_id, provider, model, strategy, "pending", 0, 0, 0)
+            return conn.execute(sql.INSERT_CALL, (*row, estimated_usd, 0, 0, 0, caller)).lastrowid
+
+        row_id = self._transaction(work)
+        return Reservation(row_id, request_id, provider, estimated_usd, budget)
+
+    def settle(
+        self,
+        reservation: Reservation,
+        *,
+        outcome: str,
+        cost_usd: float = 0.0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        latency_ms: float = 0.0,
+        error_class: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Replace the reservation by the real cost (0 for a failure); send due alerts."""
+        if outcome not in ("success", "error"):
+            raise ValueError(f"outcome must be 'success' or 'error', not {outcome!r}")
+        _check_non_negative(cost_usd=cost_usd, tokens=min(prompt_tokens, completion_tokens))
+        tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+        args = (outcome, cost_usd, *tokens, latency_ms, error_class, model, reservation.row_id)
+        budget = reservation.budget
+
+        def work(conn: sqlite3.Connection) -> list[BudgetAlert]:
+            if conn.execute(sql.SETTLE_CALL, args).rowcount != 1:
+                raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
+            if budget is None or budget.alert_threshold is None or cost_usd <= 0:
+                return []
+            now = self._now()
+            due = alerts_due(budget, spent=self._spent(conn, now)[None], now=now)
+            fired = []  # INSERT OR IGNORE: only the first writer of a period's alert sends it
+            for alert in due:
+                if conn.execute(sql.INSERT_ALERT, (utc_iso(now), *astuple(alert))).rowcount:
+                    fired.append(alert)
+            return fired
+
+        for alert in self._transaction(work):  # after COMMIT: no callback holds the lock
+            self._announce(alert)
+
+    def record_cache_hit(
+        self,
+        *,
+        request_id: str,
+        provider: str,
+        model: str,
+        saved_usd: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        latency_ms: float,
+        strategy: str | None = None,
+        caller: str | None = None,
+    ) -> None:
+        _check_non_negative(saved_usd=saved_usd)
+        tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+        row = (request_id, provider, model, strategy, "cache_hit", *tokens, 0, saved_usd)
+        self._transaction(
+            lambda conn: conn.execute(
+                sql.INSERT_CALL, (utc_iso(self._now()), *row, latency_ms, 1, caller)
+            )
+        )
+
+    def reset(self, provider: str | None = None) -> None:
+        """From now on budgets count only new rows (of ``provider``, or of all)."""
+        args = (utc_iso(self._now()), provider)
+        self._transaction(lambda conn: conn.execute(sql.INSERT_RESET, args))
+        log_event(logging.INFO, f"cost tracking reset for {provider or 'all providers'}")
+
+    def check(self, *, provider: str, estimated_usd: float, budget: Budget) -> None:
+        """Raise as :meth:`reserve` would, without writing anything."""
+        refusal = self._read(
+            lambda c: self._refusal(c, self._now(), provider, estimated_usd, budget)
+        )
+        if refusal is not None:
+            raise refusal
+
+    def spend(self, *, period: Period = "day", provider: str | None = None) -> float:
+        """Spend in the current period as the budgets count it (since the applicable reset)."""
+        if period not in ("day", "month"):
+            raise ValueError(f"period must be 'day' or 'month', not {period!r}")
+        spent = self._read(lambda conn: self._spent(conn, self._now()))
+        return spent.get(provider, (0.0, 0.0))[period == "month"]
+
+    def provider_summary(self) -> dict[str, dict[str, Any]]:
+        """Per provider with rows counted this month: budget-counted costs, today's counts."""
+
+        def work(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            now = self._now()
+            tomorrow = utc_iso(period_bounds(now, "day")[1])
+            counts = sql.COUNTS_TODAY, {"now": utc_iso(now), "tomorrow": tomorrow}
+            today = {row[0]: row[1:] for row in conn.execute(*counts)}
+            summary = {}
+            for provider, (day, month) in self._spent(conn, now).items():
+                if provider is not None:
+                    requests, errors, hits = today.get(provider, (0, 0, 0))
+                    summary[provider] = {"daily_cost": day, "monthly_cost": month}
+                    summary[provider].update(
+                        requests_today=requests, errors_today=errors, cache_hits_today=hits
+                    )
+            return summary
+
+        return self._read(work)
+
+    def alerts(self) -> list[BudgetAlert]:
+        query = (
+            "SELECT period, period_key, scope, threshold, limit_usd, spent_usd"
+            " FROM alerts ORDER BY id"
+        )
+        return [BudgetAlert(*row) for row in self._read(lambda c: c.execute(query).fetchall())]
+
+    def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
+        """``calls`` rows from ``since`` on, oldest first; with ``limit``, the newest ones."""
+        where, args = ("WHERE ts >= ?", [utc_iso(since)]) if since else ("", [])
+        query = f"SELECT * FROM calls {where} ORDER BY id DESC LIMIT ?"
+        rows = self._read(
+            lambda c: c.execute(query, [*args, -1 if limit is None else limit]).fetchall()
+        )
+        return [dict(row) for row in reversed(rows)]
+
+    def close(self) -> None:
+        """Close this process's connection (a later call opens a new one)."""
+        self._file.close()
+
+    def __enter__(self) -> CostLedger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        moment = self._clock()
+        utc_iso(moment)  # rejects a naive datetime
+        return moment.astimezone(UTC)
+
+    def _spent(self, conn: sqlite3.Connection, now: datetime) -> dict[str | None, Spend]:
+        """(day, month) spend per provider as budgets count it; the key None is the total."""
+        cutoff = utc_iso(now - self._stale_after)
+        rows = conn.execute(sql.BUDGET_SPEND, {"now": utc_iso(now), "cutoff": cutoff}).fetchall()
+        totals = [sum(row[1] for row in rows), sum(row[2] for row in rows)]
+        return {
+            provider: (day / sql.NANOS_PER_USD, month / sql.NANOS_PER_USD)
+            for provider, day, month in [*rows, (None, *totals)]
+        }
+
+    def _refusal(
+        self,
+        conn: sqlite3.Connection,
+        now: datetime,
+        provider: str,
+        estimate: float,
+        budget: Budget,
+    ) -> LLMQuotaExceededError | None:
+        if estimate <= 0:  # free: no need to read the spend
+            return None
+        spent = self._spent(conn, now)[None]
+        return budget_refusal(
+            budget, provider=provider, estimated_usd=estimate, spent=spent, now=now
+        )
+
+    def _announce(self, alert: BudgetAlert) -> None:
+        log_event(
+            logging.WARNING,
+            f"budget alert: {alert.period} spend {_usd(alert.spent_usd)} reached"
+            f" {alert.threshold:.0%} of the {alert.period} limit {_usd(alert.limit_usd)}"
+            f" ({alert.period_key})",
+        )
+        if self._on_alert is not None:
+            try:
+                self._on_alert(alert)
+            except Exception as exc:
+                log_event(logging.ERROR, f"the on_alert callback raised {exc!r}; call goes on")
+
+    def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return self._transaction(work, write=False)
+
+
+def _check_non_negative(**values: float) -> None:
+    for name, value in values.items():
+        if not value >= 0:  # NaN too
+            raise ValueError(f"{name} must be >= 0, got {value!r}")

@@ -1,0 +1,392 @@
+"""The cost ledger's SQLite file: how it is opened and shared, its schema, its statements.
+
+:class:`LedgerFile` opens the file once per process (WAL, ``synchronous=NORMAL``, pending
+migrations applied) and its threads share that connection behind a lock; a forked child
+leaves the inherited connection alone and opens its own. Busy statements are retried with
+a short backoff for up to ``busy_timeout`` seconds, then :class:`LedgerBusyError` is raised.
+
+Migrations are small functions registered with ``@migration``, applied once each, in order,
+by sqlite-utils' ``Migrations`` (recorded in ``_sqlite_migrations``, set
+``leadfactory-llm-ledger``). Never edit or reorder one that has shipped: add a new one.
+
+Budget sums come from ``spend_totals``: running totals per (period, period key, provider),
+in integer nano-dollars, that triggers on ``calls`` and ``resets`` keep in step with the
+rows (rows written by hand count too), so a budget check reads a handful of rows instead
+of a month of history, and a reservation taken back leaves no rounding residue.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from .exceptions import LLMError
+
+if TYPE_CHECKING:  # sqlite-utils is imported only when a migration has to run
+    from sqlite_utils import Database
+
+__all__ = [
+    "MIGRATIONS",
+    "MIGRATION_SET",
+    "NANOS_PER_USD",
+    "LedgerBusyError",
+    "LedgerFile",
+    "migrate",
+    "migration",
+    "pending",
+    "prepare",
+]
+
+NANOS_PER_USD = 1_000_000_000
+MIGRATION_SET = "leadfactory-llm-ledger"  # its rows in sqlite-utils' _sqlite_migrations
+MIGRATIONS: list[Callable[[Database], None]] = []  # in order; append only
+T = TypeVar("T")
+
+
+class LedgerBusyError(LLMError):
+    """Other writers kept the ledger file locked for longer than ``busy_timeout``."""
+
+
+_OPEN_LOCK = threading.Lock()
+_FILES: weakref.WeakSet[LedgerFile] = weakref.WeakSet()
+_INHERITED: list[sqlite3.Connection] = []  # a parent's connections: kept, never used or closed
+
+
+def _after_fork_in_child() -> None:
+    global _OPEN_LOCK
+    _OPEN_LOCK = threading.Lock()  # another thread may have held it at the fork
+    for ledger_file in list(_FILES):
+        if ledger_file._handle is not None:
+            _INHERITED.append(ledger_file._handle[0])
+            ledger_file._handle = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class LedgerFile:
+    """The ledger file as this process sees it: one connection, one lock, busy retries."""
+
+    def __init__(self, path: Path, *, busy_timeout: float) -> None:
+        self.path, self.busy_timeout = path, busy_timeout
+        self._handle: tuple[sqlite3.Connection, threading.Lock] | None = None
+        _FILES.add(self)
+        self._connection()  # a bad path fails here; migrates the file when needed
+
+    def transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run ``work(conn)`` in one transaction (``BEGIN IMMEDIATE`` when writing)."""
+
+        def attempt() -> T:
+            conn, lock = self._connection()
+            with lock:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+
+        return self._retrying(attempt)
+
+    def close(self) -> None:
+        """Close this process's connection; the next use opens a new one."""
+        with _OPEN_LOCK:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            with handle[1]:
+                handle[0].close()
+
+    def _connection(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        if (handle := self._handle) is not None:
+            return handle
+        with _OPEN_LOCK:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=min(self.busy_timeout, 5.0),  # SQLite's own busy wait
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                try:
+                    self._retrying(lambda: prepare(conn))
+                except BaseException:
+                    conn.close()
+                    raise
+                conn.row_factory = sqlite3.Row
+                self._handle = (conn, threading.Lock())
+            return self._handle
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        deadline, delay = time.monotonic() + self.busy_timeout, 0.0005
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if (left := deadline - time.monotonic()) <= 0:
+                    raise LedgerBusyError(
+                        f"the cost ledger {self.path} stayed locked by other writers for"
+                        f" {self.busy_timeout:g}s",
+                        metadata={"path": str(self.path)},
+                    ) from exc
+            time.sleep(min(left, delay * random.uniform(0.5, 1.5)))
+            delay = min(delay * 2, 0.05)
+
+
+def migration(fn: Callable[[Database], None]) -> Callable[[Database], None]:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def pending(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations not applied yet; reads sqlite-utils' table without importing it."""
+    if not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
+    ).fetchone():
+        return [fn.__name__ for fn in MIGRATIONS]
+    done = {
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [MIGRATION_SET]
+        )
+    }
+    return [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in done]
+
+
+def prepare(conn: sqlite3.Connection) -> None:
+    """WAL, ``synchronous=NORMAL`` and pending migrations; only reads when up to date."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    if pending(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrate(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def migrate(conn: sqlite3.Connection, *, stop_before: str | None = None) -> None:
+    """Apply the pending migrations in order with sqlite-utils' ``Migrations``.
+
+    Inside the caller's ``BEGIN IMMEDIATE`` (as :func:`prepare` does), so concurrent openers
+    take turns and each migration runs once; ``stop_before`` is for tests of old files.
+    """
+    from sqlite_utils import Database, Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+    for fn in MIGRATIONS:
+        migrations()(fn)
+    migrations.apply(Database(conn, execute_plugins=False), stop_before=stop_before)
+
+
+# The two SQL helpers below are shared by the triggers and by the statements at the end
+# of this module, so both agree on what a row counts for. Changing them needs a migration.
+
+
+def nanos_sql(row: str) -> str:
+    """SQL for a row's budget-counted amount in integer nano-dollars."""
+    return f"CAST(round(({row}.cost_usd + {row}.reserved_usd) * {NANOS_PER_USD}) AS INTEGER)"
+
+
+def after_reset_sql(row: str) -> str:
+    """SQL that is true when the row was recorded after the latest reset that applies to it."""
+    return (
+        f"{row}.id > coalesce((SELECT max(after_call_id) FROM resets"
+        f" WHERE provider IS NULL OR provider = {row}.provider), 0)"
+    )
+
+
+def _add_to_totals(row: str, sign: str) -> Iterable[str]:
+    for period, length in (("day", 10), ("month", 7)):
+        yield (
+            "INSERT INTO spend_totals (period, period_key, provider, spent_nano_usd)"
+            f" SELECT '{period}', substr({row}.ts, 1, {length}), {row}.provider,"
+            f" {sign}{nanos_sql(row)} WHERE {after_reset_sql(row)}"
+            " ON CONFLICT (period, period_key, provider)"
+            " DO UPDATE SET spent_nano_usd = spent_nano_usd + excluded.spent_nano_usd;"
+        )
+
+
+@migration
+def m001_calls(db: Database) -> None:
+    db["calls"].create(
+        {
+            "id": int,
+            "ts": str,
+            "request_id": str,
+            "provider": str,
+            "model": str,
+            "strategy": str,
+            "outcome": str,
+            "error_class": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "total_tokens": int,
+            "cost_usd": float,
+            "reserved_usd": float,
+            "saved_usd": float,
+            "latency_ms": float,
+            "cached": int,
+            "caller": str,
+        },
+        pk="id",
+        not_null={"ts", "provider", "outcome", "cost_usd", "reserved_usd", "saved_usd"},
+        defaults={
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+            "cost_usd": 0.0,
+            "reserved_usd": 0.0,
+            "saved_usd": 0.0,
+            "latency_ms": 0.0,
+            "cached": 0,
+        },
+    )
+    db["calls"].create_index(["ts"])
+    db["calls"].create_index(["provider", "ts"])
+
+
+@migration
+def m002_resets_and_alerts(db: Database) -> None:
+    # after_call_id: the largest calls.id when the reset was made; budgets count the
+    # rows above it (the same as "after ts" for a steady clock, and exact on ties).
+    db["resets"].create(
+        {"id": int, "ts": str, "provider": str, "after_call_id": int},
+        pk="id",
+        not_null={"ts", "after_call_id"},
+    )
+    db["alerts"].create(
+        {
+            "id": int,
+            "ts": str,
+            "period": str,
+            "period_key": str,
+            "scope": str,
+            "threshold": float,
+            "limit_usd": float,
+            "spent_usd": float,
+        },
+        pk="id",
+        not_null={"ts", "period", "period_key", "scope"},
+    )
+    db["alerts"].create_index(["period", "period_key", "scope"], unique=True)
+
+
+@migration
+def m003_spend_totals(db: Database) -> None:
+    db.execute(
+        "CREATE TABLE spend_totals (period TEXT NOT NULL, period_key TEXT NOT NULL,"
+        " provider TEXT NOT NULL, spent_nano_usd INTEGER NOT NULL,"
+        " PRIMARY KEY (period, period_key, provider)) WITHOUT ROWID"
+    )
+    for period, length in (("day", 10), ("month", 7)):  # history already there
+        db.execute(
+            "INSERT INTO spend_totals SELECT ?, substr(ts, 1, ?), provider,"
+            f" sum({nanos_sql('calls')}) FROM calls WHERE {after_reset_sql('calls')}"
+            " GROUP BY 2, 3",
+            [period, length],
+        )
+    insert, update, delete = (
+        "\n".join(_add_to_totals("NEW", "")),
+        "\n".join([*_add_to_totals("OLD", "-"), *_add_to_totals("NEW", "")]),
+        "\n".join(_add_to_totals("OLD", "-")),
+    )
+    db.executescript(
+        f"""
+        CREATE TRIGGER calls_totals_insert AFTER INSERT ON calls BEGIN {insert} END;
+        CREATE TRIGGER calls_totals_update
+            AFTER UPDATE OF ts, provider, cost_usd, reserved_usd ON calls
+            WHEN OLD.cost_usd + OLD.reserved_usd IS NOT NEW.cost_usd + NEW.reserved_usd
+              OR OLD.ts IS NOT NEW.ts OR OLD.provider IS NOT NEW.provider
+            BEGIN {update} END;
+        CREATE TRIGGER calls_totals_delete AFTER DELETE ON calls BEGIN {delete} END;
+        CREATE TRIGGER resets_clear_totals AFTER INSERT ON resets BEGIN
+            DELETE FROM spend_totals WHERE NEW.provider IS NULL OR provider = NEW.provider;
+        END;
+        CREATE INDEX calls_pending ON calls (ts) WHERE outcome = 'pending';
+        """
+    )
+
+
+_VIEW_COLUMNS = """sum(outcome IN ('pending', 'success', 'error')) AS requests,
+    sum(outcome = 'error') AS errors,
+    sum(outcome = 'cache_hit') AS cache_hits,
+    sum(prompt_tokens) AS prompt_tokens,
+    sum(completion_tokens) AS completion_tokens,
+    total(cost_usd) AS cost_usd,
+    total(saved_usd) AS saved_usd
+FROM calls"""
+
+
+@migration
+def m004_views(db: Database) -> None:
+    db.create_view(
+        "spend_by_day",
+        f"SELECT substr(ts, 1, 10) AS day, provider, {_VIEW_COLUMNS} GROUP BY day, provider",
+    )
+    db.create_view(
+        "spend_by_month",
+        f"SELECT substr(ts, 1, 7) AS month, provider, {_VIEW_COLUMNS} GROUP BY month, provider",
+    )
+    db.create_view(
+        "spend_by_model",
+        f"SELECT substr(ts, 1, 10) AS day, provider, model, {_VIEW_COLUMNS}"
+        " GROUP BY day, provider, model",
+    )
+
+
+# -- the statements ledger.py runs --------------------------------------------------------
+
+INSERT_CALL = (
+    "INSERT INTO calls (ts, request_id, provider, model, strategy, outcome, prompt_tokens,"
+    " completion_tokens, total_tokens, reserved_usd, saved_usd, latency_ms, cached, caller)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SETTLE_CALL = (
+    "UPDATE calls SET outcome = ?, cost_usd = ?, reserved_usd = 0.0, prompt_tokens = ?,"
+    " completion_tokens = ?, total_tokens = ?, latency_ms = ?, error_class = ?,"
+    " model = coalesce(?, model) WHERE id = ? AND outcome = 'pending'"
+)
+INSERT_ALERT = (
+    "INSERT OR IGNORE INTO alerts (ts, period, period_key, scope, threshold, limit_usd,"
+    " spent_usd) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_RESET = (
+    "INSERT INTO resets (ts, provider, after_call_id)"
+    " VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM calls))"
+)
+# Nano-dollars per provider for the day and the month holding :now: the running totals,
+# less the pending rows older than :cutoff (the totals hold them, budgets ignore them).
+BUDGET_SPEND = f"""
+SELECT provider, sum(day), sum(month) FROM (
+    SELECT provider, CASE period WHEN 'day' THEN spent_nano_usd ELSE 0 END AS day,
+           CASE period WHEN 'month' THEN spent_nano_usd ELSE 0 END AS month
+    FROM spend_totals WHERE (period = 'day' AND period_key = substr(:now, 1, 10))
+                         OR (period = 'month' AND period_key = substr(:now, 1, 7))
+    UNION ALL
+    SELECT provider, CASE WHEN ts >= substr(:now, 1, 10) THEN -{nanos_sql("c")} ELSE 0 END,
+           -{nanos_sql("c")}
+    FROM calls c WHERE outcome = 'pending' AND ts >= substr(:now, 1, 7) AND ts < :cutoff
+                   AND {after_reset_sql("c")}
+) GROUP BY provider"""
+COUNTS_TODAY = (
+    "SELECT provider, sum(outcome != 'cache_hit'), sum(outcome = 'error'),"
+    " sum(outcome = 'cache_hit') FROM calls c"
+    f" WHERE ts >= substr(:now, 1, 10) AND ts < :tomorrow AND {after_reset_sql('c')}"
+    " GROUP BY provider"
+)
