@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
     AllProvidersFailedError,
+    LedgerBusyError,
     LLMAuthenticationError,
     LLMConfigurationError,
     LLMConnectionError,
@@ -60,6 +61,7 @@ __all__ = [
     "LLMRateLimitError",
     "LLMTimeoutError",
     "LLMValidationError",
+    "LedgerBusyError",
     "ProviderConfig",
 ]
 

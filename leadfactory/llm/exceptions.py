@@ -12,6 +12,7 @@
     ├── LLMModelNotFoundError      404: the provider does not serve that model
     ├── LLMValidationError         a bad request: ours (before any call) or the provider's 4xx
     │   └── LLMConfigurationError  a malformed setting, naming the variable or field
+    ├── LedgerBusyError            the ledger file stayed locked by other writers too long
     └── AllProvidersFailedError    every provider tried failed (``provider_errors``)
 
 Errors that came from a provider keep the original exception as ``__cause__``.
@@ -35,6 +36,7 @@ __all__ = [
     "LLMRateLimitError",
     "LLMTimeoutError",
     "LLMValidationError",
+    "LedgerBusyError",
 ]
 
 
@@ -135,6 +137,10 @@ class LLMValidationError(LLMError):
 
 class LLMConfigurationError(LLMValidationError, ValueError):
     """A configuration value is malformed; the message names the variable or field."""
+
+
+class LedgerBusyError(LLMError):
+    """Other writers kept the ledger file locked for longer than its ``busy_timeout``."""
 
 
 class AllProvidersFailedError(LLMError):

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from . import migrations as sql
-from .exceptions import LLMQuotaExceededError
+from .exceptions import LedgerBusyError, LLMQuotaExceededError
 from .log import log_event
-from .migrations import LedgerBusyError
 
 __all__ = [
     "Budget",

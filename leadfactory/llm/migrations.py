@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from .exceptions import LLMError
+from .exceptions import LedgerBusyError
 
 if TYPE_CHECKING:  # sqlite-utils is imported only when a migration has to run
     from sqlite_utils import Database
@@ -48,10 +48,6 @@ NANOS_PER_USD = 1_000_000_000
 MIGRATION_SET = "leadfactory-llm-ledger"  # its rows in sqlite-utils' _sqlite_migrations
 MIGRATIONS: list[Callable[[Database], None]] = []  # in order; append only
 T = TypeVar("T")
-
-
-class LedgerBusyError(LLMError):
-    """Other writers kept the ledger file locked for longer than ``busy_timeout``."""
 
 
 _OPEN_LOCK = threading.Lock()
