@@ -70,7 +70,7 @@ class ProviderConfig(BaseModel):
     it never appears in a repr, a log line or an error.
     """
 
-    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1)
     enabled: bool = True
@@ -178,7 +178,7 @@ BUILTIN_PROVIDERS: tuple[str, ...] = tuple(_BUILTIN_DEFAULTS)
 class _ProviderEnvironment(BaseSettings):
     """``<PREFIX>_*`` variables of one built-in provider; unset values stay None."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", allow_inf_nan=False)
 
     api_key: str | None = None
     model: str | None = None
@@ -245,6 +245,7 @@ class CostConfig(BaseSettings):
         extra="ignore",
         validate_assignment=True,
         populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     max_cost_per_request: NonNegativeFloat | None = 1.0
@@ -274,6 +275,7 @@ class LLMConfig(BaseSettings):
         extra="ignore",
         validate_assignment=True,
         populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     fallback_strategy: FallbackStrategy = FallbackStrategy.SMART_FALLBACK
