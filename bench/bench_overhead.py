@@ -1,0 +1,122 @@
+"""Happy-path cost of one synchronous call: LLMClient.chat_completion vs bare litellm.completion.
+
+    python bench/bench_overhead.py [--quick] [--calls 300]
+
+The client runs with the ledger on and rate limits on (1M RPM, 1G TPM, never hit)
+and misses the cache (``cache=False``; one case instead stores every answer, with
+caching on and unique prompts). Every case sends unique prompts to the same
+simulator. The cases are interleaved: each step runs every case in a random order,
+as a burst of 4 calls whose first is not recorded (it absorbs the work LiteLLM's
+background thread still does for the previous case).
+Wall-clock ms is what a caller waits; CPU ms is the calling thread's own work
+(client + LiteLLM, not the simulator thread) and is steadier on a busy machine.
+"""
+
+from __future__ import annotations
+
+from _common import (
+    banner,
+    bare_args,
+    bare_completion,
+    interleaved,
+    load_litellm,
+    median,
+    messages,
+    paired_median_diff,
+    parse_args,
+    percentile,
+    simulator,
+    table,
+    target_cell,
+)
+
+LIMITS = {
+    "OPENAI_RATE_LIMIT_RPM": "1000000",
+    "OPENAI_RATE_LIMIT_TPM": "1000000000",
+    "OLLAMA_RATE_LIMIT_RPM": "1000000",
+    "OLLAMA_RATE_LIMIT_TPM": "1000000000",
+}
+# (label, numerator case, denominator case, target on the median wall-clock ratio)
+RATIOS = [
+    ("client / bare, openai", "client openai", "bare openai", 1.15),
+    ("client miss+store / bare, openai", "client openai, miss+store", "bare openai", 1.15),
+    ("client / bare, ollama", "client ollama", "bare ollama", 1.15),
+    ("client ollama / client openai", "client ollama", "client openai", 1.1),
+    ("bare ollama / bare openai", "bare ollama", "bare openai", None),
+    (
+        "bare openai/llama3:8b 0-price / bare",
+        "bare openai/llama3:8b, zero price",
+        "bare openai",
+        None,
+    ),
+]
+ZERO_PRICE = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+
+
+def main() -> None:
+    args = parse_args(__doc__, calls=(int, 300, "timed calls per case"))
+    calls = 40 if args.quick else args.calls
+    banner(
+        "bench_overhead: sync happy path, client vs bare LiteLLM",
+        f"{calls} timed calls per case, interleaved in bursts of 4 (first untimed), "
+        "after 20 warm-up calls each; "
+        "max_tokens=20; ledger on; limits on (1M RPM, 1G TPM)",
+    )
+    with simulator(**LIMITS) as (sim, _tmp):
+        litellm = load_litellm()
+        from leadfactory.llm import LLMClient, LLMConfig
+
+        client = LLMClient(LLMConfig(fallback_strategy="smart_fallback", enable_caching=True))
+
+        def prompt(i: int) -> list[dict]:
+            return messages(f"Say hello, call number {i}.")
+
+        def ask(provider: str, cache: bool):
+            return lambda i: client.chat_completion(
+                prompt(i), model=provider, max_tokens=20, cache=cache
+            )
+
+        cases = {
+            "client openai": ask("openai", cache=False),
+            "bare openai": lambda i: bare_completion(sim, prompt(i), "openai"),
+            "client openai, miss+store": ask("openai", cache=True),
+            "client ollama": ask("ollama", cache=False),
+            "bare ollama": lambda i: bare_completion(sim, prompt(i), "ollama"),
+            # Reference: LiteLLM's OpenAI route for a local model name with zero per-call
+            # prices, as an OpenAI-compatible server (Ollama's /v1) would be called. Sent to
+            # the simulator's OpenAI port: its Ollama port has no /v1 routes.
+            "bare openai/llama3:8b, zero price": lambda i: litellm.completion(
+                **bare_args(sim, prompt(i), "openai") | {"model": "openai/llama3:8b"} | ZERO_PRICE
+            ),
+        }
+        wall, cpu = interleaved(cases, calls)
+        client.close()
+
+    table(
+        ["case", "median ms", "p99 ms", "CPU median ms"],
+        [[n, median(wall[n]), percentile(wall[n], 99), median(cpu[n])] for n in cases],
+    )
+    print()
+    rows = []
+    for label, a, b, target in RATIOS:
+        r_wall = median(wall[a]) / median(wall[b])
+        rows.append(
+            [
+                label,
+                r_wall,
+                percentile(wall[a], 99) / percentile(wall[b], 99),
+                median(cpu[a]) / median(cpu[b]),
+                paired_median_diff(wall[a], wall[b]),
+                paired_median_diff(cpu[a], cpu[b]),
+                target_cell(r_wall, target) if target else "(reference)",
+            ]
+        )
+    table(
+        ["ratio", "median", "p99", "CPU", "added ms", "added CPU ms", "target (median)"],
+        rows,
+    )
+    print("\n(added ms: median of per-call differences between calls of the same step)")
+
+
+if __name__ == "__main__":
+    main()
