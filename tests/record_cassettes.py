@@ -91,11 +91,10 @@ MATCH_ON = ("method", "scheme", "host", "port", "path", "query", "body")
 GENERATION_PATHS = {
     "openai": "/v1/chat/completions",
     "anthropic": "/v1/messages",
-    "ollama": "/api/chat",
+    "ollama": "/v1/chat/completions",
 }
-"""The request that asks each provider for an answer. LiteLLM may send others: for an
-Ollama model missing from its price map it first POSTs /api/show (twice per call) to
-OLLAMA_API_BASE or http://localhost:11434, whatever api_base the call has."""
+"""The request that asks each provider for an answer (Ollama through its OpenAI-compatible
+API, the route the client uses); no other request may appear in a cassette."""
 
 
 @dataclass(frozen=True)
@@ -485,7 +484,6 @@ def record(source: str, names: Sequence[str], modes: Sequence[str]) -> int:
         stack.enter_context(environment({k: str(Path(workdir, v)) for k, v in paths.items()}))
         if source == "simulator":
             sim = stack.enter_context(Simulator())
-            # OLLAMA_API_BASE too: LiteLLM's /api/show probe reads it, not the call's api_base.
             stack.enter_context(environment(sim.env()))
             target = Target(
                 source,
@@ -496,7 +494,6 @@ def record(source: str, names: Sequence[str], modes: Sequence[str]) -> int:
         else:
             host = os.environ.get("OLLAMA_HOST") or REAL_BASE_URLS["ollama"]
             host = (host if "://" in host else f"http://{host}").rstrip("/")
-            stack.enter_context(environment({"OLLAMA_API_BASE": host}))
             target = Target(
                 source,
                 {"openai": None, "anthropic": None, "ollama": host},

@@ -26,6 +26,7 @@ from .ledger import Budget, CostLedger
 from .log import log_attempt, log_event
 from .ratelimit import RateLimiter
 from .singleflight import SingleFlight
+from .tokens import estimate_prompt_tokens
 from .untracked import UntrackedLedger
 from .validation import check_messages, check_parameters
 
@@ -123,7 +124,7 @@ class LLMClient:
             budget=self._budget(),
             timer=time.perf_counter,
             log=log_attempt if self.config.log_requests else _no_log,
-            count_tokens=_count_prompt_tokens,
+            count_tokens=estimate_prompt_tokens,
         )
 
     # -- requests ----------------------------------------------------------------
@@ -131,10 +132,16 @@ class LLMClient:
     def _estimate_tokens(
         self, messages: Sequence[Mapping[str, Any]], max_tokens: int | None = None
     ) -> int:
-        """Prompt tokens (LiteLLM's counter) plus the completion allowance ``max_tokens``."""
+        """Prompt tokens (LiteLLM's counter) plus the completion allowance ``max_tokens``.
+
+        Exact for OpenAI's models and close for the others; it loads a tokenizer on
+        first use. Requests themselves are checked against budgets on a cheaper
+        estimate (:mod:`leadfactory.llm.tokens`) and settled on the provider's usage.
+        """
         checked = check_messages(messages)
         allowance = self.config.default_max_tokens if max_tokens is None else max_tokens
-        return _count_prompt_tokens(checked) + int(allowance)
+        # One tokenizer for every provider: LiteLLM's bundled cl100k needs no download.
+        return providers.count_prompt_tokens("gpt-4", checked) + int(allowance)
 
     def _request(
         self,
@@ -415,9 +422,3 @@ def _perform(operation: Call, call: Callable[[Mapping[str, Any]], dict[str, Any]
 
 def _no_log(**_: Any) -> None:
     return None
-
-
-def _count_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    # One tokenizer for every provider: the estimate only has to be close, and
-    # LiteLLM's bundled cl100k encoding needs no download.
-    return providers.count_prompt_tokens("gpt-4", messages)

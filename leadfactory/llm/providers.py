@@ -25,9 +25,14 @@ __all__ = [
 ]
 
 # Routes for the built-in providers; a custom provider without a prefix is OpenAI-compatible.
-_ROUTES = {"openai": "openai", "anthropic": "anthropic", "ollama": "ollama_chat"}
+# Ollama is reached through its OpenAI-compatible API (``<host>/v1``): LiteLLM's native
+# ``ollama_chat/`` route costs about twice the client time of ``openai/`` per call (a price
+# lookup for a model missing from its map) and probes ``/api/show`` on the side. A model
+# written with an explicit ``ollama/`` or ``ollama_chat/`` prefix keeps the native route.
+_ROUTES = {"openai": "openai", "anthropic": "anthropic", "ollama": "openai"}
 _DEFAULT_ROUTE = "openai"
 _ollama_routes = ("ollama/", "ollama_chat/")
+_OLLAMA_PLACEHOLDER_KEY = "ollama"  # Ollama ignores keys; the OpenAI SDK insists on one
 
 _litellm: Any = None
 _litellm_lock = threading.Lock()
@@ -61,7 +66,7 @@ def _has_route_prefix(model: str) -> bool:
 
 
 def litellm_model(provider: ProviderConfig, model: str | None = None) -> str:
-    """The LiteLLM model string for ``provider`` (``openai/gpt-4``, ``ollama_chat/llama3:8b``)."""
+    """The LiteLLM model string for ``provider`` (``openai/gpt-4``, ``anthropic/claude-3``)."""
     model = model or provider.default_model
     if model.startswith(_ollama_routes) or _has_route_prefix(model):
         return model
@@ -79,22 +84,34 @@ def call_arguments(
     """Every argument of one LiteLLM call, explicit: nothing comes from LiteLLM globals.
 
     LiteLLM's own retries are off (``num_retries=0``, ``max_retries=0``) so the
-    client's retry policy is the only one.
+    client's retry policy is the only one. The provider's price goes along as
+    LiteLLM's per-call custom pricing: the client computes cost from its own
+    configuration, and a given price spares LiteLLM a lookup in its price map
+    (which, for a model missing from the map, costs more than the call itself).
     """
+    price = provider.cost_per_1k_tokens / 1000.0
+    route = litellm_model(provider, model)
     arguments: dict[str, Any] = {
+        "input_cost_per_token": price,
+        "output_cost_per_token": price,
         **provider.extra_params,
         **(params or {}),
-        "model": litellm_model(provider, model),
+        "model": route,
         "messages": list(messages),
         "timeout": provider.timeout,
         "num_retries": 0,
         "max_retries": 0,
     }
+    key = provider.secret_key()
+    ollama_compatible = provider.name == "ollama" and not route.startswith(_ollama_routes)
     if provider.base_url:
         arguments["api_base"] = provider.base_url
-    key = provider.secret_key()
+        if ollama_compatible and not provider.base_url.endswith("/v1"):
+            arguments["api_base"] = provider.base_url + "/v1"
     if key:
         arguments["api_key"] = key
+    elif ollama_compatible:  # never let the OpenAI SDK fall back to OPENAI_API_KEY
+        arguments["api_key"] = _OLLAMA_PLACEHOLDER_KEY
     return arguments
 
 

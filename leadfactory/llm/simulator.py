@@ -171,13 +171,22 @@ def _vendor_error(
     return _json(status, {"error": message})
 
 
-def _error(protocol: str, fault: Fault, model: str) -> Response:
-    """The answer to an error fault, from the tables above."""
+_OLLAMA_OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
+
+
+def _error(protocol: str, fault: Fault, model: str, shape: str | None = None) -> Response:
+    """The answer to an error fault, from the tables above.
+
+    ``shape`` is the body's wire format when it differs from the protocol's: Ollama's
+    OpenAI-compatible ``/v1`` routes answer with Ollama's messages in OpenAI's shape.
+    """
     status, openai_type, code, anthropic_type = _ERRORS[fault]
     index = ("openai", "anthropic", "ollama").index(protocol)
     message = _MESSAGES[fault][index].format(model=model)
     kind = anthropic_type if protocol == "anthropic" else openai_type
-    return _vendor_error(protocol, status, message, kind, code)
+    if protocol == "ollama":  # Ollama's /v1 errors: a type by status, never a code
+        kind, code = _OLLAMA_OPENAI_TYPES.get(status, "api_error"), None
+    return _vendor_error(shape or protocol, status, message, kind, code)
 
 
 def _text(content: Any) -> str:
@@ -335,9 +344,12 @@ class _Provider:
 
     def respond(self, req: _Request, handler: Handler | None, state: _FaultState) -> Response:
         """The answer to send: an error fault's, a 404, a malformed body, or the route's."""
+        # Ollama's OpenAI-compatible routes (/v1/...) speak OpenAI's format, errors included.
+        v1 = self.protocol == "ollama" and req.path.startswith("/v1/")
+        shape = "openai" if v1 else self.protocol
         if state.fault in _ERRORS:
             model = str(req.json.get("model", "")) if isinstance(req.json, dict) else ""
-            response = _error(self.protocol, state.fault, model)
+            response = _error(self.protocol, state.fault, model, shape)
             if state.fault is Fault.RATE_LIMIT:
                 retry = state.retry_after
                 if not isinstance(retry, str):
@@ -353,7 +365,7 @@ class _Provider:
             message = f"Invalid URL ({req.method} {req.path})"
             return _vendor_error(self.protocol, 404, message, kind, None)
         if state.fault is Fault.MALFORMED:
-            return 200, "application/json", _MALFORMED[self.protocol], {}
+            return 200, "application/json", _MALFORMED[shape], {}
         return handler(self, req)
 
     def complete(self, model: Any, messages: list[tuple[str, str]], max_tokens: Any) -> _Completion:
@@ -583,6 +595,7 @@ _ROUTES: dict[str, dict[tuple[str, str], Handler]] = {
         ("POST", "/api/show"): _ollama_show,
         ("POST", "/api/chat"): lambda p, r: _ollama(p, r, generate=False),
         ("POST", "/api/generate"): lambda p, r: _ollama(p, r, generate=True),
+        ("POST", "/v1/chat/completions"): _openai_chat,  # Ollama's OpenAI-compatible API
     },
 }
 _GENERATORS = {  # the routes that faults apply to
@@ -590,6 +603,7 @@ _GENERATORS = {  # the routes that faults apply to
     _ROUTES["anthropic"][("POST", "/v1/messages")],
     _ROUTES["ollama"][("POST", "/api/chat")],
     _ROUTES["ollama"][("POST", "/api/generate")],
+    _ROUTES["ollama"][("POST", "/v1/chat/completions")],
 }
 
 
