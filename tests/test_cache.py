@@ -16,6 +16,7 @@ from decimal import Decimal
 import pytest
 
 from leadfactory.llm import cache as cache_module
+from leadfactory.llm import request_key as request_key_module
 from leadfactory.llm import singleflight as singleflight_module
 from leadfactory.llm.cache import ResponseCache, cache_key
 from leadfactory.llm.singleflight import SingleFlight
@@ -106,6 +107,18 @@ def test_key_normalises_floats(same):
     assert cache_key(make_request(temperature=0.7)) == cache_key(make_request(temperature=same))
 
 
+def test_key_ignores_whitespace_and_number_spelling_in_json_requests():
+    """Requests read from JSON text hash alike however the text was laid out."""
+    compact = '{"messages":[{"role":"user","content":"hi"}],"temperature":0.7,"top_p":1}'
+    spaced = """{
+        "top_p" : 1.0 ,
+        "temperature" :  7.0e-1,
+        "messages" : [ { "content" : "hi", "role" : "user" } ]
+    }"""
+    assert cache_key(json.loads(compact)) == cache_key(json.loads(spaced))
+    assert cache_key(json.loads(compact)) != cache_key(json.loads(compact.replace("0.7", "0.71")))
+
+
 def test_key_treats_ints_equal_to_floats_alike():
     assert cache_key(make_request(temperature=1)) == cache_key(make_request(temperature=1.0))
     assert cache_key(make_request(temperature=0)) == cache_key(make_request(temperature=-0.0))
@@ -154,7 +167,7 @@ def test_key_changes_with_what_determines_the_answer(change):
 
 def test_key_hashes_a_version_prefix(monkeypatch):
     before = cache_key(make_request())
-    monkeypatch.setattr(cache_module, "_KEY_PREFIX", "leadfactory-llm/cache-key/v999\n")
+    monkeypatch.setattr(request_key_module, "_KEY_PREFIX", "leadfactory-llm/cache-key/v999\n")
     assert cache_key(make_request()) != before
 
 
@@ -403,6 +416,23 @@ def test_hit_after_restart(db_path, clock):
     second.close()
 
 
+def test_hit_after_restart_of_a_real_process(db_path):
+    """A child process stores an entry and dies without closing; a new object here reads it."""
+    code = (
+        "import os, sys; from leadfactory.llm.cache import ResponseCache;"
+        "cache = ResponseCache(sys.argv[1]); cache.set(sys.argv[2], {'answer': 42});"
+        "os._exit(0)"
+    )
+    key = cache_key(make_request())
+    subprocess.run([sys.executable, "-c", code, str(db_path), key], check=True, timeout=60)
+
+    fresh = ResponseCache(db_path)
+    assert fresh.get(key) == {"answer": 42}
+    assert fresh.get(cache_key(make_request(temperature=0.8))) is None
+    assert (fresh.stats()["disk_hits"], fresh.stats()["misses"]) == (1, 1)
+    fresh.close()
+
+
 def test_two_objects_share_one_file(db_path, clock):
     writer = ResponseCache(db_path, clock=clock)
     reader = ResponseCache(db_path, clock=clock)
@@ -504,6 +534,11 @@ def test_nothing_is_created_before_first_use(tmp_path, clock):
     assert cache.get("k") is None
     assert path.exists()
     cache.close()
+
+
+def test_cache_re_exports_the_key_function():
+    assert cache_module.cache_key is request_key_module.cache_key
+    assert cache_module.CACHE_KEY_VERSION == request_key_module.CACHE_KEY_VERSION
 
 
 def test_import_and_memory_cache_stay_light():
