@@ -61,6 +61,7 @@ class Reservation:
     provider: str
     estimated_usd: float
     budget: Budget | None = None  # settle() checks this budget's alert threshold
+    spent: Spend | None = None  # (day, month) spend of all providers when it was taken
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,25 @@ def budget_refusal(
     return None
 
 
+def _may_alert(budget: Budget, spent: Spend | None, cost_usd: float) -> bool:
+    """Whether settling ``cost_usd`` may reach an alert threshold, so the spend is read.
+
+    ``spent`` is the spend the reservation saw, which counted the other workers' pending
+    reservations at their estimates; a settlement that stays under every threshold by
+    that account skips the read. (Were an estimate ever below its real cost, the next
+    settlement would send the alert.)
+    """
+    threshold = budget.alert_threshold
+    if threshold is None or cost_usd <= 0:
+        return False
+    if spent is None:
+        return True
+    return any(
+        limit and _nanos(spent_usd + cost_usd) >= _nanos(threshold * limit)
+        for limit, spent_usd in ((budget.daily_limit, spent[0]), (budget.monthly_limit, spent[1]))
+    )
+
+
 def alerts_due(budget: Budget, *, spent: Spend, now: datetime) -> list[BudgetAlert]:
     """The alerts whose threshold the spend has reached (sent already or not)."""
     due, threshold = [], budget.alert_threshold
@@ -203,15 +223,21 @@ class CostLedger:
         """
         _check_non_negative(estimated_usd=estimated_usd)
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: sqlite3.Connection) -> tuple[int, Spend | None]:
             now = self._now()
-            if refusal := self._refusal(conn, now, provider, estimated_usd, budget):
-                raise refusal
+            spent = None
+            if estimated_usd > 0:  # free: no need to read the spend
+                spent = self._spent(conn, now)[None]
+                if refusal := budget_refusal(
+                    budget, provider=provider, estimated_usd=estimated_usd, spent=spent, now=now
+                ):
+                    raise refusal
             row = (utc_iso(now), request_id, provider, model, strategy, "pending", 0, 0, 0)
-            return conn.execute(sql.INSERT_CALL, (*row, estimated_usd, 0, 0, 0, caller)).lastrowid
+            args = (*row, estimated_usd, 0, 0, 0, caller)
+            return conn.execute(sql.INSERT_CALL, args).lastrowid, spent
 
-        row_id = self._transaction(work)
-        return Reservation(row_id, request_id, provider, estimated_usd, budget)
+        row_id, spent = self._transaction(work)
+        return Reservation(row_id, request_id, provider, estimated_usd, budget, spent)
 
     def settle(
         self,
@@ -236,7 +262,7 @@ class CostLedger:
         def work(conn: sqlite3.Connection) -> list[BudgetAlert]:
             if conn.execute(sql.SETTLE_CALL, args).rowcount != 1:
                 raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
-            if budget is None or budget.alert_threshold is None or cost_usd <= 0:
+            if budget is None or not _may_alert(budget, reservation.spent, cost_usd):
                 return []
             now = self._now()
             due = alerts_due(budget, spent=self._spent(conn, now)[None], now=now)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from .checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
 from .exceptions import LedgerBusyError
 
 if TYPE_CHECKING:  # sqlite-utils is imported only when a migration has to run
@@ -73,6 +74,7 @@ class LedgerFile:
     def __init__(self, path: Path, *, busy_timeout: float) -> None:
         self.path, self.busy_timeout = path, busy_timeout
         self._handle: tuple[sqlite3.Connection, threading.Lock] | None = None
+        self.checkpointer = BackgroundCheckpointer(path, busy_timeout=min(busy_timeout, 5.0))
         _FILES.add(self)
         self._connection()  # a bad path fails here; migrates the file when needed
 
@@ -86,6 +88,8 @@ class LedgerFile:
                 try:
                     result = work(conn)
                     conn.execute("COMMIT")
+                    if write:
+                        self.checkpointer.committed()
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
@@ -96,6 +100,7 @@ class LedgerFile:
 
     def close(self) -> None:
         """Close this process's connection; the next use opens a new one."""
+        self.checkpointer.close()
         with _OPEN_LOCK:
             handle, self._handle = self._handle, None
         if handle is not None:
@@ -119,6 +124,8 @@ class LedgerFile:
                 except BaseException:
                     conn.close()
                     raise
+                # Checkpoints run in the background (see .checkpoint), not in our commits.
+                conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
                 conn.row_factory = sqlite3.Row
                 self._handle = (conn, threading.Lock())
             return self._handle

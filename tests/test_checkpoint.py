@@ -1,0 +1,97 @@
+"""The ledger's background WAL checkpoints, and the alert check a settlement may skip."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from leadfactory.llm.checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
+from leadfactory.llm.ledger import Budget, CostLedger
+
+NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def reserve_and_settle(ledger: CostLedger, n: int, budget: Budget | None = None) -> None:
+    budget = budget or Budget(max_cost_per_request=None, daily_limit=None, monthly_limit=None)
+    for i in range(n):
+        r = ledger.reserve(
+            request_id=f"r{i}", provider="openai", model="m", estimated_usd=0.01, budget=budget
+        )
+        ledger.settle(r, outcome="success", cost_usd=0.01, prompt_tokens=1, completion_tokens=1)
+
+
+def test_commits_leave_checkpoints_to_the_background_thread(tmp_path):
+    ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
+    checkpointer = ledger._file.checkpointer
+    checkpointer.every = 10
+    conn, _ = ledger._file._connection()
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
+    reserve_and_settle(ledger, 10)  # 20 commits: two wake-ups
+    assert wait_for(lambda: checkpointer.checkpoints >= 1)
+    # Everything committed is in the main file after a checkpoint of the whole log.
+    with sqlite3.connect(tmp_path / "l.db") as reader:
+        busy, log_pages, copied = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and copied == log_pages
+        assert reader.execute("select count(*) from calls").fetchone()[0] == 10
+    ledger.close()
+    assert checkpointer._worker is None
+    reserve_and_settle(ledger, 5)  # reopened after close: a new thread on demand
+    assert wait_for(lambda: checkpointer._worker is not None and checkpointer.checkpoints >= 2)
+    ledger.close()
+
+
+def test_a_forked_child_checkpoints_with_its_own_thread(tmp_path):
+    ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
+    ledger._file.checkpointer.every = 5
+    reserve_and_settle(ledger, 5)
+    assert wait_for(lambda: ledger._file.checkpointer.checkpoints >= 1)
+    pid = os.fork()
+    if pid == 0:  # child: the parent's thread does not exist here
+        code = 1
+        try:
+            before = ledger._file.checkpointer.checkpoints
+            reserve_and_settle(ledger, 5)
+            code = 0 if wait_for(lambda: ledger._file.checkpointer.checkpoints > before) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    ledger.close()
+
+
+def test_checkpointer_rejects_a_zero_interval(tmp_path):
+    with pytest.raises(ValueError, match="every"):
+        BackgroundCheckpointer(tmp_path / "x.db", every=0)
+
+
+def test_settlements_far_below_the_threshold_skip_the_spend_read(tmp_path):
+    ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
+    budget = Budget(max_cost_per_request=None, daily_limit=1.0, monthly_limit=None)
+    reads = []
+    spent = ledger._spent
+    ledger._spent = lambda conn, now: reads.append(1) or spent(conn, now)  # type: ignore[method-assign]
+    reserve_and_settle(ledger, 3, budget)  # $0.03 of $1: far from 80 %
+    assert len(reads) == 3  # one per reservation, none per settlement
+    assert ledger.alerts() == []
+
+
+def test_the_settlement_that_crosses_the_threshold_sends_the_alert(tmp_path):
+    ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
+    budget = Budget(max_cost_per_request=None, daily_limit=0.1, monthly_limit=None)
+    reserve_and_settle(ledger, 7, budget)  # $0.07 of $0.10: under 80 %
+    assert ledger.alerts() == []
+    reserve_and_settle(ledger, 1, budget)  # $0.08: the alert, at once
+    assert [a.period for a in ledger.alerts()] == ["day"]
