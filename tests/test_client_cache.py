@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from leadfactory.llm import AllProvidersFailedError, LLMClient, LLMConfig
+from leadfactory.llm.cache import ResponseCache
 from leadfactory.llm.simulator import Fault
 
 USER = [{"role": "user", "content": "Name three French cheeses."}]
+PROVIDERS = ("openai", "anthropic", "ollama")
+
+
+def provider_calls(sim) -> int:
+    """Requests the simulator received, all providers together."""
+    return sum(sim.request_count(name) for name in PROVIDERS)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -59,12 +77,17 @@ def test_caching_disabled_by_configuration(sim_env, monkeypatch):
 
 def test_mutating_a_response_does_not_change_the_cache(client):
     first = client.chat_completion(USER)
-    first["choices"][0]["message"]["content"] = "changed"
+    original = first["choices"][0]["message"]["content"]
+    first["choices"][0]["message"]["content"] = "changed by the caller of the miss"
     second = client.chat_completion(USER)
+    assert second["cached"] is True
+    second["choices"][0]["message"]["content"] = "changed by the caller of a hit"
+    second["choices"].append({"index": 1})
     second["usage"]["total_tokens"] = -1
     third = client.chat_completion(USER)
-    assert third["choices"][0]["message"]["content"] != "changed"
-    assert third["usage"]["total_tokens"] > 0
+    assert third["cached"] is True
+    assert third["choices"][0]["message"]["content"] == original
+    assert len(third["choices"]) == 1 and third["usage"]["total_tokens"] > 0
 
 
 def test_failures_are_not_cached(client, sim_env):
@@ -82,6 +105,62 @@ def test_hit_survives_a_restart(sim_env):
     with LLMClient() as second:
         again = second.chat_completion(USER)
     assert again["cached"] is True and again["choices"] == answer["choices"]
+    assert provider_calls(sim_env) == 1
+
+
+@pytest.mark.slow
+def test_hit_after_the_process_that_asked_has_exited(sim_env, tmp_path):
+    """Another Python process asks first (same environment, same cache file); this one
+    is then answered from the file without calling a provider."""
+    code = (
+        "import json, sys; from leadfactory.llm import LLMClient;"
+        "client = LLMClient(); answer = client.chat_completion(json.loads(sys.argv[1]));"
+        "client.close(); print(answer['cached'])"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(USER)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
+    assert child.stdout.strip() == "False"
+    assert provider_calls(sim_env) == 1
+    with LLMClient() as client:
+        again = client.chat_completion(USER)
+    assert again["cached"] is True and again["cost"] == 0.0
+    assert provider_calls(sim_env) == 1
+
+
+def test_entries_expire_after_the_ttl(sim_env, tmp_path):
+    clock = FakeClock()
+    cache = ResponseCache(tmp_path / "ttl.db", ttl=60, clock=clock)
+    with LLMClient(cache=cache) as client:
+        assert client.chat_completion(USER)["cached"] is False
+        clock.now += 59.9
+        assert client.chat_completion(USER)["cached"] is True
+        clock.now += 0.1
+        assert client.chat_completion(USER)["cached"] is False
+        assert client.chat_completion(USER)["cached"] is True
+    assert provider_calls(sim_env) == 2
+
+
+def test_the_least_recently_used_entries_are_evicted_at_the_bound(sim_env, tmp_path):
+    clock = FakeClock()
+    cache = ResponseCache(tmp_path / "small.db", max_entries=10, memory_entries=0, clock=clock)
+
+    def ask(i: int) -> dict:
+        clock.now += 1
+        return client.chat_completion([{"role": "user", "content": f"Question {i}"}])
+
+    with LLMClient(cache=cache) as client:
+        for i in range(10):
+            ask(i)
+        assert ask(0)["cached"] is True  # question 0 is now the most recently used
+        ask(10)  # the 11th entry: the least recently used go, down to 9
+        assert cache.stats()["entries"] == 9 and cache.stats()["evictions"] == 2
+        assert provider_calls(sim_env) == 11
+        assert [ask(i)["cached"] for i in (0, 1, 2)] == [True, False, False]
 
 
 def test_twenty_threads_make_one_call(client, sim_env):
@@ -98,7 +177,7 @@ def test_twenty_threads_make_one_call(client, sim_env):
     for thread in threads:
         thread.join()
     assert len(results) == 20
-    assert sim_env.request_count("anthropic") == 1
+    assert provider_calls(sim_env) == 1
     assert sum(not r["cached"] for r in results) == 1
     assert len({id(r) for r in results}) == 20  # independent copies
 
