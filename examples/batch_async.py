@@ -16,20 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import sys
-import tempfile
 from collections import Counter
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from tqdm import tqdm
 
 from leadfactory.llm import LLMClient, LLMConfig, LLMError
-from leadfactory.llm.simulator import Simulator
+from leadfactory.llm.simulator import offline_environment
 
 NAMES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Wonka", "Tyrell"]
 TRADES = ["Anvils", "Logistics", "Software", "Foods", "Robotics", "Shipping", "Textiles"]
@@ -92,33 +86,6 @@ def summary(results: list[dict[str, Any]], batch: Batch) -> str:
     return "\n".join(lines)
 
 
-# -- running it offline ----------------------------------------------------------------------
-
-
-def ollama_running() -> bool:
-    url = urlparse(os.environ.get("OLLAMA_HOST") or "http://localhost:11434")
-    try:
-        with socket.create_connection((url.hostname or "localhost", url.port or 11434), 0.3):
-            return True
-    except OSError:
-        return False
-
-
-def simulator_if_offline(stack: ExitStack) -> Simulator | None:
-    """Start the simulator when no real provider is configured; None otherwise."""
-    if os.environ.get("OPENAI_API_KEY") or os.environ.get("ANTHROPIC_API_KEY"):
-        return None
-    if ollama_running():
-        return None
-    sim = stack.enter_context(Simulator())
-    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-    os.environ.update(sim.env(), OPENAI_API_KEY="sk-example", ANTHROPIC_API_KEY="sk-ant-example")
-    os.environ.setdefault("LLM_LEDGER_PATH", str(scratch / "ledger.db"))  # not your real one
-    os.environ.setdefault("LLM_CACHE_PATH", str(scratch / "cache.db"))
-    print("No API keys and no Ollama server: using the bundled simulator.")
-    return sim
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=50, help="companies to describe")
@@ -130,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     companies = [f"{name} {trade}" for trade in TRADES for name in NAMES][: args.items]
 
-    with ExitStack() as stack:
-        simulator_if_offline(stack)
-        config = LLMConfig(fallback_strategy=args.strategy)
-        client = stack.enter_context(LLMClient(config))
-        batch = Batch(client, args.concurrency, args.max_spend)
-        results = asyncio.run(batch.run(companies))
-        print(summary(results, batch))
+    with offline_environment(if_unconfigured=True) as sim:
+        if sim is not None:
+            print("No API keys and no Ollama server: using the bundled simulator.")
+        with LLMClient(LLMConfig(fallback_strategy=args.strategy)) as client:
+            batch = Batch(client, args.concurrency, args.max_spend)
+            results = asyncio.run(batch.run(companies))
+            print(summary(results, batch))
     return 0 if any(r["status"] == "done" for r in results) else 1
 
 

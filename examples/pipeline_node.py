@@ -9,17 +9,11 @@ offline and spends nothing.
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
-import tempfile
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from leadfactory.llm import LLMClient, LLMError, LLMQuotaExceededError, LLMValidationError
-from leadfactory.llm.simulator import Fault, Simulator
+from leadfactory.llm.simulator import Fault, offline_environment
 
 
 class CompanySummaryNode:
@@ -58,33 +52,6 @@ class CompanySummaryNode:
         }
 
 
-# -- running it offline ----------------------------------------------------------------------
-
-
-def ollama_running() -> bool:
-    url = urlparse(os.environ.get("OLLAMA_HOST") or "http://localhost:11434")
-    try:
-        with socket.create_connection((url.hostname or "localhost", url.port or 11434), 0.3):
-            return True
-    except OSError:
-        return False
-
-
-def simulator_if_offline(stack: ExitStack) -> Simulator | None:
-    """Start the simulator when no real provider is configured; None otherwise."""
-    if os.environ.get("OPENAI_API_KEY") or os.environ.get("ANTHROPIC_API_KEY"):
-        return None
-    if ollama_running():
-        return None
-    sim = stack.enter_context(Simulator())
-    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-    os.environ.update(sim.env(), OPENAI_API_KEY="sk-example", ANTHROPIC_API_KEY="sk-ant-example")
-    os.environ.setdefault("LLM_LEDGER_PATH", str(scratch / "ledger.db"))  # not your real one
-    os.environ.setdefault("LLM_CACHE_PATH", str(scratch / "cache.db"))
-    print("No API keys and no Ollama server: using the bundled simulator.\n")
-    return sim
-
-
 RECORDS = [
     {"id": 1, "description": "Acme Corp makes anvils and rocket skates in Arizona."},
     {"id": 2, "description": "Globex sells logistics software to shipping firms."},
@@ -93,9 +60,10 @@ RECORDS = [
 
 
 def main() -> int:
-    with ExitStack() as stack:
-        sim = simulator_if_offline(stack)
-        node = CompanySummaryNode(stack.enter_context(LLMClient()))
+    with offline_environment(if_unconfigured=True) as sim, LLMClient() as client:
+        if sim is not None:
+            print("No API keys and no Ollama server: using the bundled simulator.\n")
+        node = CompanySummaryNode(client)
 
         for record in RECORDS:
             print(node.process(record))

@@ -1,0 +1,26 @@
+"""A local stand-in for the OpenAI, Anthropic and Ollama HTTP APIs, with fault injection.
+
+A real HTTP/1.1 server on 127.0.0.1. Each provider name gets its own ephemeral port, so
+one can fail while another works::
+
+    with Simulator() as sim:
+        sim.set_fault("openai", Fault.RATE_LIMIT, retry_after=2)
+        litellm.completion(model="openai/gpt-4", api_base=sim.base_url("openai"), ...)
+
+Faults apply to the generation routes (chat/completions, messages, api/chat, api/generate,
+and Ollama's OpenAI-compatible /v1/chat/completions); probes such as ``GET /api/tags`` are
+answered normally unless the port is refused. :func:`offline_environment` points the
+whole environment at a simulator for a ``with`` block, as the examples do.
+``python -m leadfactory.llm.simulator`` serves until Ctrl-C. Standard library only.
+
+Modules: :mod:`.vendors` (what each vendor answers, errors included), :mod:`.server` (the
+HTTP side and :class:`Simulator`), :mod:`.offline` (:func:`offline_environment`).
+"""
+
+from __future__ import annotations
+
+from .offline import offline_environment, real_provider_configured
+from .server import Simulator
+from .vendors import Fault
+
+__all__ = ["Fault", "Simulator", "offline_environment", "real_provider_configured"]
