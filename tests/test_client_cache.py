@@ -13,6 +13,8 @@ from leadfactory.llm import AllProvidersFailedError, LLMClient, LLMConfig
 from leadfactory.llm.cache import ResponseCache
 from leadfactory.llm.simulator import Fault
 
+from .test_cache import FakeClock
+
 USER = [{"role": "user", "content": "Name three French cheeses."}]
 PROVIDERS = ("openai", "anthropic", "ollama")
 
@@ -20,14 +22,6 @@ PROVIDERS = ("openai", "anthropic", "ollama")
 def provider_calls(sim) -> int:
     """Requests the simulator received, all providers together."""
     return sum(sim.request_count(name) for name in PROVIDERS)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -137,9 +131,9 @@ def test_entries_expire_after_the_ttl(sim_env, tmp_path):
     cache = ResponseCache(tmp_path / "ttl.db", ttl=60, clock=clock)
     with LLMClient(cache=cache) as client:
         assert client.chat_completion(USER)["cached"] is False
-        clock.now += 59.9
+        clock.advance(59)
         assert client.chat_completion(USER)["cached"] is True
-        clock.now += 0.1
+        clock.advance(1)
         assert client.chat_completion(USER)["cached"] is False
         assert client.chat_completion(USER)["cached"] is True
     assert provider_calls(sim_env) == 2
@@ -150,7 +144,7 @@ def test_the_least_recently_used_entries_are_evicted_at_the_bound(sim_env, tmp_p
     cache = ResponseCache(tmp_path / "small.db", max_entries=10, memory_entries=0, clock=clock)
 
     def ask(i: int) -> dict:
-        clock.now += 1
+        clock.advance(1)
         return client.chat_completion([{"role": "user", "content": f"Question {i}"}])
 
     with LLMClient(cache=cache) as client:
