@@ -192,3 +192,89 @@ def test_estimate_request_cost():
     assert config.estimate_request_cost(1500, "ollama") == 0.0
     with pytest.raises(LLMConfigurationError, match="Unknown provider 'nope'"):
         config.estimate_request_cost(10, "nope")
+
+
+# -- "no limit" from the environment -----------------------------------------------------------
+
+LIMITS = {
+    "LLM_MAX_COST_PER_REQUEST": lambda c: c.cost_config.max_cost_per_request,
+    "LLM_DAILY_COST_LIMIT": lambda c: c.cost_config.daily_cost_limit,
+    "LLM_MONTHLY_COST_LIMIT": lambda c: c.cost_config.monthly_cost_limit,
+    "LLM_BUDGET_ALERT_THRESHOLD": lambda c: c.cost_config.budget_alert_threshold,
+    "LLM_CACHE_TTL": lambda c: c.cache_ttl,
+}
+
+
+@pytest.mark.parametrize("word", ["none", "off", "None", " OFF "])
+@pytest.mark.parametrize("variable", sorted(LIMITS))
+def test_none_or_off_in_the_environment_means_no_limit(monkeypatch, variable, word):
+    monkeypatch.setenv(variable, word)
+    assert LIMITS[variable](LLMConfig()) is None
+
+
+def test_no_limit_words_work_in_code_and_nowhere_else(monkeypatch):
+    config = LLMConfig()
+    config.cost_config.daily_cost_limit = "off"
+    assert config.cost_config.daily_cost_limit is None
+    for variable, value in [("LLM_DAILY_COST_LIMIT", ""), ("LLM_MAX_FALLBACK_ATTEMPTS", "none")]:
+        with monkeypatch.context() as patch:
+            patch.setenv(variable, value)  # empty is a mistake, not "no limit"
+            with pytest.raises(LLMConfigurationError, match=variable):
+                LLMConfig()
+
+
+# -- base URLs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://", "http:///v1", "https://:8080/v1", "http://not a url", "http://h:99999"]
+)
+def test_a_url_needs_a_host_and_the_error_shows_a_valid_one(monkeypatch, url):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    with pytest.raises(LLMConfigurationError) as caught:
+        LLMConfig()
+    assert "OPENAI_BASE_URL" in str(caught.value)
+    assert "https://api.example.com/v1" in str(caught.value)  # what a valid one looks like
+    with pytest.raises(LLMConfigurationError, match="custom.base_url"):
+        ProviderConfig(name="custom", default_model="m", base_url=url)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:11434/", "https://api.example.com/v1", "http://[::1]:8000/v1"]
+)
+def test_valid_urls_are_kept(url):
+    provider = ProviderConfig(name="custom", default_model="m", base_url=url)
+    assert provider.base_url == url.rstrip("/")
+
+
+# -- unknown fields and hints --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typo", "guess"), [("apikey", "api_key"), ("token", "api_key"), ("timout", "timeout")]
+)
+def test_unknown_field_suggests_the_valid_one_without_its_value(typo, guess):
+    with pytest.raises(LLMConfigurationError) as caught:
+        ProviderConfig(name="custom", default_model="m", **{typo: "value-12345"})
+    message = str(caught.value)
+    assert typo in message and f"did you mean {guess!r}" in message
+    assert "valid fields: name, enabled, api_key" in message
+    assert "value-12345" not in message
+
+
+def test_validate_suggests_only_settings_that_are_read():
+    """A custom provider has no variables: validate() must not invent GROQ_API_KEY."""
+    config = LLMConfig(providers={})
+    config.providers["groq"] = ProviderConfig(name="groq", default_model="groq/llama-3.1-8b")
+    config.providers["lan"] = ProviderConfig(name="lan", default_model="ollama_chat/llama3")
+    config.providers["openai"] = ProviderConfig(name="openai", default_model="gpt-4", api_key="k")
+    problems = "\n".join(config.validate())
+    assert "groq: no API key (set ProviderConfig.api_key)" in problems
+    assert "lan: no host configured (set ProviderConfig.base_url)" in problems
+    assert "GROQ_" not in problems and "LAN_" not in problems
+    assert "set OPENAI_COST_PER_1K_TOKENS or ProviderConfig.cost_per_1k_tokens" in problems
+    ollama = ProviderConfig(name="ollama", default_model="llama3")
+    assert ollama.missing_requirement() == (
+        "no host configured (set OLLAMA_HOST or ProviderConfig.base_url)"
+    )

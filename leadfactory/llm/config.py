@@ -8,11 +8,9 @@ directory) or in code. ``LLMConfig()`` reads the environment exactly as
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
@@ -24,12 +22,21 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
-    ValidationError,
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import LLMConfigurationError
+from .settings_env import BUILTIN_DEFAULTS as _BUILTIN_DEFAULTS
+from .settings_env import (
+    BUILTIN_PROVIDERS,
+    PROVIDER_HELP,
+    NoneWord,
+    OptionalLimit,
+    configuration_errors,
+    normalise_url,
+)
+from .settings_env import ProviderEnvironment as _ProviderEnvironment
 
 __all__ = [
     "BUILTIN_PROVIDERS",
@@ -50,17 +57,6 @@ class FallbackStrategy(StrEnum):
     FAIL_FAST = "fail_fast"
 
 
-STRATEGY_NAMES = ", ".join(s.value for s in FallbackStrategy)
-
-# What a value of each type should look like, for error messages.
-_EXPECTED = {
-    "float": "a number",
-    "int": "a whole number",
-    "bool": "true or false",
-    "enum": f"one of {STRATEGY_NAMES}",
-}
-
-
 class ProviderConfig(BaseModel):
     """One provider the client may call.
 
@@ -72,27 +68,59 @@ class ProviderConfig(BaseModel):
 
     model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(min_length=1)
-    enabled: bool = True
-    api_key: SecretStr | None = None
-    base_url: str | None = None
-    default_model: str = Field(min_length=1)
-    timeout: PositiveFloat = 30.0
-    rate_limit_rpm: PositiveInt | None = None
-    rate_limit_tpm: PositiveInt | None = None
-    cost_per_1k_tokens: NonNegativeFloat = 0.0
-    priority: int = 1
-    max_retries: NonNegativeInt = 3
-    retry_delay: NonNegativeFloat = 1.0
-    extra_params: dict[str, Any] = Field(default_factory=dict)
-    """Extra keyword arguments passed to LiteLLM on every call (e.g. ``api_version``)."""
+    name: str = Field(
+        min_length=1,
+        description="The provider's name: its key in `config.providers`, in "
+        "`response['provider']`, in the ledger and in `model=\"name/...\"`.",
+    )
+    enabled: bool = Field(default=True, description=PROVIDER_HELP["enabled"])
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="API key, kept secret (never shown in a repr, log or error). Required "
+        "unless the provider is an Ollama server; give a placeholder for servers without auth.",
+    )
+    base_url: str | None = Field(
+        default=None, description="Endpoint. Without it LiteLLM uses the vendor's default URL."
+    )
+    default_model: str = Field(
+        min_length=1,
+        description="Model used when a call does not name one. May carry a LiteLLM route "
+        "prefix (`groq/llama-3.1-8b`); without one the provider is treated as "
+        "OpenAI-compatible (`ollama/` or `ollama_chat/` makes it an Ollama server).",
+    )
+    timeout: PositiveFloat = Field(default=30.0, description=PROVIDER_HELP["timeout"])
+    rate_limit_rpm: PositiveInt | None = Field(
+        default=None, description=PROVIDER_HELP["rate_limit_rpm"]
+    )
+    rate_limit_tpm: PositiveInt | None = Field(
+        default=None, description=PROVIDER_HELP["rate_limit_tpm"]
+    )
+    cost_per_1k_tokens: NonNegativeFloat = Field(
+        default=0.0, description=PROVIDER_HELP["cost_per_1k_tokens"]
+    )
+    priority: int = Field(default=1, description=PROVIDER_HELP["priority"])
+    max_retries: NonNegativeInt = Field(default=3, description=PROVIDER_HELP["max_retries"])
+    retry_delay: NonNegativeFloat = Field(default=1.0, description=PROVIDER_HELP["retry_delay"])
+    extra_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra keyword arguments for every LiteLLM call to this provider "
+        "(for example `api_version`).",
+    )
 
     def __init__(self, **data: Any) -> None:
-        with _configuration_errors(field_prefix=f"ProviderConfig {data.get('name', '')!s}."):
+        with configuration_errors(
+            field_prefix=f"ProviderConfig {data.get('name', '')!s}.",
+            fields=type(self).model_fields,
+            secrets=[data.get("api_key")],
+        ):
             super().__init__(**data)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        with _configuration_errors(field_prefix=f"ProviderConfig {self.name}."):
+        with configuration_errors(
+            field_prefix=f"ProviderConfig {self.name}.",
+            fields=type(self).model_fields,
+            secrets=[self.api_key, value if name == "api_key" else None],
+        ):
             super().__setattr__(name, value)
 
     @field_validator("api_key", mode="before")
@@ -102,7 +130,7 @@ class ProviderConfig(BaseModel):
             return None
         return value
 
-    _check_url = field_validator("base_url")(classmethod(lambda cls, v: _normalise_url(v)))
+    _check_url = field_validator("base_url")(classmethod(lambda cls, v: normalise_url(v)))
 
     @property
     def is_free(self) -> bool:
@@ -118,12 +146,26 @@ class ProviderConfig(BaseModel):
         """The API key in clear, for the one place that hands it to LiteLLM."""
         return self.api_key.get_secret_value() if self.api_key else None
 
+    def _setting_hint(self, field: str) -> str:
+        """Where to set ``field``: the variable a built-in provider reads, and the field.
+
+        Custom providers have no variables, so only ``ProviderConfig.<field>`` is named.
+        """
+        if self.name not in BUILTIN_PROVIDERS:
+            return f"ProviderConfig.{field}"
+        variable = "host" if (self.name, field) == ("ollama", "base_url") else field
+        return f"{self.name.upper()}_{variable.upper()} or ProviderConfig.{field}"
+
     def missing_requirement(self) -> str | None:
         """Why this provider cannot connect, or None when it has what it needs."""
         if self.is_local:
-            return None if self.base_url else "no host configured (set OLLAMA_HOST)"
+            return (
+                None
+                if self.base_url
+                else f"no host configured (set {self._setting_hint('base_url')})"
+            )
         if self.api_key is None:
-            return f"no API key (set {self.name.upper()}_API_KEY or ProviderConfig.api_key)"
+            return f"no API key (set {self._setting_hint('api_key')})"
         return None
 
     def estimate_cost(self, tokens: int) -> float:
@@ -131,82 +173,9 @@ class ProviderConfig(BaseModel):
         return tokens / 1000.0 * self.cost_per_1k_tokens
 
 
-def _normalise_url(value: str | None) -> str | None:
-    if value is None or not value.strip():
-        return None
-    value = value.strip().rstrip("/")
-    if not value.startswith(("http://", "https://")):
-        raise ValueError(f"must start with http:// or https://, got {value!r}")
-    return value
-
-
-# ---------------------------------------------------------------------------
-# Built-in providers and their environment variables
-
-
-_BUILTIN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ollama": {
-        "default_model": "llama3:8b",
-        "base_url": "http://localhost:11434",
-        "priority": 1,
-        "cost_per_1k_tokens": 0.0,
-        "timeout": 60.0,
-        "max_retries": 2,
-        "retry_delay": 0.5,
-    },
-    "openai": {
-        "default_model": "gpt-4",
-        "priority": 2,
-        "cost_per_1k_tokens": 0.03,
-        "timeout": 30.0,
-        "max_retries": 3,
-        "retry_delay": 1.0,
-    },
-    "anthropic": {
-        "default_model": "claude-3-sonnet-20240229",
-        "priority": 3,
-        "cost_per_1k_tokens": 0.015,
-        "timeout": 30.0,
-        "max_retries": 3,
-        "retry_delay": 1.0,
-    },
-}
-BUILTIN_PROVIDERS: tuple[str, ...] = tuple(_BUILTIN_DEFAULTS)
-"""The declared order of the built-in providers (round_robin and fail_fast use it)."""
-
-
-class _ProviderEnvironment(BaseSettings):
-    """``<PREFIX>_*`` variables of one built-in provider; unset values stay None."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", allow_inf_nan=False)
-
-    api_key: str | None = None
-    model: str | None = None
-    enabled: bool | None = None
-    base_url: str | None = None
-    host: str | None = None
-    timeout: PositiveFloat | None = None
-    rate_limit_rpm: PositiveInt | None = None
-    rate_limit_tpm: PositiveInt | None = None
-    cost_per_1k_tokens: NonNegativeFloat | None = None
-    priority: int | None = None
-    max_retries: NonNegativeInt | None = None
-    retry_delay: NonNegativeFloat | None = None
-
-    @field_validator("host", mode="before")
-    @classmethod
-    def _default_scheme(cls, value: Any) -> Any:
-        # Ollama's own clients accept OLLAMA_HOST=localhost:11434; so do we.
-        if isinstance(value, str) and value.strip() and "://" not in value:
-            return f"http://{value.strip()}"
-        return value
-
-    _check_urls = field_validator("base_url", "host")(classmethod(lambda cls, v: _normalise_url(v)))
-
-
 def _provider_from_environment(name: str) -> ProviderConfig | None:
     prefix = f"{name.upper()}_"
-    with _configuration_errors(env_prefix=prefix):
+    with configuration_errors(env_prefix=prefix):
         env = _ProviderEnvironment(_env_prefix=prefix)
     if name != "ollama" and not env.api_key:
         return None  # openai and anthropic are configured only when their key is set
@@ -218,7 +187,7 @@ def _provider_from_environment(name: str) -> ProviderConfig | None:
     if "model" in found:
         found["default_model"] = found.pop("model")
     values.update(found)
-    with _configuration_errors(env_prefix=prefix):
+    with configuration_errors(env_prefix=prefix):
         return ProviderConfig(name=name, **values)
 
 
@@ -235,74 +204,129 @@ def providers_from_environment() -> dict[str, ProviderConfig]:
 # ---------------------------------------------------------------------------
 # General settings
 
+_SETTINGS = SettingsConfigDict(
+    env_prefix="LLM_",
+    env_file=".env",
+    extra="ignore",
+    validate_assignment=True,
+    populate_by_name=True,
+    allow_inf_nan=False,
+)
+
 
 class CostConfig(BaseSettings):
-    """Budget limits, in US dollars, from ``LLM_*`` variables."""
+    """Budget limits, in US dollars, from ``LLM_*`` variables (``none`` or ``off``: no limit)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LLM_",
-        env_file=".env",
-        extra="ignore",
-        validate_assignment=True,
-        populate_by_name=True,
-        allow_inf_nan=False,
+    model_config = SettingsConfigDict(**_SETTINGS)
+
+    max_cost_per_request: OptionalLimit = Field(
+        default=1.0,
+        description="Largest estimated cost, in USD, of one request to one provider. "
+        "Providers whose estimate is higher are skipped. `none`: no limit.",
     )
-
-    max_cost_per_request: NonNegativeFloat | None = 1.0
-    daily_cost_limit: NonNegativeFloat | None = 50.0
-    monthly_cost_limit: NonNegativeFloat | None = 1000.0
+    daily_cost_limit: OptionalLimit = Field(
+        default=50.0,
+        description="Spend allowed per UTC day, in USD, across providers. Paid providers "
+        "are skipped once a request would pass it. `none`: no limit.",
+    )
+    monthly_cost_limit: OptionalLimit = Field(
+        default=1000.0,
+        description="Spend allowed per UTC calendar month, in USD. `none`: no limit.",
+    )
     cost_tracking_enabled: bool = Field(
         default=True,
         validation_alias=AliasChoices("LLM_COST_TRACKING", "cost_tracking_enabled"),
+        description="Write the ledger. When false nothing is recorded and only the "
+        "per-request cap is enforced.",
     )
-    budget_alert_threshold: float | None = Field(default=0.8, gt=0, le=1)
+    budget_alert_threshold: Annotated[float | None, NoneWord] = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Fraction of the daily or monthly limit at which a budget alert fires "
+        "(once per period). `none`: no alerts.",
+    )
 
     def __init__(self, **data: Any) -> None:
-        with _configuration_errors(env_prefix="LLM_"):
+        with configuration_errors(env_prefix="LLM_"):
             super().__init__(**data)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        with _configuration_errors(field_prefix="cost_config."):
+        with configuration_errors(field_prefix="cost_config."):
             super().__setattr__(name, value)
 
 
 class LLMConfig(BaseSettings):
     """Everything the client needs; ``LLMConfig()`` reads the environment and ``.env``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LLM_",
-        env_file=".env",
-        extra="ignore",
-        validate_assignment=True,
-        populate_by_name=True,
-        allow_inf_nan=False,
-    )
+    model_config = SettingsConfigDict(**_SETTINGS)
 
-    fallback_strategy: FallbackStrategy = FallbackStrategy.SMART_FALLBACK
-    max_fallback_attempts: PositiveInt = 3
-    default_temperature: float = Field(default=0.7, ge=0, le=2)
-    default_max_tokens: PositiveInt = 1000
-    enable_caching: bool = True
-    log_requests: bool = True
-    cache_ttl: PositiveFloat | None = 86400.0
-    cache_max_entries: PositiveInt = 10_000
-    cache_path: Path | None = None
-    ledger_path: Path | None = None
-    rate_limit_max_wait: NonNegativeFloat = 30.0
-    cooldown_failures: PositiveInt = 3
-    cooldown_seconds: NonNegativeFloat = 30.0
-    cooldown_max_seconds: NonNegativeFloat = 600.0
+    fallback_strategy: FallbackStrategy = Field(
+        default=FallbackStrategy.SMART_FALLBACK,
+        description="Order in which providers are tried; see strategies.md.",
+    )
+    max_fallback_attempts: PositiveInt = Field(
+        default=3,
+        description="Most providers one request may actually call. Skipped providers "
+        "(disabled, cooling down, rate limited, over budget) do not count.",
+    )
+    default_temperature: float = Field(
+        default=0.7, ge=0, le=2, description="Temperature used when a call gives none."
+    )
+    default_max_tokens: PositiveInt = Field(
+        default=1000,
+        description="Completion limit used when a call gives no `max_tokens`; also the "
+        "allowance the cost estimate adds to the prompt.",
+    )
+    enable_caching: bool = Field(
+        default=True, description="Serve repeated identical requests from the response cache."
+    )
+    log_requests: bool = Field(
+        default=True,
+        description="Emit one log line per provider attempt and cache hit (shown only if "
+        "your application enables the `leadfactory.llm` logger).",
+    )
+    cache_ttl: Annotated[PositiveFloat | None, NoneWord] = Field(
+        default=86400.0,
+        description="Seconds a cached response stays valid. `none`: never expire.",
+    )
+    cache_max_entries: PositiveInt = Field(
+        default=10_000,
+        description="Soft bound on the number of responses in the cache file; the least "
+        "recently used go first.",
+    )
+    cache_path: Path | None = Field(default=None, description="SQLite file of the response cache.")
+    ledger_path: Path | None = Field(default=None, description="SQLite file of the cost ledger.")
+    rate_limit_max_wait: NonNegativeFloat = Field(
+        default=30.0,
+        description="When every available provider is rate limited, the call sleeps until "
+        "one frees up, for at most this many seconds in total; past it the call raises "
+        "`LLMRateLimitError`. `0` never waits.",
+    )
+    cooldown_failures: PositiveInt = Field(
+        default=3,
+        description="Consecutive outage or credential failures (retries included) after "
+        "which a provider cools down.",
+    )
+    cooldown_seconds: NonNegativeFloat = Field(
+        default=30.0,
+        description="First cooldown, in seconds; each failed probe doubles it. `0` turns "
+        "cooldowns off.",
+    )
+    cooldown_max_seconds: NonNegativeFloat = Field(
+        default=600.0, description="Longest cooldown, in seconds."
+    )
     cost_config: CostConfig = Field(default_factory=CostConfig, exclude=True)
     providers: dict[str, ProviderConfig] = Field(
         default_factory=providers_from_environment, exclude=True
     )
 
     def __init__(self, **data: Any) -> None:
-        with _configuration_errors(env_prefix="LLM_"):
+        with configuration_errors(env_prefix="LLM_"):
             super().__init__(**data)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        with _configuration_errors(field_prefix=""):
+        with configuration_errors():
             super().__setattr__(name, value)
 
     @classmethod
@@ -376,7 +400,7 @@ class LLMConfig(BaseSettings):
             if provider.is_free and not provider.is_local:
                 problems.append(
                     f"{name}: cost_per_1k_tokens is 0, so budgets never limit it; "
-                    f"set {name.upper()}_COST_PER_1K_TOKENS or ProviderConfig.cost_per_1k_tokens"
+                    f"set {provider._setting_hint('cost_per_1k_tokens')}"
                 )
         costs = self.cost_config
         daily, monthly = costs.daily_cost_limit, costs.monthly_cost_limit
@@ -407,40 +431,3 @@ def _without(source: Any, *fields: str) -> Any:
         return values
 
     return read
-
-
-# ---------------------------------------------------------------------------
-# Turning pydantic's errors into messages that name the variable
-
-
-@contextmanager
-def _configuration_errors(
-    *, env_prefix: str | None = None, field_prefix: str | None = None
-) -> Iterator[None]:
-    try:
-        yield
-    except ValidationError as exc:
-        raise LLMConfigurationError(
-            _describe(exc, env_prefix=env_prefix, field_prefix=field_prefix),
-            metadata={"fields": [_location(e) for e in exc.errors()]},
-        ) from None
-
-
-def _location(error: Mapping[str, Any]) -> str:
-    return ".".join(str(part) for part in error.get("loc", ())) or "value"
-
-
-def _describe(exc: ValidationError, *, env_prefix: str | None, field_prefix: str | None) -> str:
-    lines = []
-    for error in exc.errors():
-        where = _location(error)
-        if env_prefix is not None:
-            where = where if where.isupper() else f"{env_prefix}{where.upper()}"
-        else:
-            where = f"{field_prefix}{where}"
-        value = error.get("input")
-        shown = "" if "api_key" in where.lower() or isinstance(value, dict) else f"={value!r}"
-        expected = _EXPECTED.get(error.get("type", "").split("_")[0], "")
-        hint = f" (expected {expected})" if expected else ""
-        lines.append(f"{where}{shown} is not valid: {error.get('msg')}{hint}")
-    return "Invalid configuration: " + "; ".join(lines)
