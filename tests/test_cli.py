@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -12,6 +14,9 @@ import pytest
 
 from leadfactory.llm import LLMClient
 from leadfactory.llm.cli import main, parse_since
+from leadfactory.llm.simulator import Fault
+
+from .conftest import SENTINEL_KEY
 
 USER = [{"role": "user", "content": "Hi"}]
 
@@ -94,27 +99,186 @@ def test_chat(sim_env, capsys):
     assert "[anthropic" in captured.err and "tokens" in captured.err
 
 
-def test_help_is_useful_for_every_command():
-    for command in (
-        ["--help"],
-        ["costs", "--help"],
-        ["status", "--help"],
-        ["chat", "--help"],
-        ["config", "check", "--help"],
-    ):
-        result = subprocess.run(
-            [sys.executable, "-m", "leadfactory.llm.cli", *command],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0 and "usage: leadfactory-llm" in result.stdout
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    return subprocess.run(
+        [sys.executable, "-m", "leadfactory.llm.cli", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=120,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["chat"], ["status"], ["costs"], ["path"], ["config"], ["config", "check"]],
+    ids=lambda c: " ".join(c) or "top",
+)
+def test_help_is_useful_for_every_command(command):
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0 and result.stderr == ""
+    out = result.stdout
+    assert out.startswith("usage: leadfactory-llm")
+    description = out.split("\n\n")[1]
+    assert len(description.split()) >= 6, description  # says what it does
+    assert "options:" in out and "--help" in out
+    assert "examples:\n  leadfactory-llm " in out
+    if command == ["costs"]:
+        assert all(option in out for option in ("--by", "--since", "--ledger", "--json"))
+    if command == ["chat"]:
+        assert all(option in out for option in ("--model", "--strategy", "--max-tokens"))
+
+
+def test_no_command_prints_the_help(capsys):
+    assert main([]) == 2
+    assert "COMMAND --help" in capsys.readouterr().out
+    assert main(["config"]) == 2
+    assert "check" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["costs", "--by", "week"], "argument --by: invalid choice: 'week'"),
+        (["chat", "--temperature", "warm", "hi"], "argument --temperature: invalid float"),
+        (["chat", "--max-tokens", "lots", "hi"], "argument --max-tokens: invalid int"),
+        (["costs", "--bogus"], "unrecognized arguments: --bogus"),
+        (["nonsense"], "argument COMMAND: invalid choice: 'nonsense'"),
+    ],
+)
+def test_bad_option_values_are_one_line_with_a_hint(argv, named, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    error, hint = captured.err.splitlines()
+    assert error.startswith("leadfactory-llm") and ": error: " in error and named in error
+    assert hint.startswith("hint: `leadfactory-llm") and "--help" in hint
+    assert "usage:" not in captured.err
+
+
+def assert_one_error_line(err: str, *words: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith("leadfactory-llm: error: ") and lines[1].startswith("hint: ")
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "contents, says",
+    [
+        (b"this is not sqlite at all" * 100, "file is not a database"),
+        (None, "is a folder"),
+        ("empty-sqlite", "no such table: calls"),
+    ],
+    ids=["garbage", "folder", "not-a-ledger"],
+)
+def test_unreadable_ledger_is_one_line(tmp_path, capsys, contents, says):
+    path = tmp_path / "ledger-file"
+    if contents is None:
+        path.mkdir()
+    elif contents == "empty-sqlite":
+        sqlite3.connect(path).execute("CREATE TABLE other (x)").connection.close()
+    else:
+        path.write_bytes(contents)
+    assert main(["costs", "--ledger", str(path)]) == 1
+    assert_one_error_line(capsys.readouterr().err, says, str(path))
+
+
+def test_costs_with_nothing_since(ledger_with_calls, capsys):
+    assert main(["costs", "--since", "2999-01-01"]) == 0
+    assert capsys.readouterr().out.startswith("no calls in ")
+    assert main(["costs", "--since", "999999999999d"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "--since")
+
+
+def test_costs_table_is_aligned(ledger_with_calls, capsys):
+    assert main(["costs", "--by", "model"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    assert len(table) >= 4  # header, rule, two models
+    assert len({len(line) for line in table}) == 1  # the last column is right-aligned
+    rule = table[1]
+    for line in table:  # every column starts where the rule's dashes do
+        for start in (i for i in range(1, len(rule)) if rule[i] == "-" and rule[i - 1] == " "):
+            assert line[start - 1] == " ", line
+
+
+def test_chat_with_no_provider_configured(monkeypatch, capsys):
+    monkeypatch.setenv("OLLAMA_ENABLED", "false")  # and no API keys (conftest)
+    assert main(["chat", "hi"]) == 1
+    assert_one_error_line(
+        capsys.readouterr().err, "No providers available", "OPENAI_API_KEY", "config check"
+    )
+
+
+def test_status_with_no_provider_available(monkeypatch, capsys):
+    monkeypatch.setenv("OLLAMA_ENABLED", "false")
+    assert main(["status"]) == 1
+    captured = capsys.readouterr()
+    assert "disabled" in captured.out and "not configured: openai, anthropic" in captured.out
+    assert_one_error_line(captured.err, "no provider can take a call", "OPENAI_API_KEY")
+
+
+def test_chat_errors_are_one_line_with_a_hint(sim_env, capsys):
+    for provider in ("ollama", "openai", "anthropic"):
+        sim_env.set_fault(provider, Fault.UNAUTHORIZED)
+    assert main(["chat", "--no-cache", "hi"]) == 1
+    line = assert_one_error_line(capsys.readouterr().err, "AllProvidersFailedError", "status")
+    assert "LLMAuthenticationError" in line and SENTINEL_KEY not in line
+    sim_env.clear_faults()
+    assert main(["chat", "--temperature", "5", "hi"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "LLMValidationError", "temperature")
+    assert main(["chat", "--strategy", "fastest", "hi"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "'fastest'", "quality_optimized")
+    assert sum(sim_env.request_count(p) for p in ("ollama", "openai", "anthropic")) == 3
+
+
+def test_chat_with_an_empty_prompt(sim_env, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("  \n"))
+    assert main(["chat"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "the prompt is empty")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("What is 2+2?\n"))
+    assert main(["chat", "--json"]) == 0
+    assert "What is 2+2?" in json.loads(capsys.readouterr().out)["choices"][0]["message"]["content"]
+
+
+def test_unwritable_ledger_for_the_client_is_one_line(sim_env, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LLM_LEDGER_PATH", str(tmp_path / "a-file" / "ledger.db"))
+    (tmp_path / "a-file").write_text("not a folder")
+    assert main(["status"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "LLM_LEDGER_PATH")
+
+
+def into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    """Run the command with stdout a pipe whose reader is gone, as in ``| head -1``."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return run_cli(*args, stdout=write)
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize(
+    "argv", [["costs", "--json"], ["costs"], ["status", "--json"], ["path"]], ids=" ".join
+)
+def test_closed_pipe_ends_quietly(ledger_with_calls, argv):
+    result = into_closed_pipe(*argv)
+    assert result.stderr == ""
+    assert result.returncode == 141
 
 
 def test_costs_does_not_import_litellm(ledger_with_calls):
     probe = (
         "import sys; from leadfactory.llm.cli import main; main(['costs']); "
-        "print('litellm' in sys.modules, 'leadfactory.llm.client' in sys.modules)"
+        "print('litellm' in sys.modules, 'leadfactory.llm.client' in sys.modules, "
+        "'pydantic' in sys.modules)"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
@@ -123,4 +287,4 @@ def test_costs_does_not_import_litellm(ledger_with_calls):
         check=True,
         env={**os.environ},
     )
-    assert result.stdout.strip().splitlines()[-1] == "False False"
+    assert result.stdout.strip().splitlines()[-1] == "False False False"
