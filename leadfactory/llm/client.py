@@ -20,9 +20,10 @@ from . import providers
 from .cache import ResponseCache, cache_key
 from .config import LLMConfig
 from .exceptions import LLMValidationError
-from .flow import Call, Outcome, Request, Services, Sleep, fallback_flow
+from .flow import Outcome, Record, Request, Services, Sleep, fallback_flow
 from .health import HealthPolicy, ProviderHealth
 from .ledger import Budget, CostLedger
+from .ledger_worker import LedgerWorker
 from .log import log_attempt, log_event
 from .ratelimit import RateLimiter
 from .singleflight import SingleFlight
@@ -270,8 +271,10 @@ class LLMClient:
                 if isinstance(operation, Sleep):
                     self._sleep(operation.seconds)
                     send = None
-                    continue
-                send = _perform(operation, providers.complete)
+                elif isinstance(operation, Record):
+                    send = _write_ledger(self.ledger, operation)
+                else:
+                    send = _call_provider(operation.arguments)
         finally:
             flow.close()  # interrupted mid-call: the flow releases its reservation
 
@@ -287,13 +290,26 @@ class LLMClient:
                 if isinstance(operation, Sleep):
                     await asyncio.sleep(operation.seconds)
                     send = None
-                    continue
-                try:
-                    send = Outcome(response=await providers.acomplete(operation.arguments))
-                except Exception as error:  # classified by the flow
-                    send = Outcome(error=error)
+                elif isinstance(operation, Record):
+                    send = await self._arecord(operation)
+                else:
+                    try:
+                        send = Outcome(response=await providers.acomplete(operation.arguments))
+                    except Exception as error:  # classified by the flow
+                        send = Outcome(error=error)
         finally:
             flow.close()
+
+    async def _arecord(self, record: Record) -> Outcome:
+        """A ledger write from a coroutine: on the ledger's writer thread, off the loop."""
+        ledger = self.ledger
+        if not isinstance(ledger, CostLedger):  # untracked: nothing to wait for
+            return _write_ledger(ledger, record)
+        try:
+            value = await LedgerWorker.for_ledger(ledger).call(record.method, **record.kwargs)
+        except Exception as error:
+            return Outcome(error=error)
+        return Outcome(value=value)
 
     def _run_and_store(self, key: str, request: Request) -> dict[str, Any]:
         # Another caller may have finished the same request since our cache miss.
@@ -413,10 +429,17 @@ class LLMClient:
         self.close()
 
 
-def _perform(operation: Call, call: Callable[[Mapping[str, Any]], dict[str, Any]]) -> Outcome:
+def _call_provider(arguments: Mapping[str, Any]) -> Outcome:
     try:
-        return Outcome(response=call(operation.arguments))
+        return Outcome(response=providers.complete(arguments))
     except Exception as error:  # classified by the flow
+        return Outcome(error=error)
+
+
+def _write_ledger(ledger: Any, record: Record) -> Outcome:
+    try:
+        return Outcome(value=getattr(ledger, record.method)(**record.kwargs))
+    except Exception as error:  # a refusal, or a ledger failure the flow raises
         return Outcome(error=error)
 
 

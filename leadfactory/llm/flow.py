@@ -11,6 +11,7 @@ decided here, so the two clients cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
@@ -30,10 +31,10 @@ from .exceptions import (
 from .health import ProviderHealth
 from .ledger import Budget, Reservation
 from .providers import call_arguments
-from .ratelimit import Denied, Permit, RateLimiter
+from .ratelimit import Denied, RateLimiter
 from .strategies import FallbackPlan, plan_fallback
 
-__all__ = ["Call", "Outcome", "Request", "Services", "Sleep", "fallback_flow"]
+__all__ = ["Call", "Outcome", "Record", "Request", "Services", "Sleep", "fallback_flow"]
 
 _MAX_BACKOFF = 30.0
 
@@ -54,11 +55,24 @@ class Sleep:
 
 
 @dataclass(frozen=True)
+class Record:
+    """Write the ledger: ``ledger.<method>(**kwargs)``; its result comes back as ``value``.
+
+    A driver may do it inline (the sync client) or on the ledger's writer thread (the
+    async client, see :mod:`leadfactory.llm.ledger_worker`).
+    """
+
+    method: str  # "reserve" or "settle"
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """What the driver saw: a response dict, or the exception the call raised."""
+    """What the driver saw: a response dict (or a ledger result), or the exception raised."""
 
     response: dict[str, Any] | None = None
     error: BaseException | None = None
+    value: Any = None  # what a Record returned
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,10 @@ class _Walk:
         self.errors[name] = error
 
 
-def fallback_flow(services: Services, request: Request) -> Generator[Call | Sleep, Outcome, dict]:
+Operation = Call | Sleep | Record
+
+
+def fallback_flow(services: Services, request: Request) -> Generator[Operation, Outcome, dict]:
     """Walk the providers for ``request``; returns the response dict or raises LLMError."""
     config = services.config
     if request.prompt_tokens is None:
@@ -157,7 +174,7 @@ def fallback_flow(services: Services, request: Request) -> Generator[Call | Slee
 
 def _walk(
     services: Services, request: Request, plan: FallbackPlan, walk: _Walk
-) -> Generator[Call | Sleep, Outcome, dict | None]:
+) -> Generator[Operation, Outcome, dict | None]:
     for name in plan.order:
         if walk.tried >= plan.max_tries:
             break
@@ -181,7 +198,7 @@ def _walk(
 
 def _try_provider(
     services: Services, request: Request, provider: ProviderConfig, walk: _Walk
-) -> Generator[Call | Sleep, Outcome, dict | None]:
+) -> Generator[Operation, Outcome, dict | None]:
     """Up to 1 + max_retries attempts on one provider, as tenacity's policy decides."""
     delays: list[float] = []
     retrying = Retrying(
@@ -223,7 +240,7 @@ def _attempt(
     request: Request,
     provider: ProviderConfig,
     walk: _Walk,
-) -> Generator[Call | Sleep, Outcome, tuple[dict | None, LLMError | None] | None]:
+) -> Generator[Operation, Outcome, tuple[dict | None, LLMError | None] | None]:
     name = provider.name
     estimate_tokens = (request.prompt_tokens or 0) + request.max_tokens
     permit = services.limiter.acquire(name, estimate_tokens)
@@ -235,21 +252,26 @@ def _attempt(
             walk.skip(name, "rate_limited", error)
             walk.rate_limited.append(error)
         return None
-    try:
-        reservation = services.ledger.reserve(
-            request_id=request.request_id,
-            provider=name,
-            model=request.model or provider.default_model,
-            estimated_usd=provider.estimate_cost(estimate_tokens),
-            budget=services.budget,
-            strategy=str(services.config.fallback_strategy),
-            caller=request.caller,
-        )
-    except LLMQuotaExceededError as refusal:
+    reserved = yield Record(
+        "reserve",
+        {
+            "request_id": request.request_id,
+            "provider": name,
+            "model": request.model or provider.default_model,
+            "estimated_usd": provider.estimate_cost(estimate_tokens),
+            "budget": services.budget,
+            "strategy": str(services.config.fallback_strategy),
+            "caller": request.caller,
+        },
+    )
+    if reserved.error is not None:
         services.limiter.release(permit)
-        walk.skip(name, "over_budget", refusal)
-        walk.budget_refusals.append(refusal)
+        if not isinstance(reserved.error, LLMQuotaExceededError):
+            raise reserved.error
+        walk.skip(name, "over_budget", reserved.error)
+        walk.budget_refusals.append(reserved.error)
         return None
+    reservation: Reservation = reserved.value
     arguments = call_arguments(
         provider, request.messages, model=request.model, params=request.params
     )
@@ -260,7 +282,8 @@ def _attempt(
         elapsed_ms = (services.timer() - started) * 1000.0
         if outcome.error is None and outcome.response is not None:
             response = _finish(services, request, provider, outcome.response, elapsed_ms)
-            _settle_success(services, reservation, permit, response, elapsed_ms)
+            services.limiter.correct(permit, response["usage"]["total_tokens"])
+            yield from _settle(reservation, _success_settlement(response, elapsed_ms))
             settled = True
             services.health.record_success(name)
             walk.attempts.append(_attempt_entry(name, "success", None, elapsed_ms))
@@ -268,9 +291,12 @@ def _attempt(
             return response, None
         error = classify(outcome.error, name, secrets=[provider.secret_key()])
         error.__cause__ = outcome.error
-        services.ledger.settle(
-            reservation, outcome="error", latency_ms=elapsed_ms, error_class=type(error).__name__
-        )
+        failure = {
+            "outcome": "error",
+            "latency_ms": elapsed_ms,
+            "error_class": type(error).__name__,
+        }
+        yield from _settle(reservation, failure)
         settled = True
         services.health.record_failure(name, error)
         if isinstance(error, LLMRateLimitError) and error.retry_after:
@@ -279,28 +305,29 @@ def _attempt(
         services.log(error=error, provider=name, latency_ms=elapsed_ms)
         return None, error
     finally:
-        if not settled:  # cancelled mid-call: give the reservation back
-            services.ledger.settle(reservation, outcome="error", error_class="Cancelled")
+        if not settled:  # cancelled mid-call (or mid-settlement): give the reservation back
             services.limiter.release(permit)
+            with contextlib.suppress(ValueError):  # unless the settlement got there first
+                services.ledger.settle(reservation, outcome="error", error_class="Cancelled")
 
 
-def _settle_success(
-    services: Services,
-    reservation: Reservation,
-    permit: Permit,
-    response: dict[str, Any],
-    elapsed_ms: float,
-) -> None:
+def _settle(
+    reservation: Reservation, settlement: dict[str, Any]
+) -> Generator[Record, Outcome, None]:
+    done = yield Record("settle", {"reservation": reservation, **settlement})
+    if done.error is not None:
+        raise done.error
+
+
+def _success_settlement(response: dict[str, Any], elapsed_ms: float) -> dict[str, Any]:
     usage = response["usage"]
-    services.limiter.correct(permit, usage["total_tokens"])
-    services.ledger.settle(
-        reservation,
-        outcome="success",
-        cost_usd=response["cost"],
-        prompt_tokens=usage["prompt_tokens"],
-        completion_tokens=usage["completion_tokens"],
-        latency_ms=elapsed_ms,
-    )
+    return {
+        "outcome": "success",
+        "cost_usd": response["cost"],
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
+        "latency_ms": elapsed_ms,
+    }
 
 
 def _finish(

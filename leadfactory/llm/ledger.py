@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -221,23 +221,7 @@ class CostLedger:
 
         Raises LLMQuotaExceededError, writing nothing, when a limit would be exceeded.
         """
-        _check_non_negative(estimated_usd=estimated_usd)
-
-        def work(conn: sqlite3.Connection) -> tuple[int, Spend | None]:
-            now = self._now()
-            spent = None
-            if estimated_usd > 0:  # free: no need to read the spend
-                spent = self._spent(conn, now)[None]
-                if refusal := budget_refusal(
-                    budget, provider=provider, estimated_usd=estimated_usd, spent=spent, now=now
-                ):
-                    raise refusal
-            row = (utc_iso(now), request_id, provider, model, strategy, "pending", 0, 0, 0)
-            args = (*row, estimated_usd, 0, 0, 0, caller)
-            return conn.execute(sql.INSERT_CALL, args).lastrowid, spent
-
-        row_id, spent = self._transaction(work)
-        return Reservation(row_id, request_id, provider, estimated_usd, budget, spent)
+        return self._run(self._reserve_work(**_arguments(locals())))
 
     def settle(
         self,
@@ -252,28 +236,7 @@ class CostLedger:
         model: str | None = None,
     ) -> None:
         """Replace the reservation by the real cost (0 for a failure); send due alerts."""
-        if outcome not in ("success", "error"):
-            raise ValueError(f"outcome must be 'success' or 'error', not {outcome!r}")
-        _check_non_negative(cost_usd=cost_usd, tokens=min(prompt_tokens, completion_tokens))
-        tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
-        args = (outcome, cost_usd, *tokens, latency_ms, error_class, model, reservation.row_id)
-        budget = reservation.budget
-
-        def work(conn: sqlite3.Connection) -> list[BudgetAlert]:
-            if conn.execute(sql.SETTLE_CALL, args).rowcount != 1:
-                raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
-            if budget is None or not _may_alert(budget, reservation.spent, cost_usd):
-                return []
-            now = self._now()
-            due = alerts_due(budget, spent=self._spent(conn, now)[None], now=now)
-            fired = []  # INSERT OR IGNORE: only the first writer of a period's alert sends it
-            for alert in due:
-                if conn.execute(sql.INSERT_ALERT, (utc_iso(now), *astuple(alert))).rowcount:
-                    fired.append(alert)
-            return fired
-
-        for alert in self._transaction(work):  # after COMMIT: no callback holds the lock
-            self._announce(alert)
+        return self._run(self._settle_work(**_arguments(locals())))
 
     def record_cache_hit(
         self,
@@ -288,14 +251,140 @@ class CostLedger:
         strategy: str | None = None,
         caller: str | None = None,
     ) -> None:
+        """Record a request answered from the cache, with the cost it saved."""
+        return self._run(self._cache_hit_work(**_arguments(locals())))
+
+    def run_batch(self, operations: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Run several writes (``reserve``, ``settle``, ``record_cache_hit``) in one transaction.
+
+        Each ``(method, kwargs)`` behaves as the method would: its result, or the exception
+        it raises, is at its index in the returned list (a refusal writes nothing and
+        spoils nothing else). One COMMIT for the lot: the async client's writer thread
+        groups the writes of concurrent requests this way.
+        """
+        prepared: list[_Work | Exception] = []
+        for method, kwargs in operations:
+            try:
+                prepared.append(self._WORK[method](self, **kwargs))
+            except (KeyError, TypeError, ValueError) as exc:
+                prepared.append(exc if not isinstance(exc, KeyError) else ValueError(exc))
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            results: list[Any] = []
+            for item in prepared:
+                if isinstance(item, Exception):
+                    results.append(item)
+                    continue
+                try:  # each refusal or bad settlement raises before it writes
+                    results.append(item.write(conn))
+                except (LLMQuotaExceededError, ValueError) as exc:
+                    results.append(exc)
+            return results
+
+        results = self._transaction(work)
+        return [
+            result
+            if isinstance(item, Exception) or isinstance(result, Exception)
+            else item.finish(result)
+            for item, result in zip(prepared, results, strict=True)
+        ]
+
+    def _run(self, item: _Work) -> Any:
+        return item.finish(self._transaction(item.write))
+
+    def _reserve_work(
+        self,
+        *,
+        request_id: str,
+        provider: str,
+        model: str,
+        estimated_usd: float,
+        budget: Budget,
+        strategy: str | None = None,
+        caller: str | None = None,
+    ) -> _Work:
+        _check_non_negative(estimated_usd=estimated_usd)
+
+        def write(conn: sqlite3.Connection) -> Reservation:
+            now = self._now()
+            spent = None
+            if estimated_usd > 0:  # free: no need to read the spend
+                spent = self._spent(conn, now)[None]
+                if refusal := budget_refusal(
+                    budget, provider=provider, estimated_usd=estimated_usd, spent=spent, now=now
+                ):
+                    raise refusal
+            row = (utc_iso(now), request_id, provider, model, strategy, "pending", 0, 0, 0)
+            row_id = conn.execute(sql.INSERT_CALL, (*row, estimated_usd, 0, 0, 0, caller)).lastrowid
+            return Reservation(row_id, request_id, provider, estimated_usd, budget, spent)
+
+        return _Work(write)
+
+    def _settle_work(
+        self,
+        reservation: Reservation,
+        *,
+        outcome: str,
+        cost_usd: float = 0.0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        latency_ms: float = 0.0,
+        error_class: str | None = None,
+        model: str | None = None,
+    ) -> _Work:
+        if outcome not in ("success", "error"):
+            raise ValueError(f"outcome must be 'success' or 'error', not {outcome!r}")
+        _check_non_negative(cost_usd=cost_usd, tokens=min(prompt_tokens, completion_tokens))
+        tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+        args = (outcome, cost_usd, *tokens, latency_ms, error_class, model, reservation.row_id)
+        budget = reservation.budget
+
+        def write(conn: sqlite3.Connection) -> list[BudgetAlert]:
+            if conn.execute(sql.SETTLE_CALL, args).rowcount != 1:
+                raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
+            if budget is None or not _may_alert(budget, reservation.spent, cost_usd):
+                return []
+            now = self._now()
+            due = alerts_due(budget, spent=self._spent(conn, now)[None], now=now)
+            fired = []  # INSERT OR IGNORE: only the first writer of a period's alert sends it
+            for alert in due:
+                if conn.execute(sql.INSERT_ALERT, (utc_iso(now), *astuple(alert))).rowcount:
+                    fired.append(alert)
+            return fired
+
+        def announce(fired: list[BudgetAlert]) -> None:
+            for alert in fired:  # after COMMIT: no callback holds the lock
+                self._announce(alert)
+
+        return _Work(write, announce)
+
+    def _cache_hit_work(
+        self,
+        *,
+        request_id: str,
+        provider: str,
+        model: str,
+        saved_usd: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        latency_ms: float,
+        strategy: str | None = None,
+        caller: str | None = None,
+    ) -> _Work:
         _check_non_negative(saved_usd=saved_usd)
         tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
         row = (request_id, provider, model, strategy, "cache_hit", *tokens, 0, saved_usd)
-        self._transaction(
-            lambda conn: conn.execute(
-                sql.INSERT_CALL, (utc_iso(self._now()), *row, latency_ms, 1, caller)
-            )
-        )
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(sql.INSERT_CALL, (utc_iso(self._now()), *row, latency_ms, 1, caller))
+
+        return _Work(write)
+
+    _WORK: dict[str, Callable[..., _Work]] = {
+        "reserve": _reserve_work,
+        "settle": _settle_work,
+        "record_cache_hit": _cache_hit_work,
+    }
 
     def reset(self, provider: str | None = None) -> None:
         """From now on budgets count only new rows (of ``provider``, or of all)."""
@@ -411,6 +500,25 @@ class CostLedger:
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return self._transaction(work, write=False)
+
+
+@dataclass(frozen=True)
+class _Work:
+    """One ledger write: ``write(conn)`` inside the transaction, ``finish(result)`` after it."""
+
+    write: Callable[[sqlite3.Connection], Any]
+    after: Callable[[Any], None] | None = None
+
+    def finish(self, result: Any) -> Any:
+        if self.after is not None:
+            self.after(result)
+            return None
+        return result
+
+
+def _arguments(names: dict[str, Any]) -> dict[str, Any]:
+    """A public method's ``locals()`` as keyword arguments for its ``_*_work`` twin."""
+    return {k: v for k, v in names.items() if k != "self"}
 
 
 def _check_non_negative(**values: float) -> None:

@@ -1,0 +1,117 @@
+"""The async client's ledger writes, done on a thread with group commit.
+
+SQLite calls block, and ``sqlite3`` lets go of the GIL inside each statement, so an
+event loop that wrote the ledger itself would both wait for the disk and queue for the
+GIL behind every other thread, several times per request. Instead, coroutines hand
+their writes to one :class:`LedgerWorker` thread per ledger and await the result; the
+thread runs whatever has queued up meanwhile in one transaction
+(:meth:`CostLedger.run_batch`), so a hundred concurrent requests share a handful of
+COMMITs. A request still returns only after its settlement is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+import weakref
+from typing import Any
+
+from .ledger import CostLedger, Reservation
+from .log import log_event
+
+__all__ = ["LedgerWorker"]
+
+MAX_BATCH = 256  # writes per transaction at the most
+
+# (method, kwargs, loop, future); no loop and no future for a write nobody awaits
+_Item = tuple[str, dict[str, Any], asyncio.AbstractEventLoop | None, asyncio.Future | None]
+_WORKERS: weakref.WeakKeyDictionary[CostLedger, LedgerWorker] = weakref.WeakKeyDictionary()
+_WORKERS_LOCK = threading.Lock()
+
+
+class LedgerWorker:
+    """One thread that writes ``ledger`` for coroutines (see the module docstring)."""
+
+    def __init__(self, ledger: CostLedger) -> None:
+        self.ledger = ledger
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self.batches = 0  # transactions run, for tests and benchmarks
+
+    @classmethod
+    def for_ledger(cls, ledger: CostLedger) -> LedgerWorker:
+        """The worker of ``ledger``, shared by every client using it."""
+        with _WORKERS_LOCK:
+            worker = _WORKERS.get(ledger)
+            if worker is None:
+                worker = _WORKERS[ledger] = cls(ledger)
+            return worker
+
+    async def call(self, method: str, **kwargs: Any) -> Any:
+        """``await`` what ``ledger.<method>(**kwargs)`` returns (or raises)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        self._ensure_thread()
+        self._queue.put((method, kwargs, loop, future))
+        return await future
+
+    def _ensure_thread(self) -> None:
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            return
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's queue and thread are not ours
+                self._pid, self._queue = os.getpid(), queue.SimpleQueue()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, name="leadfactory-ledger-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                results: list[Any] = self.ledger.run_batch([(m, kw) for m, kw, _, _ in batch])
+            except BaseException as exc:  # the transaction failed: every write in it did
+                results = [exc] * len(batch)
+            self.batches += 1
+            for item, result in zip(batch, results, strict=True):
+                self._deliver(item, result)
+
+    def _deliver(self, item: _Item, result: Any) -> None:
+        _, _, loop, future = item
+        if loop is None or future is None:
+            if isinstance(result, BaseException):
+                log_event(logging.WARNING, f"ledger write failed: {result}")
+            return
+        try:
+            loop.call_soon_threadsafe(_resolve, future, result, self)
+        except RuntimeError:  # the loop has closed: nobody is waiting
+            self.release(result)
+
+    def release(self, result: Any) -> None:
+        """Give back a reservation whose caller was cancelled while it was being made."""
+        if isinstance(result, Reservation):
+            kwargs = {"reservation": result, "outcome": "error", "error_class": "Cancelled"}
+            self._ensure_thread()
+            self._queue.put(("settle", kwargs, None, None))
+
+
+def _resolve(future: asyncio.Future, result: Any, worker: LedgerWorker) -> None:
+    if future.cancelled():
+        worker.release(result)
+    elif isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -1,0 +1,134 @@
+"""The async client's ledger writer: batches, results and errors, cancellation, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from leadfactory.llm import LLMClient, LLMConfig
+from leadfactory.llm.exceptions import LLMQuotaExceededError
+from leadfactory.llm.ledger import Budget, CostLedger, Reservation
+from leadfactory.llm.ledger_worker import LedgerWorker
+
+NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+CAP = Budget(max_cost_per_request=None, daily_limit=0.05, monthly_limit=None, alert_threshold=None)
+
+
+def reserve_kwargs(i: int, usd: float = 0.01) -> dict:
+    return {
+        "request_id": f"r{i}",
+        "provider": "openai",
+        "model": "gpt-4",
+        "estimated_usd": usd,
+        "budget": CAP,
+    }
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    ledger = CostLedger(tmp_path / "ledger.db", clock=lambda: NOON)
+    yield ledger
+    ledger.close()
+
+
+def test_run_batch_gives_each_write_its_own_result(ledger):
+    first = ledger.reserve(**reserve_kwargs(0))
+    results = ledger.run_batch(
+        [
+            ("reserve", reserve_kwargs(1)),
+            ("reserve", reserve_kwargs(2, usd=1.0)),  # over the daily cap: refused alone
+            ("settle", {"reservation": first, "outcome": "success", "cost_usd": 0.002}),
+            ("settle", {"reservation": first, "outcome": "success"}),  # settled already
+            ("settle", {"reservation": first, "outcome": "maybe"}),  # bad argument
+            ("nonsense", {}),
+        ]
+    )
+    assert isinstance(results[0], Reservation)
+    assert isinstance(results[1], LLMQuotaExceededError)
+    assert results[2] is None
+    assert [type(r) for r in results[3:]] == [ValueError, ValueError, ValueError]
+    rows = {row["request_id"]: row for row in ledger.rows()}
+    assert set(rows) == {"r0", "r1"}  # the refusal wrote nothing, the rest committed
+    assert rows["r0"]["outcome"] == "success" and rows["r1"]["outcome"] == "pending"
+
+
+def test_concurrent_writes_share_transactions_off_the_loop_thread(ledger):
+    threads: set[int] = set()
+    run_batch = ledger.run_batch
+
+    def spy(operations):
+        threads.add(threading.get_ident())
+        return run_batch(operations)
+
+    ledger.run_batch = spy  # type: ignore[method-assign]
+    worker = LedgerWorker(ledger)
+    budget = Budget(max_cost_per_request=None, daily_limit=None, monthly_limit=None)
+
+    async def main() -> list[Reservation]:
+        async def one(i: int) -> Reservation:
+            return await worker.call("reserve", **{**reserve_kwargs(i), "budget": budget})
+
+        return await asyncio.gather(*(one(i) for i in range(200)))
+
+    reservations = asyncio.run(main())
+    assert len({r.row_id for r in reservations}) == 200
+    assert threading.get_ident() not in threads and len(threads) == 1
+    assert worker.batches < 200  # grouped: fewer COMMITs than writes
+    assert len(ledger.rows()) == 200
+
+
+def test_a_refusal_is_raised_in_the_awaiting_coroutine(ledger):
+    worker = LedgerWorker.for_ledger(ledger)
+    assert LedgerWorker.for_ledger(ledger) is worker
+
+    async def main() -> None:
+        await worker.call("reserve", **reserve_kwargs(0, usd=0.04))
+        with pytest.raises(LLMQuotaExceededError, match="daily_cost_limit"):
+            await worker.call("reserve", **reserve_kwargs(1, usd=0.02))
+
+    asyncio.run(main())
+
+
+def test_a_reservation_whose_caller_was_cancelled_is_given_back(ledger):
+    worker = LedgerWorker(ledger)
+    gate = threading.Event()
+    run_batch = ledger.run_batch
+
+    def slow(operations):
+        gate.wait(5)
+        return run_batch(operations)
+
+    ledger.run_batch = slow  # type: ignore[method-assign]
+
+    async def main() -> None:
+        task = asyncio.ensure_future(worker.call("reserve", **reserve_kwargs(0)))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0)
+        gate.set()  # the reservation is made after its caller gave up
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            rows = ledger.rows()
+            if rows and rows[0]["outcome"] != "pending":
+                break
+
+    asyncio.run(main())
+    (row,) = ledger.rows()
+    assert (row["outcome"], row["error_class"], row["reserved_usd"]) == ("error", "Cancelled", 0)
+
+
+def test_async_client_settles_before_it_answers(sim_env, tmp_path):
+    client = LLMClient(LLMConfig(enable_caching=False, ledger_path=tmp_path / "l.db"))
+
+    async def main() -> list[dict]:
+        messages = [[{"role": "user", "content": f"question {i}"}] for i in range(30)]
+        return await asyncio.gather(*(client.achat_completion(m, max_tokens=5) for m in messages))
+
+    responses = asyncio.run(main())
+    rows = {row["request_id"]: row for row in client.ledger.rows()}
+    for response in responses:  # each answer's row is committed by the time it is returned
+        assert rows[response["request_id"]]["outcome"] == "success"
+    client.close()
