@@ -8,9 +8,10 @@ vcrpy answers in ``record_mode="none"``. Two guards make an escape loud instead 
 * the socket guard refuses every ``connect`` and DNS lookup, so a request vcrpy did not
   intercept fails (and fails the test) instead of reaching, or hanging on, the network;
 * the miss guard records every CannotOverwriteExistingCassetteException vcrpy raises. Our
-  client turns that error into an ordinary provider failure (LLMProviderError, "HTTP 500",
-  see test_unrecorded_request_*), so without this guard a request missing from a cassette
-  could be retried and then answered by the next provider's recording, and still pass.
+  client reports that error as a failure in this process (LLMProviderError naming it, never
+  retried; see test_unrecorded_request_*), but still falls back, so without this guard a
+  request missing from a cassette could be answered by the next provider's recording, and
+  still pass.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from vcr.serialize import deserialize
 from vcr.serializers import yamlserializer
 
 from leadfactory.llm import AllProvidersFailedError, LLMProviderError
+from leadfactory.llm.classify import retry_same_provider
 
 from . import conftest
 from .record_cassettes import (
@@ -327,22 +329,30 @@ def test_each_route_uses_the_http_client_vcrpy_patches(monkeypatch, scenario, mo
 # -- requests the cassette does not hold -------------------------------------------------
 
 
+VCR_MISS = "vcr.errors.CannotOverwriteExistingCassetteException"
+
+
 @pytest.mark.parametrize("scenario", OK_SCENARIOS, ids=lambda s: s.name)
 @pytest.mark.parametrize("mode", MODES)
 def test_unrecorded_request_fails_with_the_vcr_error_in_the_cause_chain(guard, scenario, mode):
     """A prompt the cassette does not hold fails, without touching the network.
 
-    What the client makes of it (LiteLLM 1.110.2): vcrpy's error reaches us wrapped in
-    LiteLLM's InternalServerError (openai, anthropic) or APIConnectionError (ollama), both
-    with status 500, and the client classifies it like a provider's own HTTP 500:
-    LLMProviderError, retried and then fallen back from. The original is kept as the cause.
+    LiteLLM 1.110.2 wraps vcrpy's error as InternalServerError (openai, anthropic) or
+    APIConnectionError (ollama), both with a synthetic status 500. The client sees that no
+    HTTP response is behind it and reports a failure in this process: LLMProviderError with
+    no status, naming vcrpy's exception, never retried. The original is kept as the cause.
     """
     cassette, error = replay(scenario, mode, messages=SPAIN)
     assert isinstance(error, AllProvidersFailedError), repr(error)
     provider = scenario.answering
     classified = error.provider_errors[provider]
-    assert type(classified) is LLMProviderError and classified.status_code == 500
-    assert str(classified).startswith(f"{provider}: HTTP 500: ")
+    assert type(classified) is LLMProviderError and classified.status_code is None
+    assert str(classified).startswith(
+        f"{provider}: failed in this process, not at the provider: {VCR_MISS}: "
+    )
+    assert "HTTP 500" not in str(classified)
+    assert classified.metadata["local_error"] == VCR_MISS
+    assert not retry_same_provider(classified)
     miss = vcr_miss_in(classified)
     assert miss.reason == "no_match" and b"Spain" in miss.failed_request.body
     assert guard.take_misses() == [miss]
@@ -350,20 +360,22 @@ def test_unrecorded_request_fails_with_the_vcr_error_in_the_cause_chain(guard, s
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_unrecorded_request_is_masked_by_a_recorded_fallback(guard, mode):
-    """The danger the miss guard exists for: openai's request changed (another model), so
-    it is not in the cassette; the client treats vcrpy's error as an openai HTTP 500 and
-    falls back to anthropic, whose recording matches. The call succeeds."""
-    scenario = SCENARIOS_BY_NAME["openai_401_falls_back_to_anthropic"]
+def test_unrecorded_request_is_not_retried_but_the_fallback_still_answers(guard, mode):
+    """openai's request changed (another model), so it is not in the cassette. openai may
+    retry once (its recorded 500 was retried), but vcrpy's error is not a 500: it is
+    reported once, not retried. The fallback to anthropic, whose recording matches, still
+    answers, which is what the miss guard exists for."""
+    scenario = SCENARIOS_BY_NAME["openai_500_retried_then_falls_back_to_anthropic"]
+    assert scenario.retries == 1
     cassette, response = replay(scenario, mode, models={"openai": "gpt-4o"})
     assert not isinstance(response, BaseException), repr(response)
     assert response["provider"] == "anthropic"
     attempts = [(a["provider"], a["outcome"], a["error"]) for a in response["attempts"]]
     assert attempts == [("openai", "error", "LLMProviderError"), ("anthropic", "success", None)]
-    assert response["attempts"][0]["detail"].startswith("openai: HTTP 500: ")
-    assert "How to fix" in response["attempts"][0]["detail"]  # vcrpy's miss message
-    # What tells the masked run from the recorded one: the recorded 401 was never played,
-    # and vcrpy raised a miss (the guard would fail any other test on it).
+    detail = response["attempts"][0]["detail"]
+    assert detail.startswith(f"openai: failed in this process, not at the provider: {VCR_MISS}")
+    # What tells the masked run from the recorded one: the recorded 500s were never played,
+    # and vcrpy raised one miss (the guard would fail any other test on it).
     assert not cassette.all_played
     (miss,) = guard.take_misses()
     assert b"gpt-4o" in miss.failed_request.body

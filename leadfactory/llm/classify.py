@@ -9,14 +9,21 @@ the real one in ``provider_status_code``, and OpenAI's 403 arrives as
 provider's HTTP status, then the error object the provider sent (its ``type`` or
 ``code`` tells ``insufficient_quota`` from a plain rate limit).
 
-The table at the bottom (``RETRY_SAME_PROVIDER``) says which classes are worth
-another attempt on the same provider.
+LiteLLM also wraps exceptions raised in this process (vcrpy's cassette miss, a bug in
+an HTTP client or in LiteLLM itself) as a synthetic 500. When the cause chain holds
+neither a transport error nor an HTTP error response, but an exception from outside
+the HTTP stack, the result is an ``LLMProviderError`` without a status that names
+that exception, marked ``metadata["local_error"]`` and never retried.
+
+``RETRY_SAME_PROVIDER`` says which classes are worth another attempt on the same
+provider.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -45,7 +52,12 @@ _REDACTED = "[redacted]"
 
 
 def retry_same_provider(error: BaseException) -> bool:
-    """True when ``error`` may succeed if the same provider is asked again."""
+    """True when ``error`` may succeed if the same provider is asked again.
+
+    An error raised inside this process (``metadata["local_error"]``) never is.
+    """
+    if isinstance(error, LLMError) and error.metadata.get("local_error"):
+        return False
     return isinstance(error, RETRY_SAME_PROVIDER)
 
 
@@ -72,6 +84,16 @@ def classify(
     if transport is not None:
         cls, what = transport
         return cls(redact(f"{provider}: {what}", secrets), provider=provider)
+
+    local = _local_error(exc)
+    if local is not None:
+        name = _type_name(local)
+        detail = redact(_strip_prefix(str(local)), secrets)
+        return LLMProviderError(
+            f"{provider}: failed in this process, not at the provider: {name}: {detail}",
+            provider=provider,
+            metadata={"local_error": name},
+        )
 
     status = _status_code(exc)
     body = _error_body(exc)
@@ -121,24 +143,31 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+def _loaded(module: str, *names: str) -> list[type]:
+    """The named exception types of ``module``, when it is already imported."""
+    found = sys.modules.get(module)
+    return [getattr(found, name) for name in names] if found is not None else []
+
+
 def _transport_types() -> tuple[tuple[tuple[type, ...], type[LLMError], str], ...]:
     """Transport exception types, looked up lazily among modules already loaded."""
-    timeouts: list[type] = [TimeoutError, socket.timeout, asyncio.TimeoutError]
-    connections: list[type] = [ConnectionError, socket.gaierror]
-    httpx = sys.modules.get("httpx")
-    if httpx is not None:
-        timeouts.append(httpx.TimeoutException)
-        connections += [httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError]
-    openai = sys.modules.get("openai")
-    if openai is not None:
-        timeouts.append(openai.APITimeoutError)
-    aiohttp = sys.modules.get("aiohttp")
-    if aiohttp is not None:
-        timeouts.append(aiohttp.ServerTimeoutError)
-        connections += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError]
+    timeouts = (
+        TimeoutError,
+        socket.timeout,
+        asyncio.TimeoutError,
+        *_loaded("httpx", "TimeoutException"),
+        *_loaded("openai", "APITimeoutError"),
+        *_loaded("aiohttp", "ServerTimeoutError"),
+    )
+    connections = (
+        ConnectionError,
+        socket.gaierror,
+        *_loaded("httpx", "NetworkError", "RemoteProtocolError", "ProxyError"),
+        *_loaded("aiohttp", "ClientConnectionError", "ClientPayloadError"),
+    )
     return (
-        (tuple(timeouts), LLMTimeoutError, "timed out"),
-        (tuple(connections), LLMConnectionError, "connection failed"),
+        (timeouts, LLMTimeoutError, "timed out"),
+        (connections, LLMConnectionError, "connection failed"),
     )
 
 
@@ -151,6 +180,38 @@ def _transport_error(exc: BaseException) -> tuple[type[LLMError], str] | None:
             if isinstance(link, types):
                 return cls, f"{what} ({type(link).__name__})"
     return None
+
+
+# Packages whose exceptions stand for the provider's answer or the connection to it.
+_HTTP_STACK = frozenset(
+    {"litellm", "openai", "anthropic", "httpx", "httpcore", "h11", "h2", "aiohttp"}
+)
+
+
+def _local_error(exc: BaseException) -> BaseException | None:
+    """The exception raised in this process behind ``exc``, when no HTTP response is.
+
+    Links from LiteLLM and the HTTP clients, OS errors and bare ``Exception`` wrappers
+    are passed over; any other type (vcrpy's, a TypeError...) is local.
+    """
+    # Raised by an HTTP client for a real response with an error status.
+    answered = (*_loaded("httpx", "HTTPStatusError"), *_loaded("aiohttp", "ClientResponseError"))
+    local = None
+    for link in _chain(exc):
+        if isinstance(link, answered):
+            return None  # the provider did answer, with an error status
+        package = type(link).__module__.partition(".")[0]
+        wrapper = type(link) in (Exception, BaseException)
+        if local is None and not (package in _HTTP_STACK or wrapper or isinstance(link, OSError)):
+            local = link
+    return local
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 # -- what the provider said --------------------------------------------------------
@@ -228,10 +289,14 @@ def _provider_message(body: Any) -> str | None:
     return message if isinstance(message, str) else None
 
 
+# LiteLLM's own prefix: "litellm.RateLimitError: ", then "RateLimitError: OpenAIException - "
+# or "OpenAIException - ". What follows is the provider's, " - " and all.
+_LITELLM_PREFIX = re.compile(r"^\s*(?:litellm\.\w+:\s*)?(?:(?:\w+Error:\s*)?\w+Exception - )?")
+
+
 def _strip_prefix(message: str) -> str:
-    # "litellm.RateLimitError: RateLimitError: OpenAIException - ..." -> the provider's part
-    head, sep, tail = message.rpartition(" - ")
-    return (tail if sep and "Exception" in head else message).strip()[:500]
+    """``message`` without LiteLLM's prefix, at most 500 characters."""
+    return _LITELLM_PREFIX.sub("", message, count=1).strip()[:500]
 
 
 def _retry_after(exc: BaseException) -> float | None:

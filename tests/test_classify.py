@@ -1,0 +1,128 @@
+"""classify(): exceptions raised in this process are not provider 500s; messages keep the
+provider's text intact. Built from LiteLLM's real exception classes, no network."""
+
+from __future__ import annotations
+
+import errno
+
+import httpx
+import pytest
+
+from leadfactory.llm import (
+    LLMConnectionError,
+    LLMProviderError,
+    LLMValidationError,
+)
+from leadfactory.llm.classify import classify, retry_same_provider
+
+from .conftest import SENTINEL_KEY
+
+
+def litellm_exceptions():
+    """LiteLLM's exception module, imported inside a test: after the autouse fixture has
+    set LITELLM_LOCAL_MODEL_COST_MAP, so the import fetches nothing."""
+    from litellm import exceptions
+
+    return exceptions
+
+
+class CassetteMiss(Exception):
+    """Stands for vcrpy's CannotOverwriteExistingCassetteException (a test-side error)."""
+
+
+def raised(error: BaseException) -> BaseException:
+    try:
+        raise error
+    except BaseException as caught:
+        return caught
+
+
+def wrapped_as_litellm_500(inner: BaseException) -> BaseException:
+    """What LiteLLM makes of ``inner`` raised inside its HTTP call: a synthetic 500."""
+    try:
+        try:
+            raise inner
+        except Exception as exc:
+            raise litellm_exceptions().InternalServerError(
+                message=f"InternalServerError: OpenAIException - {exc}",
+                llm_provider="openai",
+                model="gpt-4",
+            ) from exc
+    except Exception as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("inner", "name"),
+    [
+        (CassetteMiss("Can't overwrite existing cassette - no match"), "CassetteMiss"),
+        (TypeError("'int' object is not iterable"), "TypeError"),
+        (KeyError("choices"), "KeyError"),
+    ],
+)
+def test_a_local_exception_is_not_a_provider_500(inner, name):
+    error = classify(wrapped_as_litellm_500(inner), "openai")
+    assert type(error) is LLMProviderError and error.status_code is None
+    assert str(error).startswith("openai: failed in this process, not at the provider: ")
+    assert name in str(error) and "HTTP 500" not in str(error)
+    assert error.metadata["local_error"].endswith(name)
+    assert not retry_same_provider(error)
+
+
+def test_a_local_error_message_is_redacted():
+    inner = CassetteMiss(f"request had Authorization: Bearer {SENTINEL_KEY}")
+    error = classify(wrapped_as_litellm_500(inner), "openai", secrets=[SENTINEL_KEY])
+    assert SENTINEL_KEY not in str(error) and "[redacted]" in str(error)
+
+
+def test_a_real_500_response_is_still_a_retried_provider_error():
+    request = httpx.Request("POST", "https://api.example.com/v1/chat/completions")
+    response = httpx.Response(500, request=request, text='{"error": {"message": "boom"}}')
+    status = httpx.HTTPStatusError("500", request=request, response=response)
+    # A foreign exception in the context of the real answer does not make it local.
+    status.__context__ = CassetteMiss("unrelated")
+    error = classify(wrapped_as_litellm_500(status), "openai")
+    assert type(error) is LLMProviderError and error.status_code == 500
+    assert "local_error" not in error.metadata
+    assert retry_same_provider(error)
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        ConnectionRefusedError(errno.ECONNREFUSED, "refused"),
+        OSError(errno.ENETUNREACH, "Network is unreachable"),
+    ],
+)
+def test_os_errors_stay_connection_or_provider_failures(inner):
+    error = classify(wrapped_as_litellm_500(inner), "openai")
+    assert "local_error" not in error.metadata
+    assert isinstance(error, (LLMConnectionError, LLMProviderError))
+    assert retry_same_provider(error)
+
+
+def test_a_bare_litellm_error_is_the_providers():
+    """No cause at all: LiteLLM raised it from what the provider sent."""
+    error = classify(
+        raised(litellm_exceptions().InternalServerError("overloaded", "openai", "gpt-4")), "openai"
+    )
+    assert type(error) is LLMProviderError and error.status_code == 500
+    assert retry_same_provider(error)
+
+
+@pytest.mark.parametrize(
+    ("message", "kept"),
+    [
+        (
+            "OpenAIException - Invalid value - use 'auto' - see the docs",
+            "Invalid value - use 'auto' - see the docs",
+        ),
+        ("BadRequestError: AnthropicException - max_tokens - too large", "max_tokens - too large"),
+        ("a provider's own words - with a dash", "a provider's own words - with a dash"),
+    ],
+)
+def test_only_litellms_prefix_is_stripped(message, kept):
+    exc = raised(litellm_exceptions().BadRequestError(message, model="m", llm_provider="openai"))
+    error = classify(exc, "openai")
+    assert isinstance(error, LLMValidationError)
+    assert str(error) == f"openai: HTTP 400: {kept}"
