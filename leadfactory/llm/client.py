@@ -33,6 +33,8 @@ from .validation import check_messages, check_parameters
 
 __all__ = ["LLMClient"]
 
+_Answer = tuple[dict[str, Any], Record | None]  # a response, and the ledger row it still needs
+
 
 class LLMClient:
     """A chat-completion client that falls back across providers.
@@ -218,16 +220,17 @@ class LLMClient:
         if not (cache and self.config.enable_caching):
             return self._run(request)
         key = self._cache_key(request)
-        hit = self._cache_hit(key, request)
-        if hit is not None:
-            return hit
-        led: list[bool] = []
+        answer = self._lookup(key, request)
+        if answer is None:
+            led: list[bool] = []
 
-        def lead() -> dict[str, Any]:
-            led.append(True)
-            return self._run_and_store(key, request)
+            def lead() -> dict[str, Any]:
+                led.append(True)
+                return self._run_and_store(key, request)
 
-        return self._from_flight(self._singleflight.run(key, lead), request, led=bool(led))
+            shared = self._singleflight.run(key, lead)
+            answer = self._share(shared, request, led=bool(led))
+        return self._deliver(answer)
 
     async def achat_completion(
         self,
@@ -245,17 +248,17 @@ class LLMClient:
         if not (cache and self.config.enable_caching):
             return await self._arun(request)
         key = self._cache_key(request)
-        hit = self._cache_hit(key, request)
-        if hit is not None:
-            return hit
-        led: list[bool] = []
+        answer = self._lookup(key, request)
+        if answer is None:
+            led: list[bool] = []
 
-        async def lead() -> dict[str, Any]:
-            led.append(True)
-            return await self._arun_and_store(key, request)
+            async def lead() -> dict[str, Any]:
+                led.append(True)
+                return await self._arun_and_store(key, request)
 
-        shared = await self._singleflight.arun(key, lead)
-        return self._from_flight(shared, request, led=bool(led))
+            shared = await self._singleflight.arun(key, lead)
+            answer = self._share(shared, request, led=bool(led))
+        return await self._adeliver(answer)
 
     # -- drivers -------------------------------------------------------------------
 
@@ -313,40 +316,49 @@ class LLMClient:
 
     def _run_and_store(self, key: str, request: Request) -> dict[str, Any]:
         # Another caller may have finished the same request since our cache miss.
-        hit = self._cache_hit(key, request)
-        if hit is not None:
-            return hit
+        answer = self._lookup(key, request)
+        if answer is not None:
+            return self._deliver(answer)
         response = self._run(request)
         self.cache.set(key, response, provider=response["provider"])
         return response
 
     async def _arun_and_store(self, key: str, request: Request) -> dict[str, Any]:
-        hit = self._cache_hit(key, request)
-        if hit is not None:
-            return hit
+        answer = self._lookup(key, request)
+        if answer is not None:
+            return await self._adeliver(answer)
         response = await self._arun(request)
         self.cache.set(key, response, provider=response["provider"])
         return response
 
-    def _cache_hit(self, key: str, request: Request) -> dict[str, Any] | None:
+    def _deliver(self, answer: _Answer) -> dict[str, Any]:
+        """The response, once its ledger row (a cache hit's) is written."""
+        response, record = answer
+        if record is not None and (error := _write_ledger(self.ledger, record).error):
+            raise error
+        return response
+
+    async def _adeliver(self, answer: _Answer) -> dict[str, Any]:
+        response, record = answer
+        if record is not None and (error := (await self._arecord(record)).error):
+            raise error
+        return response
+
+    def _lookup(self, key: str, request: Request) -> _Answer | None:
         started = time.perf_counter()
         stored = self.cache.get(key)  # an independent copy
         if stored is None:
             return None
         return self._serve_cached(stored, request, started)
 
-    def _from_flight(
-        self, shared: dict[str, Any], request: Request, *, led: bool
-    ) -> dict[str, Any]:
+    def _share(self, shared: dict[str, Any], request: Request, *, led: bool) -> _Answer:
         """A single-flight result: the leader's own answer, or a cache hit for followers."""
         if led:
-            return copy.deepcopy(shared)
+            return copy.deepcopy(shared), None
         return self._serve_cached(copy.deepcopy(shared), request, time.perf_counter())
 
-    def _serve_cached(
-        self, stored: dict[str, Any], request: Request, started: float
-    ) -> dict[str, Any]:
-        """Mark ``stored`` as served from the cache, and record the hit in the ledger."""
+    def _serve_cached(self, stored: dict[str, Any], request: Request, started: float) -> _Answer:
+        """``stored`` marked as served from the cache, and the ledger row of the hit."""
         saved = float(stored.get("saved_cost", stored.get("cost")) or 0.0)
         usage = stored.get("usage") or {}
         elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -366,22 +378,25 @@ class LLMClient:
                 }
             ],
         )
-        self.ledger.record_cache_hit(
-            request_id=request.request_id,
-            provider=str(stored.get("provider")),
-            model=str(stored.get("model")),
-            saved_usd=saved,
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            latency_ms=elapsed_ms,
-            strategy=str(self.config.fallback_strategy),
-            caller=request.caller,
+        record = Record(
+            "record_cache_hit",
+            {
+                "request_id": request.request_id,
+                "provider": str(stored.get("provider")),
+                "model": str(stored.get("model")),
+                "saved_usd": saved,
+                "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+                "completion_tokens": int(usage.get("completion_tokens", 0)),
+                "latency_ms": elapsed_ms,
+                "strategy": str(self.config.fallback_strategy),
+                "caller": request.caller,
+            },
         )
         if self.config.log_requests:
             log_event(
                 logging.INFO, f"llm cache hit provider={stored.get('provider')} saved=${saved:.6f}"
             )
-        return stored
+        return stored, record
 
     # -- status and housekeeping ----------------------------------------------------
 
