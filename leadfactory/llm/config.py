@@ -3,7 +3,9 @@
 Everything can be set from the environment (or a ``.env`` file in the working
 directory) or in code. ``LLMConfig()`` reads the environment exactly as
 ``LLMConfig.from_environment()`` does. A malformed value raises
-:class:`~leadfactory.llm.exceptions.LLMConfigurationError` naming the variable.
+:class:`~leadfactory.llm.exceptions.LLMConfigurationError` naming the variable or
+field, never showing an API key; ``none`` or ``off`` switches an optional limit off.
+What is read from the environment, and how errors are worded, is in ``settings_env``.
 """
 
 from __future__ import annotations
@@ -158,13 +160,9 @@ class ProviderConfig(BaseModel):
 
     def missing_requirement(self) -> str | None:
         """Why this provider cannot connect, or None when it has what it needs."""
-        if self.is_local:
-            return (
-                None
-                if self.base_url
-                else f"no host configured (set {self._setting_hint('base_url')})"
-            )
-        if self.api_key is None:
+        if self.is_local and not self.base_url:
+            return f"no host configured (set {self._setting_hint('base_url')})"
+        if not self.is_local and self.api_key is None:
             return f"no API key (set {self._setting_hint('api_key')})"
         return None
 
