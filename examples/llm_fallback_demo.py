@@ -10,6 +10,7 @@ through LiteLLM's real HTTP code. With real keys in the environment it uses them
 
 from __future__ import annotations
 
+import os
 import sys
 
 from leadfactory.llm import AllProvidersFailedError, FallbackStrategy, LLMClient, LLMConfig
@@ -41,10 +42,11 @@ def show(response: dict) -> None:
     print(f"  cost     : ${response['cost']:.6f}   latency: {response['latency_ms']:.1f} ms")
     for attempt in response["attempts"]:
         error = f"  {attempt['error']}" if attempt["error"] else ""
-        print(f"    - {attempt['provider']:<10} {attempt['outcome']:<9}{error}")
+        print(f"    - {attempt['provider']:<10} {attempt['outcome']:<9}{error}".rstrip())
 
 
 def main() -> int:
+    scratch_ledger = not os.environ.get("LLM_LEDGER_PATH")
     fast_retries = {f"{p}_RETRY_DELAY": "0.05" for p in ("OPENAI", "ANTHROPIC", "OLLAMA")}
     with offline_environment(if_unconfigured=True, env=fast_retries) as sim:
         if sim is not None:
@@ -52,6 +54,13 @@ def main() -> int:
         config = LLMConfig(enable_caching=False)  # show live calls every time
         with LLMClient(config) as client:
             tour(client, config, sim)
+    if sim is not None and scratch_ledger:
+        print(
+            "\nThat ledger was a scratch file, deleted now. To keep it and look at it:\n"
+            "  export LLM_LEDGER_PATH=/tmp/demo-ledger.db\n"
+            "  python examples/llm_fallback_demo.py\n"
+            "  leadfactory-llm costs --by provider"
+        )
     return 0
 
 

@@ -217,6 +217,12 @@ def test_chat_with_no_provider_configured(monkeypatch, capsys):
     )
 
 
+def test_chat_when_no_provider_answers(monkeypatch, capsys):
+    monkeypatch.setenv("OLLAMA_MAX_RETRIES", "0")  # conftest: nothing listens at OLLAMA_HOST
+    assert main(["chat", "hi"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "LLMConnectionError", "ollama serve")
+
+
 def test_status_with_no_provider_available(monkeypatch, capsys):
     monkeypatch.setenv("OLLAMA_ENABLED", "false")
     assert main(["status"]) == 1

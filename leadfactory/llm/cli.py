@@ -23,6 +23,7 @@ from .exceptions import (
     LedgerBusyError,
     LLMAuthenticationError,
     LLMConfigurationError,
+    LLMConnectionError,
     LLMError,
     LLMQuotaExceededError,
     LLMValidationError,
@@ -35,6 +36,10 @@ EXIT_USAGE, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED = 2, 141, 130
 NO_PROVIDER_HINT = (
     "set OPENAI_API_KEY or ANTHROPIC_API_KEY (in the environment or ./.env), or run Ollama "
     f"and leave it enabled; `{PROG} config check` shows what is configured"
+)
+UNREACHABLE_HINT = (
+    "no provider answered: is Ollama running (`ollama serve`) where OLLAMA_HOST says? "
+    "Check the *_BASE_URL settings, or set OPENAI_API_KEY or ANTHROPIC_API_KEY"
 )
 # The hint for a library error: the first row whose class matches (subclasses first).
 ERROR_HINTS: tuple[tuple[type[LLMError], str], ...] = (
@@ -68,8 +73,12 @@ def report(message: str, hint: str | None = None, code: int = 1, prog: str = PRO
 
 
 def hint_for(error: LLMError) -> str:
-    if isinstance(error, AllProvidersFailedError) and not error.provider_errors:
-        return NO_PROVIDER_HINT
+    if isinstance(error, AllProvidersFailedError):
+        causes = list(error.provider_errors.values())
+        if not causes:
+            return NO_PROVIDER_HINT
+        if all(isinstance(cause, LLMConnectionError) for cause in causes):
+            return UNREACHABLE_HINT
     return next(hint for kind, hint in ERROR_HINTS if isinstance(error, kind))
 
 
