@@ -30,7 +30,7 @@ RETRIES = 2
 
 # fault -> (error class, retried on the same provider?)
 FAULTS = {
-    Fault.REFUSE: (LLMConnectionError, True),
+    Fault.REFUSE: (LLMConnectionError, False),  # with a provider left: fail over at once
     Fault.RESET: (LLMConnectionError, True),
     Fault.HANG: (LLMTimeoutError, True),
     Fault.SERVER_ERROR: (LLMProviderError, True),
@@ -203,3 +203,15 @@ def test_custom_openai_compatible_provider(sim_env):
     response = LLMClient(config).chat_completion(USER, model="custom")
     assert response["provider"] == "custom"
     assert sim_env.requests("custom")[-1]["json"]["model"] == "custom-model"
+
+
+def test_refused_connection_is_retried_when_no_other_provider_is_left(sim_env):
+    sim_env.set_fault("openai", Fault.REFUSE)
+    client = make_client("openai", None)
+    client.config.providers["openai"].retry_delay = 0.01
+    with pytest.raises(AllProvidersFailedError) as caught:
+        client.chat_completion(USER, max_tokens=20)
+    attempts = caught.value.metadata["attempts"]
+    assert [a["error"] for a in attempts] == ["LLMConnectionError"] * (1 + RETRIES)
+    assert caught.value.provider_errors["openai"].metadata["refused"] is True
+    assert "connection refused" in str(caught.value)

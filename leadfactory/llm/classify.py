@@ -22,6 +22,7 @@ provider.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import re
 import socket
@@ -83,6 +84,13 @@ def classify(
     transport = _transport_error(exc)
     if transport is not None:
         cls, what = transport
+        if _refused(exc):  # nothing listens there: the flow fails over without retrying
+            what = "connection refused"
+            return cls(
+                redact(f"{provider}: {what}", secrets),
+                provider=provider,
+                metadata={"refused": True},
+            )
         return cls(redact(f"{provider}: {what}", secrets), provider=provider)
 
     local = _local_error(exc)
@@ -168,6 +176,13 @@ def _transport_types() -> tuple[tuple[tuple[type, ...], type[LLMError], str], ..
     return (
         (timeouts, LLMTimeoutError, "timed out"),
         (connections, LLMConnectionError, "connection failed"),
+    )
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when the connection was refused (ECONNREFUSED anywhere in the cause chain)."""
+    return any(
+        isinstance(link, OSError) and link.errno == errno.ECONNREFUSED for link in _chain(exc)
     )
 
 

@@ -175,32 +175,56 @@ def fallback_flow(services: Services, request: Request) -> Generator[Operation, 
 def _walk(
     services: Services, request: Request, plan: FallbackPlan, walk: _Walk
 ) -> Generator[Operation, Outcome, dict | None]:
-    for name in plan.order:
+    for index, name in enumerate(plan.order):
         if walk.tried >= plan.max_tries:
             break
         provider = services.config.providers.get(name)
-        if provider is None or not provider.enabled:
-            walk.skip(name, "unavailable", LLMValidationError(f"{name}: not configured"))
+        unusable = _unusable(name, provider)
+        if unusable is not None:
+            walk.skip(name, "unavailable", unusable)
             continue
-        missing = provider.missing_requirement()
-        if missing:
-            walk.skip(name, "unavailable", LLMValidationError(f"{name}: {missing}", provider=name))
-            continue
+        assert provider is not None
         check = services.health.check(name)
         if not check.allowed:
             walk.skip(name, "cooling_down", _cooling_error(name, check.reason))
             continue
-        response = yield from _try_provider(services, request, provider, walk)
+        fallback_left = walk.tried + 1 < plan.max_tries and any(
+            _unusable(later, services.config.providers.get(later)) is None
+            for later in plan.order[index + 1 :]
+        )
+        response = yield from _try_provider(services, request, provider, walk, fallback_left)
         if response is not None:
             return response
     return None
 
 
+def _unusable(name: str, provider: ProviderConfig | None) -> LLMValidationError | None:
+    """Why ``provider`` cannot be called at all (missing, disabled, no key or host)."""
+    if provider is None or not provider.enabled:
+        return LLMValidationError(f"{name}: not configured")
+    missing = provider.missing_requirement()
+    return LLMValidationError(f"{name}: {missing}", provider=name) if missing else None
+
+
 def _try_provider(
-    services: Services, request: Request, provider: ProviderConfig, walk: _Walk
+    services: Services,
+    request: Request,
+    provider: ProviderConfig,
+    walk: _Walk,
+    fallback_left: bool,
 ) -> Generator[Operation, Outcome, dict | None]:
-    """Up to 1 + max_retries attempts on one provider, as tenacity's policy decides."""
+    """Up to 1 + max_retries attempts on one provider, as tenacity's policy decides.
+
+    With another provider left to try, a refused connection is not retried: nothing
+    listens there now, and the next provider answers sooner than a backoff would.
+    """
     delays: list[float] = []
+
+    def worth_retrying(error: BaseException) -> bool:
+        if fallback_left and isinstance(error, LLMError) and error.metadata.get("refused"):
+            return False
+        return retry_same_provider(error)
+
     retrying = Retrying(
         stop=stop_after_attempt(provider.max_retries + 1),
         wait=wait_exponential_jitter(
@@ -208,7 +232,7 @@ def _try_provider(
             jitter=provider.retry_delay,
             max=max(provider.retry_delay, _MAX_BACKOFF),
         ),
-        retry=retry_if_exception(retry_same_provider),
+        retry=retry_if_exception(worth_retrying),
         sleep=delays.append,  # the driver sleeps, when this generator yields Sleep
         reraise=True,
     )
