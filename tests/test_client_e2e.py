@@ -215,3 +215,14 @@ def test_refused_connection_is_retried_when_no_other_provider_is_left(sim_env):
     assert [a["error"] for a in attempts] == ["LLMConnectionError"] * (1 + RETRIES)
     assert caught.value.provider_errors["openai"].metadata["refused"] is True
     assert "connection refused" in str(caught.value)
+
+
+@pytest.mark.parametrize("model", ["anthropic", "anthropic/claude-3-5-haiku-20241022"])
+def test_pinning_a_provider_that_is_not_configured_costs_nothing(sim_env, model):
+    config = LLMConfig(enable_caching=False)
+    del config.providers["anthropic"]
+    client = LLMClient(config)
+    with pytest.raises(LLMValidationError, match="anthropic provider, which is not configured"):
+        client.chat_completion(USER, model=model, max_tokens=20)
+    assert sum(sim_env.request_count(p) for p in PROTOCOLS) == 0
+    assert client.ledger.rows() == []

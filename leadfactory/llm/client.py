@@ -18,7 +18,7 @@ from typing import Any
 
 from . import providers
 from .cache import ResponseCache, cache_key
-from .config import LLMConfig
+from .config import BUILTIN_PROVIDERS, LLMConfig
 from .exceptions import LLMValidationError
 from .flow import Outcome, Record, Request, Services, Sleep, fallback_flow
 from .health import HealthPolicy, ProviderHealth
@@ -184,6 +184,15 @@ class LLMClient:
         head, sep, tail = model.partition("/")
         if head in self.config.providers:
             return head, (tail or None) if sep else None
+        if head in BUILTIN_PROVIDERS:  # pinned to a provider this configuration lacks
+            known = ", ".join(self.config.providers) or "none"
+            raise LLMValidationError(
+                f"model={model!r} pins the {head} provider, which is not configured"
+                f" (set {head.upper()}_{'HOST' if head == 'ollama' else 'API_KEY'},"
+                f" or add it to LLMConfig.providers); configured: {known}",
+                provider=head,
+                metadata={"field": "model"},
+            )
         return None, model
 
     def _cache_key(self, request: Request) -> str:

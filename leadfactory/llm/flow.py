@@ -326,7 +326,8 @@ def _attempt(
         if isinstance(error, LLMRateLimitError) and error.retry_after:
             services.limiter.pause(name, error.retry_after)
         walk.attempts.append(_attempt_entry(name, "error", error, elapsed_ms))
-        services.log(error=error, provider=name, latency_ms=elapsed_ms)
+        model = request.model or provider.default_model
+        services.log(error=error, provider=name, latency_ms=elapsed_ms, model=model)
         return None, error
     finally:
         if not settled:  # cancelled mid-call (or mid-settlement): give the reservation back
