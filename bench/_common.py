@@ -29,7 +29,9 @@ if str(ROOT) not in sys.path:
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 BARE_KEY = "sk-bench"
-BARE_MODELS = {"openai": "openai/gpt-4", "ollama": "ollama_chat/llama3:8b"}
+# Ollama as the client reaches it: LiteLLM's OpenAI route to Ollama's OpenAI-compatible /v1.
+BARE_MODELS = {"openai": "openai/gpt-4", "ollama": "openai/llama3:8b"}
+NATIVE_OLLAMA_MODEL = "ollama_chat/llama3:8b"  # LiteLLM's native Ollama route, for reference
 MAX_TOKENS = 20
 
 
@@ -85,13 +87,14 @@ def bare_args(sim: Any, messages: list[dict], provider: str = "openai") -> dict[
     args: dict[str, Any] = {
         "model": BARE_MODELS[provider],
         "api_base": sim.base_url(provider),
+        "api_key": BARE_KEY,
         "messages": messages,
         "max_tokens": MAX_TOKENS,
         "num_retries": 0,
         "max_retries": 0,
     }
-    if provider != "ollama":
-        args["api_key"] = BARE_KEY
+    if provider == "ollama":
+        args["api_base"] += "/v1"
     return args
 
 

@@ -145,9 +145,14 @@ def main() -> None:
         trial(1, expect="ollama")
         sim.set_fault("ollama", "refuse")
         trial(args.calls)
-        rows = scenario(sim, "A retries=0", "0", trials, args.calls)
-        rows += scenario(sim, "B retries=default", None, trials_b, args.calls)
-        rows.append(["reference: bare LiteLLM call to the refused port", bare_refused(sim), "-"])
+        rows_a = scenario(sim, "A retries=0", "0", trials, args.calls)
+        rows_b = scenario(sim, "B retries=default", None, trials_b, args.calls)
+        refused = bare_refused(sim)
+        rows = [*rows_a, *rows_b]
+        rows.append(["reference: bare LiteLLM call to the refused port", refused, "-"])
+        for label, part in (("A", rows_a), ("B", rows_b)):  # part[1]: the first call's row
+            beyond = part[1][1] - refused
+            rows.append([f"{label}: first call added beyond that bare call", beyond, "-"])
         reached = sim.request_count("ollama")
     table(["figure", "ms / count", "target"], rows)
     print(f"\nrequests that reached the refusing Ollama port (simulator count): {reached}")

@@ -15,6 +15,7 @@ Wall-clock ms is what a caller waits; CPU ms is the calling thread's own work
 from __future__ import annotations
 
 from _common import (
+    NATIVE_OLLAMA_MODEL,
     banner,
     bare_args,
     bare_completion,
@@ -43,14 +44,8 @@ RATIOS = [
     ("client / bare, ollama", "client ollama", "bare ollama", 1.15),
     ("client ollama / client openai", "client ollama", "client openai", 1.1),
     ("bare ollama / bare openai", "bare ollama", "bare openai", None),
-    (
-        "bare openai/llama3:8b 0-price / bare",
-        "bare openai/llama3:8b, zero price",
-        "bare openai",
-        None,
-    ),
+    ("bare ollama_chat / bare openai", "bare ollama_chat (native route)", "bare openai", None),
 ]
-ZERO_PRICE = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
 
 
 def main() -> None:
@@ -82,11 +77,10 @@ def main() -> None:
             "client openai, miss+store": ask("openai", cache=True),
             "client ollama": ask("ollama", cache=False),
             "bare ollama": lambda i: bare_completion(sim, prompt(i), "ollama"),
-            # Reference: LiteLLM's OpenAI route for a local model name with zero per-call
-            # prices, as an OpenAI-compatible server (Ollama's /v1) would be called. Sent to
-            # the simulator's OpenAI port: its Ollama port has no /v1 routes.
-            "bare openai/llama3:8b, zero price": lambda i: litellm.completion(
-                **bare_args(sim, prompt(i), "openai") | {"model": "openai/llama3:8b"} | ZERO_PRICE
+            # Reference: LiteLLM's native Ollama route (/api/chat), which the client avoids.
+            "bare ollama_chat (native route)": lambda i: litellm.completion(
+                **bare_args(sim, prompt(i), "ollama")
+                | {"model": NATIVE_OLLAMA_MODEL, "api_base": sim.base_url("ollama")}
             ),
         }
         wall, cpu = interleaved(cases, calls)
