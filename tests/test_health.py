@@ -113,6 +113,7 @@ def test_counted_kinds(health, error):
         LLMModelNotFoundError("404"),
         LLMError("other"),
         ValueError("not ours"),
+        LLMProviderError("failed in this process", metadata={"local_error": "TypeError"}),
     ],
 )
 def test_other_errors_neither_count_nor_reset(health, error):

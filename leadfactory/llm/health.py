@@ -168,8 +168,14 @@ class ProviderHealth:
             self._breakers.pop(provider, None)
 
     def record_failure(self, provider: str, error: BaseException) -> None:
-        """Count ``error`` if it is of a counted kind; trip or re-open as the policy says."""
+        """Count ``error`` if it is of a counted kind; trip or re-open as the policy says.
+
+        A failure raised in this process (``metadata["local_error"]``, e.g. a recorded
+        cassette without the request) says nothing about the provider: not counted.
+        """
         if not isinstance(error, self.policy.counted):
+            return
+        if getattr(error, "metadata", {}).get("local_error"):
             return
         with self._lock:
             breaker = self._breakers.setdefault(provider, _Breaker())
