@@ -10,11 +10,13 @@ Every thread and process of a pipeline may share one ledger file.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -221,7 +223,7 @@ class CostLedger:
 
         Raises LLMQuotaExceededError, writing nothing, when a limit would be exceeded.
         """
-        return self._run(self._reserve_work(**_arguments(locals())))
+        return self._run(self._reserve_work(_arguments(locals())))
 
     def settle(
         self,
@@ -236,7 +238,7 @@ class CostLedger:
         model: str | None = None,
     ) -> None:
         """Replace the reservation by the real cost (0 for a failure); send due alerts."""
-        return self._run(self._settle_work(**_arguments(locals())))
+        return self._run(self._settle_work(_arguments(locals())))
 
     def record_cache_hit(
         self,
@@ -252,7 +254,7 @@ class CostLedger:
         caller: str | None = None,
     ) -> None:
         """Record a request answered from the cache, with the cost it saved."""
-        return self._run(self._cache_hit_work(**_arguments(locals())))
+        return self._run(self._cache_hit_work(_arguments(locals())))
 
     def run_batch(self, operations: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
         """Run several writes (``reserve``, ``settle``, ``record_cache_hit``) in one transaction.
@@ -265,9 +267,16 @@ class CostLedger:
         prepared: list[_Work | Exception] = []
         for method, kwargs in operations:
             try:
-                prepared.append(self._WORK[method](self, **kwargs))
-            except (KeyError, TypeError, ValueError) as exc:
-                prepared.append(exc if not isinstance(exc, KeyError) else ValueError(exc))
+                public, build = self._WRITES[method]
+            except KeyError:
+                prepared.append(ValueError(f"run_batch: {method!r} is not a ledger write"))
+                continue
+            try:  # checked against the public method's signature, defaults filled in
+                bound = _signature(public).bind(self, **kwargs)
+                bound.apply_defaults()
+                prepared.append(build(self, _arguments(bound.arguments)))
+            except (TypeError, ValueError) as exc:
+                prepared.append(exc)
 
         def work(conn: sqlite3.Connection) -> list[Any]:
             results: list[Any] = []
@@ -292,17 +301,9 @@ class CostLedger:
     def _run(self, item: _Work) -> Any:
         return item.finish(self._transaction(item.write))
 
-    def _reserve_work(
-        self,
-        *,
-        request_id: str,
-        provider: str,
-        model: str,
-        estimated_usd: float,
-        budget: Budget,
-        strategy: str | None = None,
-        caller: str | None = None,
-    ) -> _Work:
+    def _reserve_work(self, a: dict[str, Any]) -> _Work:
+        """:meth:`reserve`'s write; ``a`` holds its arguments."""
+        estimated_usd, budget, provider = a["estimated_usd"], a["budget"], a["provider"]
         _check_non_negative(estimated_usd=estimated_usd)
 
         def write(conn: sqlite3.Connection) -> Reservation:
@@ -314,33 +315,26 @@ class CostLedger:
                     budget, provider=provider, estimated_usd=estimated_usd, spent=spent, now=now
                 ):
                     raise refusal
-            row = (utc_iso(now), request_id, provider, model, strategy, "pending", 0, 0, 0)
-            row_id = conn.execute(sql.INSERT_CALL, (*row, estimated_usd, 0, 0, 0, caller)).lastrowid
-            return Reservation(row_id, request_id, provider, estimated_usd, budget, spent)
+            row = (utc_iso(now), a["request_id"], provider, a["model"], a["strategy"], "pending")
+            args = (*row, 0, 0, 0, estimated_usd, 0, 0, 0, a["caller"])
+            row_id = conn.execute(sql.INSERT_CALL, args).lastrowid
+            return Reservation(row_id, a["request_id"], provider, estimated_usd, budget, spent)
 
         return _Work(write)
 
-    def _settle_work(
-        self,
-        reservation: Reservation,
-        *,
-        outcome: str,
-        cost_usd: float = 0.0,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        latency_ms: float = 0.0,
-        error_class: str | None = None,
-        model: str | None = None,
-    ) -> _Work:
-        if outcome not in ("success", "error"):
-            raise ValueError(f"outcome must be 'success' or 'error', not {outcome!r}")
+    def _settle_work(self, a: dict[str, Any]) -> _Work:
+        """:meth:`settle`'s write and alerts; ``a`` holds its arguments."""
+        reservation, cost_usd = a["reservation"], a["cost_usd"]
+        if a["outcome"] not in ("success", "error"):
+            raise ValueError(f"outcome must be 'success' or 'error', not {a['outcome']!r}")
+        prompt_tokens, completion_tokens = a["prompt_tokens"], a["completion_tokens"]
         _check_non_negative(cost_usd=cost_usd, tokens=min(prompt_tokens, completion_tokens))
         tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
-        args = (outcome, cost_usd, *tokens, latency_ms, error_class, model, reservation.row_id)
+        args = (a["outcome"], cost_usd, *tokens, a["latency_ms"], a["error_class"], a["model"])
         budget = reservation.budget
 
         def write(conn: sqlite3.Connection) -> list[BudgetAlert]:
-            if conn.execute(sql.SETTLE_CALL, args).rowcount != 1:
+            if conn.execute(sql.SETTLE_CALL, (*args, reservation.row_id)).rowcount != 1:
                 raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
             if budget is None or not _may_alert(budget, reservation.spent, cost_usd):
                 return []
@@ -358,32 +352,23 @@ class CostLedger:
 
         return _Work(write, announce)
 
-    def _cache_hit_work(
-        self,
-        *,
-        request_id: str,
-        provider: str,
-        model: str,
-        saved_usd: float,
-        prompt_tokens: int,
-        completion_tokens: int,
-        latency_ms: float,
-        strategy: str | None = None,
-        caller: str | None = None,
-    ) -> _Work:
-        _check_non_negative(saved_usd=saved_usd)
+    def _cache_hit_work(self, a: dict[str, Any]) -> _Work:
+        """:meth:`record_cache_hit`'s write; ``a`` holds its arguments."""
+        _check_non_negative(saved_usd=a["saved_usd"])
+        prompt_tokens, completion_tokens = a["prompt_tokens"], a["completion_tokens"]
         tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
-        row = (request_id, provider, model, strategy, "cache_hit", *tokens, 0, saved_usd)
+        row = (a["request_id"], a["provider"], a["model"], a["strategy"], "cache_hit", *tokens)
+        tail = (0, a["saved_usd"], a["latency_ms"], 1, a["caller"])
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.execute(sql.INSERT_CALL, (utc_iso(self._now()), *row, latency_ms, 1, caller))
+            conn.execute(sql.INSERT_CALL, (utc_iso(self._now()), *row, *tail))
 
         return _Work(write)
 
-    _WORK: dict[str, Callable[..., _Work]] = {
-        "reserve": _reserve_work,
-        "settle": _settle_work,
-        "record_cache_hit": _cache_hit_work,
+    _WRITES: dict[str, tuple[Callable[..., Any], Callable[..., _Work]]] = {
+        "reserve": (reserve, _reserve_work),
+        "settle": (settle, _settle_work),
+        "record_cache_hit": (record_cache_hit, _cache_hit_work),
     }
 
     def reset(self, provider: str | None = None) -> None:
@@ -516,9 +501,14 @@ class _Work:
         return result
 
 
-def _arguments(names: dict[str, Any]) -> dict[str, Any]:
-    """A public method's ``locals()`` as keyword arguments for its ``_*_work`` twin."""
+def _arguments(names: Mapping[str, Any]) -> dict[str, Any]:
+    """A public write's arguments (its ``locals()``) for its ``_*_work`` builder."""
     return {k: v for k, v in names.items() if k != "self"}
+
+
+@functools.cache
+def _signature(method: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(method)
 
 
 def _check_non_negative(**values: float) -> None:
