@@ -291,6 +291,8 @@ class LLMClient:
             flow.close()  # interrupted mid-call: the flow releases its reservation
 
     async def _arun(self, request: Request) -> dict[str, Any]:
+        if not providers.litellm_loaded():  # seconds of import: not on the event loop
+            await asyncio.to_thread(providers.load_litellm)
         flow = fallback_flow(self._services(), request)
         send: Outcome | None = None
         try:

@@ -20,6 +20,7 @@ __all__ = [
     "call_arguments",
     "complete",
     "count_prompt_tokens",
+    "litellm_loaded",
     "litellm_model",
     "load_litellm",
 ]
@@ -56,6 +57,11 @@ def load_litellm() -> Any:
     return _litellm
 
 
+def litellm_loaded() -> bool:
+    """Whether LiteLLM has been imported (by :func:`load_litellm`) in this process."""
+    return _litellm is not None
+
+
 def _has_route_prefix(model: str) -> bool:
     prefix, sep, _ = model.partition("/")
     if not sep:
@@ -89,6 +95,7 @@ def call_arguments(
     configuration, and a given price spares LiteLLM a lookup in its price map
     (which, for a model missing from the map, costs more than the call itself).
     """
+    load_litellm()  # imported here, before the call is timed: latency_ms never includes it
     price = provider.cost_per_1k_tokens / 1000.0
     route = litellm_model(provider, model)
     arguments: dict[str, Any] = {
