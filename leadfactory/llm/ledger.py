@@ -272,9 +272,7 @@ class CostLedger:
                 prepared.append(ValueError(f"run_batch: {method!r} is not a ledger write"))
                 continue
             try:  # checked against the public method's signature, defaults filled in
-                bound = _signature(public).bind(self, **kwargs)
-                bound.apply_defaults()
-                prepared.append(build(self, _arguments(bound.arguments)))
+                prepared.append(build(self, _bind(public, kwargs)))
             except (TypeError, ValueError) as exc:
                 prepared.append(exc)
 
@@ -506,9 +504,23 @@ def _arguments(names: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in names.items() if k != "self"}
 
 
+def _bind(method: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` completed with ``method``'s defaults; TypeError as a call would raise."""
+    defaults, required = _parameters(method)
+    unknown = kwargs.keys() - defaults.keys() - required
+    missing = required - kwargs.keys()
+    if unknown or missing:
+        problem = f"unexpected {sorted(unknown)}" if unknown else f"missing {sorted(missing)}"
+        raise TypeError(f"{method.__name__}() arguments: {problem}")
+    return {**defaults, **kwargs}
+
+
 @functools.cache
-def _signature(method: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(method)
+def _parameters(method: Callable[..., Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    """(defaults, required names) of ``method``'s parameters after ``self``."""
+    parameters = list(inspect.signature(method).parameters.values())[1:]
+    defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+    return defaults, frozenset(p.name for p in parameters if p.default is p.empty)
 
 
 def _check_non_negative(**values: float) -> None:

@@ -86,19 +86,23 @@ class LedgerWorker:
             except BaseException as exc:  # the transaction failed: every write in it did
                 results = [exc] * len(batch)
             self.batches += 1
-            for item, result in zip(batch, results, strict=True):
-                self._deliver(item, result)
+            self._deliver(batch, results)
 
-    def _deliver(self, item: _Item, result: Any) -> None:
-        _, _, loop, future = item
-        if loop is None or future is None:
-            if isinstance(result, BaseException):
-                log_event(logging.WARNING, f"ledger write failed: {result}")
-            return
-        try:
-            loop.call_soon_threadsafe(_resolve, future, result, self)
-        except RuntimeError:  # the loop has closed: nobody is waiting
-            self.release(result)
+    def _deliver(self, batch: list[_Item], results: list[Any]) -> None:
+        """Hand each result to its coroutine: one wake-up per event loop per batch."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
+        for (_, _, loop, future), result in zip(batch, results, strict=True):
+            if loop is None or future is None:
+                if isinstance(result, BaseException):
+                    log_event(logging.WARNING, f"ledger write failed: {result}")
+            else:
+                by_loop.setdefault(loop, []).append((future, result))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, pairs, self)
+            except RuntimeError:  # the loop has closed: nobody is waiting
+                for _, result in pairs:
+                    self.release(result)
 
     def release(self, result: Any) -> None:
         """Give back a reservation whose caller was cancelled while it was being made."""
@@ -108,10 +112,11 @@ class LedgerWorker:
             self._queue.put(("settle", kwargs, None, None))
 
 
-def _resolve(future: asyncio.Future, result: Any, worker: LedgerWorker) -> None:
-    if future.cancelled():
-        worker.release(result)
-    elif isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+def _resolve(pairs: list[tuple[asyncio.Future, Any]], worker: LedgerWorker) -> None:
+    for future, result in pairs:
+        if future.cancelled():
+            worker.release(result)
+        elif isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
