@@ -41,6 +41,7 @@ def test_commits_leave_checkpoints_to_the_background_thread(tmp_path):
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
     reserve_and_settle(ledger, 10)  # 20 commits: two wake-ups
     assert wait_for(lambda: checkpointer.checkpoints >= 1)
+    checkpointer.close()  # waits for a checkpoint still running: ours must not find it busy
     # Everything committed is in the main file after a checkpoint of the whole log.
     with sqlite3.connect(tmp_path / "l.db") as reader:
         busy, log_pages, copied = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
 from .request_key import CACHE_KEY_VERSION, cache_key
 
 if TYPE_CHECKING:  # sqlite-utils is imported on first open, never for a memory-only cache
@@ -122,6 +123,8 @@ class ResponseCache:
         self._unchecked_writes = 0  # our inserts since the last count
         self._check_every = max(1, max_entries // 10)
         self._reported: set[tuple[str, str]] = set()
+        # WAL checkpoints on a background thread, not inside a request's store (as the ledger).
+        self._checkpointer = None if self.path is None else BackgroundCheckpointer(self.path)
 
     @staticmethod
     def default_path() -> Path:
@@ -272,6 +275,8 @@ class ResponseCache:
 
     def close(self) -> None:
         """Write pending hit counts and close the file; a later call reopens it."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._db_lock:
             if self._conn is None:
                 return
@@ -397,6 +402,8 @@ class ResponseCache:
                 " model, response, hits, last_hit_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
                 (key, now, expires_at, provider, model, text, now),
             )
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
         self._approx_rows += 1
         self._unchecked_writes += 1
         if self._approx_rows > self.max_entries or self._unchecked_writes >= self._check_every:
@@ -481,6 +488,7 @@ class ResponseCache:
             db = _database(conn)
             db.enable_wal()
             conn.execute("PRAGMA synchronous=NORMAL")  # durable enough for a cache under WAL
+            conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             _migrate(db)
             self._approx_rows = conn.execute("SELECT count(*) FROM responses").fetchone()[0]
         except BaseException:

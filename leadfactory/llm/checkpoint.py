@@ -4,8 +4,9 @@ SQLite copies its write-ahead log back into the database file (a checkpoint) ins
 the COMMIT that takes the log past ``wal_autocheckpoint`` pages, so one request in a
 few hundred pays for writing, and syncing, the pages of all the others. The ledger
 commits on the request path (a reservation before each provider call, a settlement
-after), so its connection raises that threshold to a backstop (:data:`BACKSTOP_PAGES`)
-and asks a :class:`BackgroundCheckpointer` to checkpoint every ``every`` commits. The
+after), and so does the response cache (a store after each miss), so their connections
+raise that threshold to a backstop (:data:`BACKSTOP_PAGES`) and ask a
+:class:`BackgroundCheckpointer` to checkpoint every ``every`` commits. The
 checkpoint is PASSIVE: it never blocks a writer, and SQLite releases the GIL while it
 runs, so it overlaps the requests instead of stalling one of them (or an event loop).
 """
@@ -17,8 +18,6 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-
-from .log import log_event
 
 __all__ = ["BACKSTOP_PAGES", "BackgroundCheckpointer"]
 
@@ -64,6 +63,8 @@ class BackgroundCheckpointer:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.checkpoints += 1
         except sqlite3.Error as exc:  # busy or gone: the next round, or the backstop, does it
+            from .log import log_event  # loguru only when there is something to say
+
             log_event(logging.DEBUG, f"ledger checkpoint skipped: {exc}")
 
 
@@ -74,7 +75,7 @@ class _Worker:
         self.owner, self.pid = owner, os.getpid()
         self.wake, self.stop = threading.Event(), threading.Event()
         self.thread = threading.Thread(
-            target=self._run, name="leadfactory-ledger-checkpoint", daemon=True
+            target=self._run, name="leadfactory-llm-checkpoint", daemon=True
         )
         self.thread.start()
 

@@ -238,7 +238,7 @@ class LLMClient:
                 return self._run_and_store(key, request)
 
             shared = self._singleflight.run(key, lead)
-            answer = self._share(shared, request, led=bool(led))
+            answer = self._share(shared, key, request, led=bool(led))
         return self._deliver(answer)
 
     async def achat_completion(
@@ -266,7 +266,7 @@ class LLMClient:
                 return await self._arun_and_store(key, request)
 
             shared = await self._singleflight.arun(key, lead)
-            answer = self._share(shared, request, led=bool(led))
+            answer = self._share(shared, key, request, led=bool(led))
         return await self._adeliver(answer)
 
     # -- drivers -------------------------------------------------------------------
@@ -362,11 +362,19 @@ class LLMClient:
             return None
         return self._serve_cached(stored, request, started)
 
-    def _share(self, shared: dict[str, Any], request: Request, *, led: bool) -> _Answer:
-        """A single-flight result: the leader's own answer, or a cache hit for followers."""
+    def _share(self, shared: dict[str, Any], key: str, request: Request, *, led: bool) -> _Answer:
+        """A single-flight result: the leader's own answer, or a cache hit for followers.
+
+        The leader keeps the object it made; followers copy the cache's stored answer
+        (untouched by the leader's caller), or the shared one if the store failed.
+        """
         if led:
-            return copy.deepcopy(shared), None
-        return self._serve_cached(copy.deepcopy(shared), request, time.perf_counter())
+            return shared, None
+        started = time.perf_counter()
+        stored = self.cache.get(key)
+        if stored is None or stored.get("id") != shared.get("id"):
+            stored = copy.deepcopy(shared)
+        return self._serve_cached(stored, request, started)
 
     def _serve_cached(self, stored: dict[str, Any], request: Request, started: float) -> _Answer:
         """``stored`` marked as served from the cache, and the ledger row of the hit."""
