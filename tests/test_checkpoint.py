@@ -82,8 +82,8 @@ def test_settlements_far_below_the_threshold_skip_the_spend_read(tmp_path):
     ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
     budget = Budget(max_cost_per_request=None, daily_limit=1.0, monthly_limit=None)
     reads = []
-    spent = ledger._spent
-    ledger._spent = lambda conn, now: reads.append(1) or spent(conn, now)  # type: ignore[method-assign]
+    spent = ledger._spent_total
+    ledger._spent_total = lambda conn, now: reads.append(1) or spent(conn, now)  # type: ignore[method-assign]
     reserve_and_settle(ledger, 3, budget)  # $0.03 of $1: far from 80 %
     assert len(reads) == 3  # one per reservation, none per settlement
     assert ledger.alerts() == []

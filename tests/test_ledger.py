@@ -689,6 +689,7 @@ operations = st.lists(
         st.tuples(st.just("fail"), st.integers(0, 20), st.just(0)),
         st.tuples(st.just("reset"), st.sampled_from(["a", "b", None]), st.just(0)),
         st.tuples(st.just("wait"), st.integers(1, 60 * 60 * 30), st.just(0)),
+        st.tuples(st.just("edit"), st.integers(0, 20), st.integers(0, 400)),
     ),
     max_size=30,
 )
@@ -713,6 +714,17 @@ def test_budget_spend_matches_a_recomputation_from_the_rows(ops):
                 ledger.reset(arg)
             elif op == "wait":
                 clock.advance(seconds=arg)
+            elif op == "edit":  # by hand: another provider, an earlier day, a new amount
+                with sqlite3.connect(path) as conn:
+                    change = (
+                        "provider = CASE provider WHEN 'a' THEN 'b' ELSE 'a' END",
+                        "ts = '2026-11-01' || substr(ts, 11)",
+                        "cost_usd = cost_usd",
+                    )[cents % 3]
+                    conn.execute(
+                        f"UPDATE calls SET {change}, cost_usd = cost_usd + ? WHERE id = ?",
+                        (cents / 1000, arg + 1),
+                    )
             day, month = reference_spend(path, clock.now, 3600)
             assert ledger.spend(period="day") == pytest.approx(day, abs=1e-9)
             assert ledger.spend(period="month") == pytest.approx(month, abs=1e-9)

@@ -297,7 +297,7 @@ class CostLedger:
         ]
 
     def _run(self, item: _Work) -> Any:
-        return item.finish(self._transaction(item.write))
+        return item.finish(self._transaction(item.write, single_statement=item.alone))
 
     def _reserve_work(self, a: dict[str, Any]) -> _Work:
         """:meth:`reserve`'s write; ``a`` holds its arguments."""
@@ -308,7 +308,7 @@ class CostLedger:
             now = self._now()
             spent = None
             if estimated_usd > 0:  # free: no need to read the spend
-                spent = self._spent(conn, now)[None]
+                spent = self._spent_total(conn, now)
                 if refusal := budget_refusal(
                     budget, provider=provider, estimated_usd=estimated_usd, spent=spent, now=now
                 ):
@@ -337,7 +337,7 @@ class CostLedger:
             if budget is None or not _may_alert(budget, reservation.spent, cost_usd):
                 return []
             now = self._now()
-            due = alerts_due(budget, spent=self._spent(conn, now)[None], now=now)
+            due = alerts_due(budget, spent=self._spent_total(conn, now), now=now)
             fired = []  # INSERT OR IGNORE: only the first writer of a period's alert sends it
             for alert in due:
                 if conn.execute(sql.INSERT_ALERT, (utc_iso(now), *astuple(alert))).rowcount:
@@ -348,7 +348,9 @@ class CostLedger:
             for alert in fired:  # after COMMIT: no callback holds the lock
                 self._announce(alert)
 
-        return _Work(write, announce)
+        # No alert possible: the UPDATE alone is the write, atomic without BEGIN/COMMIT.
+        alone = budget is None or not _may_alert(budget, reservation.spent, cost_usd)
+        return _Work(write, announce, alone=alone)
 
     def _cache_hit_work(self, a: dict[str, Any]) -> _Work:
         """:meth:`record_cache_hit`'s write; ``a`` holds its arguments."""
@@ -445,13 +447,20 @@ class CostLedger:
 
     def _spent(self, conn: sqlite3.Connection, now: datetime) -> dict[str | None, Spend]:
         """(day, month) spend per provider as budgets count it; the key None is the total."""
-        cutoff = utc_iso(now - self._stale_after)
-        rows = conn.execute(sql.BUDGET_SPEND, {"now": utc_iso(now), "cutoff": cutoff}).fetchall()
+        rows = conn.execute(sql.BUDGET_SPEND, self._spend_window(now)).fetchall()
         totals = [sum(row[1] for row in rows), sum(row[2] for row in rows)]
         return {
             provider: (day / sql.NANOS_PER_USD, month / sql.NANOS_PER_USD)
             for provider, day, month in [*rows, (None, *totals)]
         }
+
+    def _spent_total(self, conn: sqlite3.Connection, now: datetime) -> Spend:
+        """(day, month) spend of all providers: one row to read, for the request path."""
+        day, month = conn.execute(sql.BUDGET_TOTAL, self._spend_window(now)).fetchone()
+        return day / sql.NANOS_PER_USD, month / sql.NANOS_PER_USD
+
+    def _spend_window(self, now: datetime) -> dict[str, str]:
+        return {"now": utc_iso(now), "cutoff": utc_iso(now - self._stale_after)}
 
     def _refusal(
         self,
@@ -463,7 +472,7 @@ class CostLedger:
     ) -> LLMQuotaExceededError | None:
         if estimate <= 0:  # free: no need to read the spend
             return None
-        spent = self._spent(conn, now)[None]
+        spent = self._spent_total(conn, now)
         return budget_refusal(
             budget, provider=provider, estimated_usd=estimate, spent=spent, now=now
         )
@@ -491,6 +500,7 @@ class _Work:
 
     write: Callable[[sqlite3.Connection], Any]
     after: Callable[[Any], None] | None = None
+    alone: bool = False  # one statement: may run in autocommit, without BEGIN/COMMIT
 
     def finish(self, result: Any) -> Any:
         if self.after is not None:

@@ -78,12 +78,26 @@ class LedgerFile:
         _FILES.add(self)
         self._connection()  # a bad path fails here; migrates the file when needed
 
-    def transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        """Run ``work(conn)`` in one transaction (``BEGIN IMMEDIATE`` when writing)."""
+    def transaction(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        write: bool = True,
+        single_statement: bool = False,
+    ) -> T:
+        """Run ``work(conn)`` in one transaction (``BEGIN IMMEDIATE`` when writing).
+
+        ``single_statement``: ``work`` runs one write statement, which SQLite makes its
+        own transaction; leaving out BEGIN and COMMIT saves two round trips into SQLite.
+        """
 
         def attempt() -> T:
             conn, lock = self._connection()
             with lock:
+                if single_statement:
+                    result = work(conn)
+                    self.checkpointer.committed()
+                    return result
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     result = work(conn)
@@ -214,12 +228,13 @@ def after_reset_sql(row: str) -> str:
     )
 
 
-def _add_to_totals(row: str, sign: str) -> Iterable[str]:
+def _add_to_totals(row: str, sign: str, amount: str | None = None) -> Iterable[str]:
+    """Upserts adding ``sign`` ``amount`` (default: the row's amount) to its day and month."""
     for period, length in (("day", 10), ("month", 7)):
         yield (
             "INSERT INTO spend_totals (period, period_key, provider, spent_nano_usd)"
             f" SELECT '{period}', substr({row}.ts, 1, {length}), {row}.provider,"
-            f" {sign}{nanos_sql(row)} WHERE {after_reset_sql(row)}"
+            f" {sign}{amount or nanos_sql(row)} WHERE {after_reset_sql(row)}"
             " ON CONFLICT (period, period_key, provider)"
             " DO UPDATE SET spent_nano_usd = spent_nano_usd + excluded.spent_nano_usd;"
         )
@@ -353,6 +368,31 @@ def m004_views(db: Database) -> None:
     )
 
 
+@migration
+def m005_settlements_add_the_difference(db: Database) -> None:
+    # A settlement changes a row's amount only: one upsert per period adds the
+    # difference (two statements instead of four, on every request). A row moved to
+    # another ts or provider (by hand) is still taken out of its old totals and put in
+    # its new ones.
+    difference = f"({nanos_sql('NEW')} - {nanos_sql('OLD')})"
+    amount = "\n".join(_add_to_totals("NEW", "", difference))
+    move = "\n".join([*_add_to_totals("OLD", "-"), *_add_to_totals("NEW", "")])
+    db.executescript(
+        f"""
+        DROP TRIGGER calls_totals_update;
+        CREATE TRIGGER calls_totals_update_amount
+            AFTER UPDATE OF cost_usd, reserved_usd ON calls
+            WHEN OLD.ts IS NEW.ts AND OLD.provider IS NEW.provider
+             AND OLD.cost_usd + OLD.reserved_usd IS NOT NEW.cost_usd + NEW.reserved_usd
+            BEGIN {amount} END;
+        CREATE TRIGGER calls_totals_update_move
+            AFTER UPDATE OF ts, provider, cost_usd, reserved_usd ON calls
+            WHEN OLD.ts IS NOT NEW.ts OR OLD.provider IS NOT NEW.provider
+            BEGIN {move} END;
+        """
+    )
+
+
 # -- the statements ledger.py runs --------------------------------------------------------
 
 INSERT_CALL = (
@@ -375,8 +415,7 @@ INSERT_RESET = (
 )
 # Nano-dollars per provider for the day and the month holding :now: the running totals,
 # less the pending rows older than :cutoff (the totals hold them, budgets ignore them).
-BUDGET_SPEND = f"""
-SELECT provider, sum(day), sum(month) FROM (
+_BUDGET_ROWS = f"""
     SELECT provider, CASE period WHEN 'day' THEN spent_nano_usd ELSE 0 END AS day,
            CASE period WHEN 'month' THEN spent_nano_usd ELSE 0 END AS month
     FROM spend_totals WHERE (period = 'day' AND period_key = substr(:now, 1, 10))
@@ -385,8 +424,10 @@ SELECT provider, sum(day), sum(month) FROM (
     SELECT provider, CASE WHEN ts >= substr(:now, 1, 10) THEN -{nanos_sql("c")} ELSE 0 END,
            -{nanos_sql("c")}
     FROM calls c WHERE outcome = 'pending' AND ts >= substr(:now, 1, 7) AND ts < :cutoff
-                   AND {after_reset_sql("c")}
-) GROUP BY provider"""
+                   AND {after_reset_sql("c")}"""
+BUDGET_SPEND = f"SELECT provider, sum(day), sum(month) FROM ({_BUDGET_ROWS}) GROUP BY provider"
+# The same, summed over providers: one row, for the budget check on the request path.
+BUDGET_TOTAL = f"SELECT coalesce(sum(day), 0), coalesce(sum(month), 0) FROM ({_BUDGET_ROWS})"
 COUNTS_TODAY = (
     "SELECT provider, sum(outcome != 'cache_hit'), sum(outcome = 'error'),"
     " sum(outcome = 'cache_hit') FROM calls c"
