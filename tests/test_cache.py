@@ -925,3 +925,13 @@ def test_processes_share_a_fresh_file(db_path):
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
         assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM responses").fetchone()[0] <= 150 + 4 * 15
+
+
+def test_memory_only_lookup_leaves_the_file_alone(tmp_path):
+    path = tmp_path / "cache.db"
+    with ResponseCache(path) as writer:
+        writer.set("k" * 64, {"answer": 1})
+    with ResponseCache(path) as reader:  # a fresh process's view: nothing in memory yet
+        assert reader.get("k" * 64, memory_only=True) is None
+        assert reader.get("k" * 64) == {"answer": 1}
+        assert reader.get("k" * 64, memory_only=True) == {"answer": 1}  # now remembered

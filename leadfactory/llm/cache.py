@@ -139,14 +139,15 @@ class ResponseCache:
 
     # -- public API ---------------------------------------------------------------
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, *, memory_only: bool = False) -> dict[str, Any] | None:
         """Return a private deep copy of the response stored under ``key``, or None if
-        there is none or it expired."""
+        there is none or it expired. ``memory_only`` skips the file: for a second look
+        just after a miss, when only this process can have stored the answer since."""
         _check_key(key)
         now = self._clock()
         with self._memory_lock:
             value, flush = self._get_from_memory(key, now)
-            if value is None and self.path is None:
+            if value is None and (self.path is None or memory_only):
                 self._counters["misses"] += 1
                 return None
         if value is None:

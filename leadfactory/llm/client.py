@@ -327,7 +327,7 @@ class LLMClient:
 
     def _run_and_store(self, key: str, request: Request) -> dict[str, Any]:
         # Another caller may have finished the same request since our cache miss.
-        answer = self._lookup(key, request)
+        answer = self._lookup(key, request, again=True)
         if answer is not None:
             return self._deliver(answer)
         response = self._run(request)
@@ -335,7 +335,7 @@ class LLMClient:
         return response
 
     async def _arun_and_store(self, key: str, request: Request) -> dict[str, Any]:
-        answer = self._lookup(key, request)
+        answer = self._lookup(key, request, again=True)
         if answer is not None:
             return await self._adeliver(answer)
         response = await self._arun(request)
@@ -355,9 +355,10 @@ class LLMClient:
             raise error
         return response
 
-    def _lookup(self, key: str, request: Request) -> _Answer | None:
+    def _lookup(self, key: str, request: Request, *, again: bool = False) -> _Answer | None:
+        """A cache hit for ``request``; ``again``: the second look, after a miss just now."""
         started = time.perf_counter()
-        stored = self.cache.get(key)  # an independent copy
+        stored = self.cache.get(key, memory_only=again)  # an independent copy
         if stored is None:
             return None
         return self._serve_cached(stored, request, started)
