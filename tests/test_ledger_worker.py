@@ -132,3 +132,37 @@ def test_async_client_settles_before_it_answers(sim_env, tmp_path):
     for response in responses:  # each answer's row is committed by the time it is returned
         assert rows[response["request_id"]]["outcome"] == "success"
     client.close()
+
+
+def test_an_idle_writer_thread_ends_and_a_new_write_starts_another(ledger, monkeypatch):
+    import leadfactory.llm.ledger_worker as module
+
+    monkeypatch.setattr(module, "IDLE_SECONDS", 0.05)
+    worker = LedgerWorker(ledger)
+    budget = Budget(max_cost_per_request=None, daily_limit=None, monthly_limit=None)
+
+    async def reserve(i: int) -> Reservation:
+        return await worker.call("reserve", **{**reserve_kwargs(i), "budget": budget})
+
+    asyncio.run(reserve(0))
+    for _ in range(200):
+        if not worker.running():
+            break
+        threading.Event().wait(0.01)
+    assert not worker.running()
+    assert asyncio.run(reserve(1)).request_id == "r1"  # a fresh thread took it
+    assert len(ledger.rows()) == 2
+
+
+def test_the_worker_does_not_keep_its_ledger_alive(tmp_path):
+    import gc
+    import weakref
+
+    ledger = CostLedger(tmp_path / "ledger.db", clock=lambda: NOON)
+    worker = LedgerWorker.for_ledger(ledger)
+    alive = weakref.ref(ledger)
+    ledger.close()
+    del ledger
+    gc.collect()
+    assert alive() is None
+    assert worker is not None

@@ -25,6 +25,7 @@ from .log import log_event
 __all__ = ["LedgerWorker"]
 
 MAX_BATCH = 256  # writes per transaction at the most
+IDLE_SECONDS = 30.0  # a writer thread with nothing to do for this long ends
 
 # (method, kwargs, loop, future); no loop and no future for a write nobody awaits
 _Item = tuple[str, dict[str, Any], asyncio.AbstractEventLoop | None, asyncio.Future | None]
@@ -33,10 +34,14 @@ _WORKERS_LOCK = threading.Lock()
 
 
 class LedgerWorker:
-    """One thread that writes ``ledger`` for coroutines (see the module docstring)."""
+    """One thread that writes ``ledger`` for coroutines (see the module docstring).
+
+    The worker holds the ledger weakly, and its thread ends after ``IDLE_SECONDS``
+    without work (the next write starts another): neither outlives its use.
+    """
 
     def __init__(self, ledger: CostLedger) -> None:
-        self.ledger = ledger
+        self._ledger = weakref.ref(ledger)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -56,17 +61,20 @@ class LedgerWorker:
         """``await`` what ``ledger.<method>(**kwargs)`` returns (or raises)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
-        self._ensure_thread()
-        self._queue.put((method, kwargs, loop, future))
+        self._submit((method, kwargs, loop, future))
         return await future
 
-    def _ensure_thread(self) -> None:
+    def running(self) -> bool:
+        """Whether this process has a writer thread now."""
         thread = self._thread
-        if thread is not None and self._pid == os.getpid() and thread.is_alive():
-            return
+        return thread is not None and self._pid == os.getpid() and thread.is_alive()
+
+    def _submit(self, item: _Item) -> None:
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's queue and thread are not ours
-                self._pid, self._queue = os.getpid(), queue.SimpleQueue()
+                self._pid, self._queue, self._thread = os.getpid(), queue.SimpleQueue(), None
+        self._queue.put(item)
+        with self._lock:  # after the put: a thread that is leaving has seen the queue empty
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._serve, name="leadfactory-ledger-writer", daemon=True
@@ -75,16 +83,28 @@ class LedgerWorker:
 
     def _serve(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            try:
+                first = self._queue.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():  # nothing came: leave; _submit starts another
+                        self._thread = None
+                        return
+                continue
+            batch = [first]
             while len(batch) < MAX_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            ledger = self._ledger()
             try:
-                results: list[Any] = self.ledger.run_batch([(m, kw) for m, kw, _, _ in batch])
+                if ledger is None:
+                    raise RuntimeError("the ledger was closed and collected")
+                results: list[Any] = ledger.run_batch([(m, kw) for m, kw, _, _ in batch])
             except BaseException as exc:  # the transaction failed: every write in it did
                 results = [exc] * len(batch)
+            del ledger
             self.batches += 1
             self._deliver(batch, results)
 
@@ -108,8 +128,7 @@ class LedgerWorker:
         """Give back a reservation whose caller was cancelled while it was being made."""
         if isinstance(result, Reservation):
             kwargs = {"reservation": result, "outcome": "error", "error_class": "Cancelled"}
-            self._ensure_thread()
-            self._queue.put(("settle", kwargs, None, None))
+            self._submit(("settle", kwargs, None, None))
 
 
 def _resolve(pairs: list[tuple[asyncio.Future, Any]], worker: LedgerWorker) -> None:
