@@ -96,3 +96,18 @@ def test_the_settlement_that_crosses_the_threshold_sends_the_alert(tmp_path):
     assert ledger.alerts() == []
     reserve_and_settle(ledger, 1, budget)  # $0.08: the alert, at once
     assert [a.period for a in ledger.alerts()] == ["day"]
+
+
+def test_an_idle_checkpoint_thread_ends(tmp_path, monkeypatch):
+    import leadfactory.llm.checkpoint as module
+
+    monkeypatch.setattr(module, "IDLE_SECONDS", 0.05)
+    ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
+    checkpointer = ledger._file.checkpointer
+    checkpointer.every = 2
+    reserve_and_settle(ledger, 1)
+    assert wait_for(lambda: checkpointer.checkpoints >= 1)
+    assert wait_for(lambda: not checkpointer._worker.alive())
+    reserve_and_settle(ledger, 1)  # two more commits: a new thread
+    assert wait_for(lambda: checkpointer.checkpoints >= 2)
+    ledger.close()

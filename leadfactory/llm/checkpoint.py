@@ -22,6 +22,7 @@ from pathlib import Path
 __all__ = ["BACKSTOP_PAGES", "BackgroundCheckpointer"]
 
 BACKSTOP_PAGES = 10_000  # ~40 MB of log: SQLite checkpoints by itself if the thread lags
+IDLE_SECONDS = 60.0  # a checkpoint thread with no work for this long ends
 
 
 class BackgroundCheckpointer:
@@ -89,7 +90,8 @@ class _Worker:
         )
         try:
             while True:
-                self.wake.wait()
+                if not self.wake.wait(IDLE_SECONDS):  # idle: end; the next round starts one
+                    return
                 self.wake.clear()
                 if self.stop.is_set():
                     return
