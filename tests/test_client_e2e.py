@@ -97,11 +97,28 @@ def test_normal_answer_has_the_documented_shape(sim_env, protocol):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("fault", list(FAULTS), ids=lambda f: f.value)
 def test_fault_falls_back_after_the_documented_retries(sim_env, protocol, fault):
+    sim_env.set_fault(protocol, fault, retry_after=3)
+    client = make_client(protocol, BACKUP[protocol])
+    response = client.chat_completion(USER, max_tokens=20)
+    check_fallback(sim_env, client, response, protocol, fault)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_slow_answer_within_the_timeout_is_waited_for(sim_env, protocol):
+    sim_env.set_fault(protocol, Fault.DELAY, delay=0.3)
+    client = make_client(protocol, BACKUP[protocol])
+    client.config.providers[protocol].timeout = 2.0
+    response = client.chat_completion(USER, max_tokens=20)
+    check_slow_answer(sim_env, client, response, protocol)
+
+
+def check_fallback(sim, client: LLMClient, response: dict, protocol: str, fault: Fault) -> None:
+    """The failing provider's attempts, retries and ledger rows, then the backup's answer.
+
+    Shared by the sync and async fault matrices (tests/test_async_e2e.py).
+    """
     error_class, retried = expected_error(protocol, fault)
     backup = BACKUP[protocol]
-    sim_env.set_fault(protocol, fault, retry_after=3)
-    client = make_client(protocol, backup)
-    response = client.chat_completion(USER, max_tokens=20)
     assert response["provider"] == backup
     failures = [a for a in response["attempts"] if a["provider"] == protocol]
     assert all(a["outcome"] == "error" for a in failures)
@@ -109,8 +126,30 @@ def test_fault_falls_back_after_the_documented_retries(sim_env, protocol, fault)
     expected_attempts = 1 + RETRIES if retried else 1
     assert len(failures) == expected_attempts
     if fault is not Fault.REFUSE:  # refused connections never reach the server
-        assert sim_env.request_count(protocol) == expected_attempts
-    assert sim_env.request_count(backup) == 1
+        assert sim.request_count(protocol) == expected_attempts
+    assert sim.request_count(backup) == 1
+    rows = client.ledger.rows()
+    failed = [r for r in rows if r["provider"] == protocol]
+    assert [(r["outcome"], r["error_class"]) for r in failed] == [
+        ("error", error_class.__name__)
+    ] * expected_attempts
+    assert all(r["cost_usd"] == 0 and r["reserved_usd"] == 0 for r in failed)  # nothing charged
+    [won] = [r for r in rows if r["provider"] == backup]
+    assert won["outcome"] == "success" and won["error_class"] is None
+    assert won["cost_usd"] == pytest.approx(response["cost"])
+    assert won["prompt_tokens"] == response["usage"]["prompt_tokens"]
+    assert won["completion_tokens"] == response["usage"]["completion_tokens"]
+    assert all(r["outcome"] != "pending" for r in rows)
+
+
+def check_slow_answer(sim, client: LLMClient, response: dict, protocol: str) -> None:
+    """A slow provider inside its timeout answers: no retry, no fallback, one success row."""
+    assert response["provider"] == protocol
+    assert [a["outcome"] for a in response["attempts"]] == ["success"]
+    assert response["latency_ms"] >= 300
+    assert sim.request_count(protocol) == 1 and sim.request_count(BACKUP[protocol]) == 0
+    [row] = client.ledger.rows()
+    assert (row["provider"], row["outcome"], row["error_class"]) == (protocol, "success", None)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
