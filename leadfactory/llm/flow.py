@@ -1,12 +1,15 @@
 """The fallback loop's decisions, written once for the sync and the async client.
 
-:func:`fallback_flow` is a generator that does no network I/O and never sleeps.
-It yields :class:`Call` when it wants a provider called and :class:`Sleep` when
-it wants to wait; the driver (``LLMClient.chat_completion`` with ``time.sleep``,
-``achat_completion`` with ``asyncio.sleep``) performs the operation and sends
-back an :class:`Outcome`. Everything else (order, availability, budgets, rate
-limits, retries, classification, health, ledger rows, the response dict) is
-decided here, so the two clients cannot drift apart.
+:func:`fallback_flow` is a generator that does no I/O and never sleeps. It yields
+:class:`Call` when it wants a provider called, :class:`Record` when it wants the
+ledger written (a reservation, a settlement) and :class:`Sleep` when it wants to
+wait; the driver (``LLMClient.chat_completion`` inline with ``time.sleep``,
+``achat_completion`` with ``await``, ledger writes on the ledger's writer thread)
+performs the operation and sends back an :class:`Outcome`. Everything else (order,
+availability, budgets, rate limits, retries, classification, health, what the ledger
+rows say, the response dict) is decided here, so the two clients cannot drift apart.
+(One exception: a reservation given back on cancellation is written inline, since a
+closing generator cannot yield.)
 """
 
 from __future__ import annotations
