@@ -459,3 +459,30 @@ def test_daily_budget_refuses_before_any_call(sim_env, monkeypatch):
     assert caught.value.metadata["limit"] == "daily_cost_limit"
     assert sum(sim_env.request_count(p) for p in PROTOCOLS) == 0
     assert client.ledger.rows() == []
+
+
+def test_cancelled_while_reserving_gives_back_the_permit_and_the_row(sim_env):
+    import threading
+
+    client = make_client("openai", None)
+    ledger = client.ledger
+    gate, run_batch = threading.Event(), ledger.run_batch
+    ledger.run_batch = lambda ops: gate.wait(5) and run_batch(ops)  # type: ignore[method-assign]
+
+    async def main():
+        task = asyncio.create_task(client.achat_completion(USER, max_tokens=5, cache=False))
+        await asyncio.sleep(0.1)  # waiting for its reservation
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()
+        for _ in range(200):  # the reservation lands after its caller left, and is given back
+            await asyncio.sleep(0.01)
+            rows = ledger.rows()
+            if rows and rows[0]["outcome"] != "pending":
+                break
+
+    asyncio.run(main())
+    assert [(r["outcome"], r["error_class"]) for r in ledger.rows()] == [("error", "Cancelled")]
+    assert client.get_provider_status()["openai"]["requests_in_window"] == 0
+    assert sim_env.request_count("openai") == 0

@@ -279,18 +279,20 @@ def _attempt(
             walk.skip(name, "rate_limited", error)
             walk.rate_limited.append(error)
         return None
-    reserved = yield Record(
-        "reserve",
-        {
-            "request_id": request.request_id,
-            "provider": name,
-            "model": request.model or provider.default_model,
-            "estimated_usd": provider.estimate_cost(estimate_tokens),
-            "budget": services.budget,
-            "strategy": str(services.config.fallback_strategy),
-            "caller": request.caller,
-        },
-    )
+    reservation_request = {
+        "request_id": request.request_id,
+        "provider": name,
+        "model": request.model or provider.default_model,
+        "estimated_usd": provider.estimate_cost(estimate_tokens),
+        "budget": services.budget,
+        "strategy": str(services.config.fallback_strategy),
+        "caller": request.caller,
+    }
+    try:
+        reserved = yield Record("reserve", reservation_request)
+    except GeneratorExit:  # cancelled while reserving (the async writer gives the row back)
+        services.limiter.release(permit)
+        raise
     if reserved.error is not None:
         services.limiter.release(permit)
         if not isinstance(reserved.error, LLMQuotaExceededError):
