@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .busy import retry_busy
 from .checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
 from .request_key import CACHE_KEY_VERSION, cache_key
 
@@ -203,7 +204,10 @@ class ResponseCache:
             return
         with self._db_lock:
             try:
-                self._write(key, text, now, expires_at, provider, model)
+                retry_busy(
+                    lambda: self._write(key, text, now, expires_at, provider, model),
+                    timeout=_BUSY_TIMEOUT,
+                )
             except (sqlite3.Error, OSError) as exc:
                 self._report("store", exc)
             with self._memory_lock:
@@ -351,37 +355,41 @@ class ResponseCache:
     def _get_from_disk(self, key: str, now: float) -> dict[str, Any] | None:
         with self._db_lock:
             try:
-                conn = self._connection()
-                row = conn.execute(
-                    "SELECT response, expires_at FROM responses WHERE key = ?", (key,)
-                ).fetchone()
-                if row is None:
-                    return None
-                text, expires_at = row
-                try:
-                    value = json.loads(text)
-                    expired = expires_at is not None and float(expires_at) <= now
-                    if not isinstance(value, dict):
-                        raise TypeError(f"stored response is a {type(value).__name__}")
-                except (TypeError, ValueError) as exc:
-                    self._report("decode", exc, level="DEBUG")
-                    self._delete_row(conn, key)
-                    return None
-                if expired:
-                    self._delete_row(conn, key)
-                    with self._memory_lock:
-                        self._counters["expired"] += 1
-                    return None
-                with self._memory_lock:
-                    self._note_hit(key, now)
-                    self._remember(key, None if expires_at is None else float(expires_at), value)
-                    flush = self._flush_due(now)
-                if flush:
-                    self._flush_hits(conn)
-                return value
+                return retry_busy(lambda: self._read_row(key, now), timeout=_BUSY_TIMEOUT)
             except (sqlite3.Error, OSError) as exc:
                 self._report("read", exc)
                 return None
+
+    def _read_row(self, key: str, now: float) -> dict[str, Any] | None:
+        """The stored answer for ``key`` (hold ``_db_lock``); sqlite3.Error propagates."""
+        conn = self._connection()
+        row = conn.execute(
+            "SELECT response, expires_at FROM responses WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        text, expires_at = row
+        try:
+            value = json.loads(text)
+            expired = expires_at is not None and float(expires_at) <= now
+            if not isinstance(value, dict):
+                raise TypeError(f"stored response is a {type(value).__name__}")
+        except (TypeError, ValueError) as exc:
+            self._report("decode", exc, level="DEBUG")
+            self._delete_row(conn, key)
+            return None
+        if expired:
+            self._delete_row(conn, key)
+            with self._memory_lock:
+                self._counters["expired"] += 1
+            return None
+        with self._memory_lock:
+            self._note_hit(key, now)
+            self._remember(key, None if expires_at is None else float(expires_at), value)
+            flush = self._flush_due(now)
+        if flush:
+            self._flush_hits(conn)
+        return value
 
     def _write(
         self,

@@ -18,15 +18,14 @@ of a month of history, and a reservation taken back leaves no rounding residue.
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from .busy import is_busy, retry_busy
 from .checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
 from .exceptions import LedgerBusyError
 
@@ -145,21 +144,16 @@ class LedgerFile:
             return self._handle
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
-        deadline, delay = time.monotonic() + self.busy_timeout, 0.0005
-        while True:
-            try:
-                return attempt()
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                    raise
-                if (left := deadline - time.monotonic()) <= 0:
-                    raise LedgerBusyError(
-                        f"the cost ledger {self.path} stayed locked by other writers for"
-                        f" {self.busy_timeout:g}s",
-                        metadata={"path": str(self.path)},
-                    ) from exc
-            time.sleep(min(left, delay * random.uniform(0.5, 1.5)))
-            delay = min(delay * 2, 0.05)
+        try:
+            return retry_busy(attempt, timeout=self.busy_timeout)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            raise LedgerBusyError(
+                f"the cost ledger {self.path} stayed locked by other writers for"
+                f" {self.busy_timeout:g}s",
+                metadata={"path": str(self.path)},
+            ) from exc
 
 
 def migration(fn: Callable[[Database], None]) -> Callable[[Database], None]:
