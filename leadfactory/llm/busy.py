@@ -23,8 +23,10 @@ T = TypeVar("T")
 def is_busy(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite's "database is locked" or "table is locked"."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.OperationalError) and code is not None and (
-        code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and code is not None
+        and (code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
     )
 
 
