@@ -383,7 +383,7 @@ def test_cancelled_call_leaves_no_pending_reservation(sim_env):
 
     started = time.perf_counter()
     asyncio.run(main())
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 4  # cancelled, not waiting out the 5 s timeout
     rows = client.ledger.rows()
     assert [(r["outcome"], r["cost_usd"]) for r in rows] == [("error", 0)]
     assert client.ledger.spend(period="day") == 0

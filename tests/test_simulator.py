@@ -428,7 +428,7 @@ def test_hang_times_out_and_stop_is_prompt(client: httpx.Client) -> None:
         started = time.monotonic()
         with new_client(0.3) as quick, pytest.raises(httpx.ReadTimeout):
             call(sim, quick, "openai")
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3  # the client's 0.3 s timeout, not a hang
         assert call(sim, client, "anthropic").status_code == 200  # others are not blocked
         raw = socket.create_connection(("127.0.0.1", port_of(sim.base_url("openai"))))
         body = json.dumps(REQUESTS["openai"][1]).encode()
@@ -436,12 +436,14 @@ def test_hang_times_out_and_stop_is_prompt(client: httpx.Client) -> None:
             b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s"
             % (len(body), body)
         )
-        time.sleep(0.05)
+        deadline = time.monotonic() + 3
+        while sim.request_count("openai") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert sim.request_count("openai") == 2
     finally:
         started = time.monotonic()
         sim.stop()
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3  # the hung request (5 s) is not waited for
     raw.settimeout(2)
     with contextlib.suppress(ConnectionResetError):
         assert raw.recv(100) == b""  # closed by stop(), never answered
@@ -457,7 +459,7 @@ def test_hang_released_by_clear(sim: Simulator) -> None:
         sim.clear_faults()
         with pytest.raises(httpx.TransportError):
             future.result(timeout=3)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3  # released, not timed out (5 s)
     with new_client(5) as c:
         assert call(sim, c, "openai").status_code == 200
 
