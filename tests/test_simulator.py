@@ -454,7 +454,9 @@ def test_hang_released_by_clear(sim: Simulator) -> None:
     sim.set_fault("openai", "hang")
     with ThreadPoolExecutor(1) as pool, new_client(5) as hanging:
         future = pool.submit(call, sim, hanging, "openai")
-        time.sleep(0.1)
+        deadline = time.monotonic() + 3
+        while sim.request_count("openai") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the request hangs there
         started = time.monotonic()
         sim.clear_faults()
         with pytest.raises(httpx.TransportError):
