@@ -468,7 +468,7 @@ def test_cancelled_while_reserving_gives_back_the_permit_and_the_row(sim_env):
     client = make_client("openai", None)
     ledger = client.ledger
     gate, run_batch = threading.Event(), ledger.run_batch
-    ledger.run_batch = lambda ops: gate.wait(5) and run_batch(ops)  # type: ignore[method-assign]
+    ledger.run_batch = lambda ops, **kw: gate.wait(5) and run_batch(ops, **kw)  # type: ignore[method-assign]
 
     async def main():
         task = asyncio.create_task(client.achat_completion(USER, max_tokens=5, cache=False))

@@ -182,3 +182,24 @@ def test_four_processes_four_threads_never_overspend(sim_env, tmp_path):
         pending = conn.execute("select count(*) from calls where outcome = 'pending'").fetchone()
     assert spent <= limit + 1e-9
     assert rows == succeeded and pending == (0,)
+
+
+def test_async_alert_callback_fires_once_on_the_event_loop(sim_env, monkeypatch):
+    import asyncio
+    import threading
+
+    monkeypatch.setenv("LLM_DAILY_COST_LIMIT", "0.01")
+    monkeypatch.setenv("LLM_BUDGET_ALERT_THRESHOLD", "0.1")
+    seen = []
+
+    def on_alert(alert):
+        seen.append((alert.period, threading.get_ident(), asyncio.get_running_loop()))
+
+    async def main():
+        with LLMClient(paid_only(), on_budget_alert=on_alert) as client:
+            for _ in range(4):
+                await client.achat_completion(USER, max_tokens=20, cache=False)
+        return threading.get_ident(), asyncio.get_running_loop()
+
+    thread, loop = asyncio.run(main())
+    assert seen == [("day", thread, loop)]  # once, in the caller's thread and loop

@@ -59,9 +59,9 @@ def test_concurrent_writes_share_transactions_off_the_loop_thread(ledger):
     threads: set[int] = set()
     run_batch = ledger.run_batch
 
-    def spy(operations):
+    def spy(operations, **options):
         threads.add(threading.get_ident())
-        return run_batch(operations)
+        return run_batch(operations, **options)
 
     ledger.run_batch = spy  # type: ignore[method-assign]
     worker = LedgerWorker(ledger)
@@ -97,9 +97,9 @@ def test_a_reservation_whose_caller_was_cancelled_is_given_back(ledger):
     gate = threading.Event()
     run_batch = ledger.run_batch
 
-    def slow(operations):
+    def slow(operations, **options):
         gate.wait(5)
-        return run_batch(operations)
+        return run_batch(operations, **options)
 
     ledger.run_batch = slow  # type: ignore[method-assign]
 

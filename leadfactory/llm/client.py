@@ -323,6 +323,10 @@ class LLMClient:
             value = await LedgerWorker.for_ledger(ledger).call(record.method, **record.kwargs)
         except Exception as error:
             return Outcome(error=error)
+        if record.method == "settle":  # the alerts it fired, announced here on the loop
+            for alert in value or ():
+                ledger.announce(alert)
+            value = None
         return Outcome(value=value)
 
     def _run_and_store(self, key: str, request: Request) -> dict[str, Any]:

@@ -256,13 +256,17 @@ class CostLedger:
         """Record a request answered from the cache, with the cost it saved."""
         return self._run(self._cache_hit_work(_arguments(locals())))
 
-    def run_batch(self, operations: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+    def run_batch(
+        self, operations: Sequence[tuple[str, dict[str, Any]]], *, announce: bool = True
+    ) -> list[Any]:
         """Run several writes (``reserve``, ``settle``, ``record_cache_hit``) in one transaction.
 
         Each ``(method, kwargs)`` behaves as the method would: its result, or the exception
         it raises, is at its index in the returned list (a refusal writes nothing and
         spoils nothing else). One COMMIT for the lot: the async client's writer thread
-        groups the writes of concurrent requests this way.
+        groups the writes of concurrent requests this way. With ``announce=False`` a
+        settlement's result is the list of budget alerts it fired, for the caller to
+        :meth:`announce` where it likes (the async client: on its event loop).
         """
         prepared: list[_Work | Exception] = []
         for method, kwargs in operations:
@@ -291,7 +295,7 @@ class CostLedger:
         results = self._transaction(work)
         return [
             result
-            if isinstance(item, Exception) or isinstance(result, Exception)
+            if isinstance(item, Exception) or isinstance(result, Exception) or not announce
             else item.finish(result)
             for item, result in zip(prepared, results, strict=True)
         ]
@@ -346,7 +350,7 @@ class CostLedger:
 
         def announce(fired: list[BudgetAlert]) -> None:
             for alert in fired:  # after COMMIT: no callback holds the lock
-                self._announce(alert)
+                self.announce(alert)
 
         # No alert possible: the UPDATE alone is the write, atomic without BEGIN/COMMIT.
         alone = budget is None or not _may_alert(budget, reservation.spent, cost_usd)
@@ -477,7 +481,8 @@ class CostLedger:
             budget, provider=provider, estimated_usd=estimate, spent=spent, now=now
         )
 
-    def _announce(self, alert: BudgetAlert) -> None:
+    def announce(self, alert: BudgetAlert) -> None:
+        """Log ``alert`` and pass it to ``on_alert`` (whose errors are logged, not raised)."""
         log_event(
             logging.WARNING,
             f"budget alert: {alert.period} spend {_usd(alert.spent_usd)} reached"

@@ -101,7 +101,10 @@ class LedgerWorker:
             try:
                 if ledger is None:
                     raise RuntimeError("the ledger was closed and collected")
-                results: list[Any] = ledger.run_batch([(m, kw) for m, kw, _, _ in batch])
+                operations = [(m, kw) for m, kw, _, _ in batch]
+                # Alerts come back with their settlement: the awaiting coroutine announces
+                # them on its own loop, so a slow callback never holds up this thread.
+                results: list[Any] = ledger.run_batch(operations, announce=False)
             except BaseException as exc:  # the transaction failed: every write in it did
                 results = [exc] * len(batch)
             del ledger

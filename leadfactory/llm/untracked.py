@@ -54,8 +54,11 @@ class UntrackedLedger:
     def record_cache_hit(self, **_: Any) -> None:
         return None
 
-    def run_batch(self, operations: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
-        """As :meth:`CostLedger.run_batch`: each result, or the exception it raised, in order."""
+    def run_batch(
+        self, operations: Sequence[tuple[str, dict[str, Any]]], *, announce: bool = True
+    ) -> list[Any]:
+        """As :meth:`CostLedger.run_batch`: each result, or the exception it raised, in order
+        (no settlement fires an alert here, whatever ``announce`` says)."""
         results: list[Any] = []
         for method, kwargs in operations:
             if method not in ("reserve", "settle", "record_cache_hit"):
@@ -68,6 +71,10 @@ class UntrackedLedger:
         return results
 
     def reset(self, provider: str | None = None) -> None:
+        return None
+
+    def announce(self, alert: Any) -> None:
+        """Nothing to announce: no spend is counted, so no alert is ever due."""
         return None
 
     # -- reads: an empty ledger's answers -------------------------------------------------
