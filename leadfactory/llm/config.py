@@ -10,33 +10,26 @@ What is read from the environment, and how errors are worded, is in ``settings_e
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    SecretStr,
-    field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import LLMConfigurationError
+from .provider_config import FallbackStrategy, ProviderConfig
 from .settings_env import BUILTIN_DEFAULTS as _BUILTIN_DEFAULTS
 from .settings_env import (
     BUILTIN_PROVIDERS,
-    PROVIDER_HELP,
     NoneWord,
     OptionalLimit,
     configuration_errors,
-    normalise_url,
 )
 from .settings_env import ProviderEnvironment as _ProviderEnvironment
 
@@ -47,128 +40,6 @@ __all__ = [
     "LLMConfig",
     "ProviderConfig",
 ]
-
-
-class FallbackStrategy(StrEnum):
-    """The order in which providers are tried (see ``strategies.py``)."""
-
-    SMART_FALLBACK = "smart_fallback"
-    COST_OPTIMIZED = "cost_optimized"
-    QUALITY_OPTIMIZED = "quality_optimized"
-    ROUND_ROBIN = "round_robin"
-    FAIL_FAST = "fail_fast"
-
-
-class ProviderConfig(BaseModel):
-    """One provider the client may call.
-
-    ``default_model`` may carry a LiteLLM provider prefix (``groq/llama-3.1-8b``,
-    ``openai/my-model``); without one, a custom provider is treated as
-    OpenAI-compatible and reached at ``base_url``. ``api_key`` is kept as a secret:
-    it never appears in a repr, a log line or an error.
-    """
-
-    model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
-
-    name: str = Field(
-        min_length=1,
-        description="The provider's name: its key in `config.providers`, in "
-        "`response['provider']`, in the ledger and in `model=\"name/...\"`.",
-    )
-    enabled: bool = Field(default=True, description=PROVIDER_HELP["enabled"])
-    api_key: SecretStr | None = Field(
-        default=None,
-        description="API key, kept secret (never shown in a repr, log or error). Required "
-        "unless the provider is an Ollama server; give a placeholder for servers without auth.",
-    )
-    base_url: str | None = Field(
-        default=None, description="Endpoint. Without it LiteLLM uses the vendor's default URL."
-    )
-    default_model: str = Field(
-        min_length=1,
-        description="Model used when a call does not name one. May carry a LiteLLM route "
-        "prefix (`groq/llama-3.1-8b`); without one the provider is treated as "
-        "OpenAI-compatible (`ollama/` or `ollama_chat/` makes it an Ollama server).",
-    )
-    timeout: PositiveFloat = Field(default=30.0, description=PROVIDER_HELP["timeout"])
-    rate_limit_rpm: PositiveInt | None = Field(
-        default=None, description=PROVIDER_HELP["rate_limit_rpm"]
-    )
-    rate_limit_tpm: PositiveInt | None = Field(
-        default=None, description=PROVIDER_HELP["rate_limit_tpm"]
-    )
-    cost_per_1k_tokens: NonNegativeFloat = Field(
-        default=0.0, description=PROVIDER_HELP["cost_per_1k_tokens"]
-    )
-    priority: int = Field(default=1, description=PROVIDER_HELP["priority"])
-    max_retries: NonNegativeInt = Field(default=3, description=PROVIDER_HELP["max_retries"])
-    retry_delay: NonNegativeFloat = Field(default=1.0, description=PROVIDER_HELP["retry_delay"])
-    extra_params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Extra keyword arguments for every LiteLLM call to this provider "
-        "(for example `api_version`).",
-    )
-
-    def __init__(self, **data: Any) -> None:
-        with configuration_errors(
-            field_prefix=f"ProviderConfig {data.get('name', '')!s}.",
-            fields=type(self).model_fields,
-            secrets=[data.get("api_key")],
-        ):
-            super().__init__(**data)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        with configuration_errors(
-            field_prefix=f"ProviderConfig {self.name}.",
-            fields=type(self).model_fields,
-            secrets=[self.api_key, value if name == "api_key" else None],
-        ):
-            super().__setattr__(name, value)
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _blank_key_is_none(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
-
-    _check_url = field_validator("base_url")(classmethod(lambda cls, v: normalise_url(v)))
-
-    @property
-    def is_free(self) -> bool:
-        """True when calls cost nothing (``cost_per_1k_tokens`` is 0)."""
-        return self.cost_per_1k_tokens == 0
-
-    @property
-    def is_local(self) -> bool:
-        """True for an Ollama server, which needs a host but no API key."""
-        return self.name == "ollama" or self.default_model.startswith(("ollama/", "ollama_chat/"))
-
-    def secret_key(self) -> str | None:
-        """The API key in clear, for the one place that hands it to LiteLLM."""
-        return self.api_key.get_secret_value() if self.api_key else None
-
-    def _setting_hint(self, field: str) -> str:
-        """Where to set ``field``: the variable a built-in provider reads, and the field.
-
-        Custom providers have no variables, so only ``ProviderConfig.<field>`` is named.
-        """
-        if self.name not in BUILTIN_PROVIDERS:
-            return f"ProviderConfig.{field}"
-        variable = "host" if (self.name, field) == ("ollama", "base_url") else field
-        return f"{self.name.upper()}_{variable.upper()} or ProviderConfig.{field}"
-
-    def missing_requirement(self) -> str | None:
-        """Why this provider cannot connect, or None when it has what it needs."""
-        if self.is_local and not self.base_url:
-            return f"no host configured (set {self._setting_hint('base_url')})"
-        if not self.is_local and self.api_key is None:
-            return f"no API key (set {self._setting_hint('api_key')})"
-        return None
-
-    def estimate_cost(self, tokens: int) -> float:
-        """Dollars for ``tokens`` tokens at this provider's price."""
-        return tokens / 1000.0 * self.cost_per_1k_tokens
 
 
 def _provider_from_environment(name: str) -> ProviderConfig | None:

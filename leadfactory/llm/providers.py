@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .config import ProviderConfig
+from .provider_config import ProviderConfig
 
 __all__ = [
     "acomplete",

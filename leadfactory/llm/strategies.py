@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .config import FallbackStrategy, ProviderConfig
+from .provider_config import FallbackStrategy, ProviderConfig
 
 __all__ = ["FallbackPlan", "order_providers", "plan_fallback"]
 
