@@ -29,11 +29,14 @@ from .conftest import SENTINEL_KEY
 from .test_client_e2e import (  # the sync tests' fault table and client, shared
     BACKUP,
     FAULTS,
+    LAST_PROVIDER_FAULTS,
     PROTOCOLS,
     USER,
+    check_fail_fast,
     check_fallback,
+    check_last_provider_error,
     check_slow_answer,
-    expected_error,
+    fail_fast_client,
     make_client,
 )
 
@@ -119,56 +122,22 @@ def test_async_slow_answer_within_the_timeout_is_waited_for(sim_env, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize(
-    "fault",
-    [
-        Fault.REFUSE,
-        Fault.SERVER_ERROR,
-        Fault.RATE_LIMIT,
-        Fault.UNAUTHORIZED,
-        Fault.NOT_FOUND,
-        Fault.INSUFFICIENT_QUOTA,
-    ],
-    ids=lambda f: f.value,
-)
+@pytest.mark.parametrize("fault", LAST_PROVIDER_FAULTS, ids=lambda f: f.value)
 def test_async_error_is_classified_when_no_provider_is_left(sim_env, protocol, fault):
-    error_class, _ = expected_error(protocol, fault)
     sim_env.set_fault(protocol, fault, retry_after=3)
     client = make_client(protocol, None)
     with pytest.raises(AllProvidersFailedError) as caught:
         achat(client, USER, max_tokens=20)
-    error = caught.value.provider_errors[protocol]
-    assert type(error) is error_class
-    assert error.provider == protocol
-    assert error.__cause__ is not None
-    assert protocol in str(caught.value) and error_class.__name__ in str(caught.value)
-    assert SENTINEL_KEY not in str(caught.value) and SENTINEL_KEY not in repr(error)
-    if fault is Fault.RATE_LIMIT:
-        assert error.retry_after == pytest.approx(3, abs=1)
-    rows = client.ledger.rows()
-    assert rows and {(r["outcome"], r["error_class"]) for r in rows} == {
-        ("error", error_class.__name__)
-    }
+    check_last_provider_error(client, caught.value, protocol, fault)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_async_fail_fast_raises_the_classified_error_itself(sim_env, protocol):
-    config = LLMConfig(fallback_strategy="fail_fast", enable_caching=False)
-    declared = ["ollama", "openai", "anthropic"]
-    for earlier in declared[: declared.index(protocol)]:
-        config.providers[earlier].enabled = False
     sim_env.set_fault(protocol, Fault.UNAUTHORIZED)
-    client = LLMClient(config)
+    client = fail_fast_client(protocol)
     with pytest.raises(LLMAuthenticationError) as caught:
         achat(client, USER, max_tokens=20)
-    assert caught.value.provider == protocol
-    assert sum(sim_env.request_count(p) for p in PROTOCOLS) == 1
-    [row] = client.ledger.rows()
-    assert (row["provider"], row["outcome"], row["error_class"]) == (
-        protocol,
-        "error",
-        "LLMAuthenticationError",
-    )
+    check_fail_fast(sim_env, client, caught.value, protocol)
 
 
 def test_async_retry_then_success_on_the_same_provider(sim_env):

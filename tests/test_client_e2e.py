@@ -152,46 +152,73 @@ def check_slow_answer(sim, client: LLMClient, response: dict, protocol: str) -> 
     assert (row["provider"], row["outcome"], row["error_class"]) == (protocol, "success", None)
 
 
+LAST_PROVIDER_FAULTS = [
+    Fault.REFUSE,
+    Fault.SERVER_ERROR,
+    Fault.RATE_LIMIT,
+    Fault.UNAUTHORIZED,
+    Fault.NOT_FOUND,
+    Fault.INSUFFICIENT_QUOTA,
+]
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize(
-    "fault",
-    [
-        Fault.REFUSE,
-        Fault.SERVER_ERROR,
-        Fault.RATE_LIMIT,
-        Fault.UNAUTHORIZED,
-        Fault.NOT_FOUND,
-        Fault.INSUFFICIENT_QUOTA,
-    ],
-    ids=lambda f: f.value,
-)
+@pytest.mark.parametrize("fault", LAST_PROVIDER_FAULTS, ids=lambda f: f.value)
 def test_error_is_classified_when_no_provider_is_left(sim_env, protocol, fault):
-    error_class, _ = expected_error(protocol, fault)
     sim_env.set_fault(protocol, fault, retry_after=3)
     client = make_client(protocol, None)
     with pytest.raises(AllProvidersFailedError) as caught:
         client.chat_completion(USER, max_tokens=20)
-    error = caught.value.provider_errors[protocol]
+    check_last_provider_error(client, caught.value, protocol, fault)
+
+
+def check_last_provider_error(
+    client: LLMClient, failure: AllProvidersFailedError, protocol: str, fault: Fault
+) -> None:
+    """The only provider's classified error, its message (no key) and its ledger rows."""
+    error_class, _ = expected_error(protocol, fault)
+    error = failure.provider_errors[protocol]
     assert type(error) is error_class
     assert error.provider == protocol
     assert error.__cause__ is not None
-    assert protocol in str(caught.value) and error_class.__name__ in str(caught.value)
-    assert SENTINEL_KEY not in str(caught.value) and SENTINEL_KEY not in repr(error)
+    assert protocol in str(failure) and error_class.__name__ in str(failure)
+    assert SENTINEL_KEY not in str(failure) and SENTINEL_KEY not in repr(error)
     if fault is Fault.RATE_LIMIT:
         assert error.retry_after == pytest.approx(3, abs=1)
+    rows = client.ledger.rows()
+    assert rows and {(r["outcome"], r["error_class"]) for r in rows} == {
+        ("error", error_class.__name__)
+    }
+
+
+def fail_fast_client(protocol: str) -> LLMClient:
+    """fail_fast with ``protocol`` first in declared order."""
+    config = LLMConfig(fallback_strategy="fail_fast", enable_caching=False)
+    declared = ["ollama", "openai", "anthropic"]
+    for earlier in declared[: declared.index(protocol)]:
+        config.providers[earlier].enabled = False
+    return LLMClient(config)
+
+
+def check_fail_fast(sim, client: LLMClient, error: LLMAuthenticationError, protocol: str) -> None:
+    """One request in all, raised as itself, and its ledger row."""
+    assert error.provider == protocol
+    assert sum(sim.request_count(p) for p in PROTOCOLS) == 1
+    [row] = client.ledger.rows()
+    assert (row["provider"], row["outcome"], row["error_class"]) == (
+        protocol,
+        "error",
+        "LLMAuthenticationError",
+    )
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_fail_fast_raises_the_classified_error_itself(sim_env, protocol):
-    config = LLMConfig(fallback_strategy="fail_fast", enable_caching=False)
-    declared = ["ollama", "openai", "anthropic"]
-    for earlier in declared[: declared.index(protocol)]:
-        config.providers[earlier].enabled = False  # so `protocol` is first in declared order
     sim_env.set_fault(protocol, Fault.UNAUTHORIZED)
+    client = fail_fast_client(protocol)
     with pytest.raises(LLMAuthenticationError) as caught:
-        LLMClient(config).chat_completion(USER, max_tokens=20)
-    assert caught.value.provider == protocol
-    assert sum(sim_env.request_count(p) for p in PROTOCOLS) == 1
+        client.chat_completion(USER, max_tokens=20)
+    check_fail_fast(sim_env, client, caught.value, protocol)
 
 
 def test_retry_then_success_on_the_same_provider(sim_env):
