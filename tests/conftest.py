@@ -4,29 +4,46 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 SENTINEL_KEY = "sk-SENTINEL-7f3a9c1e5b2d4068"
 
 # Environment variables that could point a test at a real account or a real file.
-_ISOLATED_PREFIXES = ("OPENAI_", "ANTHROPIC_", "OLLAMA_", "LLM_")
+ISOLATED_PREFIXES = ("OPENAI_", "ANTHROPIC_", "OLLAMA_", "LLM_")
+
+
+def isolated_variables(home: Path) -> dict[str, str]:
+    """Variables that send every user path under ``home`` and Ollama where nothing listens."""
+    return {
+        "HOME": str(home / "home"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "LLM_LEDGER_PATH": str(home / "ledger.db"),
+        "LLM_CACHE_PATH": str(home / "cache.db"),
+        "OLLAMA_HOST": "http://127.0.0.1:9",  # nothing listens: examples start the simulator
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+
+
+def child_environment(home: Path) -> dict[str, str]:
+    """For a subprocess: this environment without keys or provider settings, paths in ``home``."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ISOLATED_PREFIXES)}
+    env.update(isolated_variables(home), PYTHONUNBUFFERED="1")
+    return env
 
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path, monkeypatch) -> Iterator[None]:
     """No test sees the developer's keys, .env, ledger or cache."""
     for name in list(os.environ):
-        if name.startswith(_ISOLATED_PREFIXES):
+        if name.startswith(ISOLATED_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env is read
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("LLM_LEDGER_PATH", str(tmp_path / "ledger.db"))
-    monkeypatch.setenv("LLM_CACHE_PATH", str(tmp_path / "cache.db"))
-    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    for name, value in isolated_variables(tmp_path).items():
+        monkeypatch.setenv(name, value)
     yield
 
 

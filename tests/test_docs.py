@@ -40,6 +40,8 @@ from typing import Any
 
 import pytest
 
+from .conftest import child_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 MARKDOWN = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
@@ -309,7 +311,6 @@ def test_relative_links_resolve() -> None:
 
 EXAMPLES = ["pipeline_node.py", "batch_async.py"]
 PYTEST_BLOCKS = [block for block in BLOCKS if block.pytest and block.skip is None]
-_KEEP_OUT = ("OPENAI_", "ANTHROPIC_", "OLLAMA_", "LLM_")
 
 
 @dataclass
@@ -336,29 +337,13 @@ class Child:
         return out
 
 
-def offline_env(home: Path) -> dict[str, str]:
-    """No keys, no provider settings from the developer, every file under ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_KEEP_OUT)}
-    env.update(
-        HOME=str(home / "home"),
-        XDG_DATA_HOME=str(home / "data"),
-        XDG_CACHE_HOME=str(home / "cache"),
-        LLM_LEDGER_PATH=str(home / "ledger.db"),
-        LLM_CACHE_PATH=str(home / "cache.db"),
-        OLLAMA_HOST="http://127.0.0.1:9",  # nothing listens: the examples start the simulator
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
 def spawn(what: str, argv: list[str], home: Path) -> Child:
     out, err = home / "stdout.txt", home / "stderr.txt"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             argv,
             cwd=home,
-            env=offline_env(home),
+            env=child_environment(home),
             stdout=stdout,
             stderr=stderr,
             stdin=subprocess.DEVNULL,

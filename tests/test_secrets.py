@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import pickle
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from leadfactory.llm import (
 )
 from leadfactory.llm.simulator import Fault
 
-from .conftest import SENTINEL_KEY
+from .conftest import SENTINEL_KEY, child_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = [{"role": "user", "content": "What is the capital of France?"}]
@@ -48,7 +47,6 @@ BACKUP = {"openai": "ollama", "anthropic": "openai", "ollama": "openai"}
 # The full key, and the part of it a masked echo (first and last few characters) never shows.
 SECRET_PARTS = (SENTINEL_KEY, SENTINEL_KEY.split("-", 1)[1][2:-4])
 DEMO_KEYS = ("sk-demo-not-a-real-key", "sk-ant-demo-not-a-real-key")
-_ISOLATED_PREFIXES = ("OPENAI_", "ANTHROPIC_", "OLLAMA_", "LLM_")
 
 
 class Evidence:
@@ -467,22 +465,6 @@ SENTINEL_SCRIPT = textwrap.dedent(
 )
 
 
-def _child_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_ISOLATED_PREFIXES)}
-    home.mkdir(parents=True, exist_ok=True)
-    env.update(
-        HOME=str(home / "home"),
-        XDG_DATA_HOME=str(home / "data"),
-        XDG_CACHE_HOME=str(home / "cache"),
-        LLM_LEDGER_PATH=str(home / "ledger.db"),
-        LLM_CACHE_PATH=str(home / "cache.db"),
-        OLLAMA_HOST="http://127.0.0.1:9",  # nothing listens: the demo uses its simulator
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
 class _Child:
     """A subprocess started early (it runs while the other tests do) and read at the end."""
 
@@ -525,12 +507,12 @@ def children(request, tmp_path_factory) -> Iterator[dict[str, _Child]]:
     script_home = tmp_path_factory.mktemp("sentinel-script")
     script = script_home / "use_the_sentinel.py"
     script.write_text(SENTINEL_SCRIPT)
-    script_env = {**_child_env(script_home), "SENTINEL": SENTINEL_KEY}
+    script_env = {**child_environment(script_home), "SENTINEL": SENTINEL_KEY}
     started = {
         "demo": _Child(
             [sys.executable, str(ROOT / "examples" / "llm_fallback_demo.py")],
             demo_home,
-            _child_env(demo_home),
+            child_environment(demo_home),
         ),
         "script": _Child([sys.executable, str(script)], script_home, script_env),
     }
