@@ -119,6 +119,17 @@ def time_ms(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def interleaved_calls(doc: str) -> tuple[int, str]:
+    """Parse ``--quick``/``--calls`` for an :func:`interleaved` benchmark: the number of
+    timed calls per case, and the start of its ``settings:`` line."""
+    args = parse_args(doc, calls=(int, 300, "timed calls per case"))
+    calls = 40 if args.quick else args.calls
+    return calls, (
+        f"{calls} timed calls per case, interleaved in bursts of 4 (first untimed), "
+        "after 20 warm-up calls each; max_tokens=20; ledger on; "
+    )
+
+
 def interleaved(
     cases: dict[str, Callable[[int], Any]], calls: int, *, burst: int = 4, warmup: int = 20
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:

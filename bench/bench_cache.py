@@ -28,10 +28,10 @@ from _common import (
     banner,
     bare_completion,
     interleaved,
+    interleaved_calls,
     load_litellm,
     median,
     messages,
-    parse_args,
     percentile,
     simulator,
     table,
@@ -45,12 +45,10 @@ STORED = messages("Name three uses for an anvil.")
 
 
 def main() -> None:
-    args = parse_args(__doc__, calls=(int, 300, "timed calls per case"))
-    calls = 40 if args.quick else args.calls
+    calls, settings = interleaved_calls(__doc__)
     banner(
         "bench_cache: response cache hits vs a miss vs bare LiteLLM",
-        f"{calls} timed calls per case, interleaved in bursts of 4 (first untimed), "
-        "after 20 warm-up calls each; max_tokens=20; ledger on; cache file in a temp dir",
+        settings + "cache file in a temp dir",
     )
     with simulator() as (sim, tmp):
         load_litellm()

@@ -20,11 +20,11 @@ from _common import (
     bare_args,
     bare_completion,
     interleaved,
+    interleaved_calls,
     load_litellm,
     median,
     messages,
     paired_median_diff,
-    parse_args,
     percentile,
     simulator,
     table,
@@ -49,13 +49,10 @@ RATIOS = [
 
 
 def main() -> None:
-    args = parse_args(__doc__, calls=(int, 300, "timed calls per case"))
-    calls = 40 if args.quick else args.calls
+    calls, settings = interleaved_calls(__doc__)
     banner(
         "bench_overhead: sync happy path, client vs bare LiteLLM",
-        f"{calls} timed calls per case, interleaved in bursts of 4 (first untimed), "
-        "after 20 warm-up calls each; "
-        "max_tokens=20; ledger on; limits on (1M RPM, 1G TPM)",
+        settings + "limits on (1M RPM, 1G TPM)",
     )
     with simulator(**LIMITS) as (sim, _tmp):
         litellm = load_litellm()
