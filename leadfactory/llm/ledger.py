@@ -310,13 +310,9 @@ class CostLedger:
 
         def write(conn: sqlite3.Connection) -> Reservation:
             now = self._now()
-            spent = None
-            if estimated_usd > 0:  # free: no need to read the spend
-                spent = self._spent_total(conn, now)
-                if refusal := budget_refusal(
-                    budget, provider=provider, estimated_usd=estimated_usd, spent=spent, now=now
-                ):
-                    raise refusal
+            spent, refusal = self._budget_check(conn, now, provider, estimated_usd, budget)
+            if refusal is not None:
+                raise refusal
             row = (utc_iso(now), a["request_id"], provider, a["model"], a["strategy"], "pending")
             args = (*row, 0, 0, 0, estimated_usd, 0, 0, 0, a["caller"])
             row_id = conn.execute(sql.INSERT_CALL, args).lastrowid
@@ -334,11 +330,12 @@ class CostLedger:
         tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
         args = (a["outcome"], cost_usd, *tokens, a["latency_ms"], a["error_class"], a["model"])
         budget = reservation.budget
+        may_alert = budget is not None and _may_alert(budget, reservation.spent, cost_usd)
 
         def write(conn: sqlite3.Connection) -> list[BudgetAlert]:
             if conn.execute(sql.SETTLE_CALL, (*args, reservation.row_id)).rowcount != 1:
                 raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
-            if budget is None or not _may_alert(budget, reservation.spent, cost_usd):
+            if not may_alert:
                 return []
             now = self._now()
             due = alerts_due(budget, spent=self._spent_total(conn, now), now=now)
@@ -353,8 +350,7 @@ class CostLedger:
                 self.announce(alert)
 
         # No alert possible: the UPDATE alone is the write, atomic without BEGIN/COMMIT.
-        alone = budget is None or not _may_alert(budget, reservation.spent, cost_usd)
-        return _Work(write, announce, alone=alone)
+        return _Work(write, announce, alone=not may_alert)
 
     def _cache_hit_work(self, a: dict[str, Any]) -> _Work:
         """:meth:`record_cache_hit`'s write; ``a`` holds its arguments."""
@@ -384,7 +380,7 @@ class CostLedger:
     def check(self, *, provider: str, estimated_usd: float, budget: Budget) -> None:
         """Raise as :meth:`reserve` would, without writing anything."""
         refusal = self._read(
-            lambda c: self._refusal(c, self._now(), provider, estimated_usd, budget)
+            lambda c: self._budget_check(c, self._now(), provider, estimated_usd, budget)[1]
         )
         if refusal is not None:
             raise refusal
@@ -466,20 +462,22 @@ class CostLedger:
     def _spend_window(self, now: datetime) -> dict[str, str]:
         return {"now": utc_iso(now), "cutoff": utc_iso(now - self._stale_after)}
 
-    def _refusal(
+    def _budget_check(
         self,
         conn: sqlite3.Connection,
         now: datetime,
         provider: str,
         estimate: float,
         budget: Budget,
-    ) -> LLMQuotaExceededError | None:
+    ) -> tuple[Spend | None, LLMQuotaExceededError | None]:
+        """The spend of all providers (None when not read) and the refusal, if any."""
         if estimate <= 0:  # free: no need to read the spend
-            return None
+            return None, None
         spent = self._spent_total(conn, now)
-        return budget_refusal(
+        refusal = budget_refusal(
             budget, provider=provider, estimated_usd=estimate, spent=spent, now=now
         )
+        return spent, refusal
 
     def announce(self, alert: BudgetAlert) -> None:
         """Log ``alert`` and pass it to ``on_alert`` (whose errors are logged, not raised)."""
