@@ -268,7 +268,7 @@ def _attempt(
     provider: ProviderConfig,
     walk: _Walk,
 ) -> Generator[Operation, Outcome, tuple[dict | None, LLMError | None] | None]:
-    name = provider.name
+    name, model = provider.name, request.model or provider.default_model
     estimate_tokens = (request.prompt_tokens or 0) + request.max_tokens
     permit = services.limiter.acquire(name, estimate_tokens)
     if isinstance(permit, Denied):
@@ -282,7 +282,7 @@ def _attempt(
     reservation_request = {
         "request_id": request.request_id,
         "provider": name,
-        "model": request.model or provider.default_model,
+        "model": model,
         "estimated_usd": provider.estimate_cost(estimate_tokens),
         "budget": services.budget,
         "strategy": str(services.config.fallback_strategy),
@@ -331,7 +331,6 @@ def _attempt(
         if isinstance(error, LLMRateLimitError) and error.retry_after:
             services.limiter.pause(name, error.retry_after)
         walk.attempts.append(_attempt_entry(name, "error", error, elapsed_ms))
-        model = request.model or provider.default_model
         services.log(error=error, provider=name, latency_ms=elapsed_ms, model=model)
         return None, error
     finally:
