@@ -9,7 +9,6 @@ There is no pytest-asyncio: each test drives its coroutine with ``asyncio.run``.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import pytest
@@ -35,6 +34,7 @@ from .test_client_e2e import (  # the sync tests' fault table and client, shared
     check_fail_fast,
     check_fallback,
     check_last_provider_error,
+    check_normal_answer,
     check_slow_answer,
     fail_fast_client,
     make_client,
@@ -60,33 +60,7 @@ def _litellm_loaded():
 def test_async_normal_answer_has_the_documented_shape(sim_env, protocol):
     client = LLMClient(LLMConfig(enable_caching=False))
     response = achat(client, USER, model=protocol, temperature=0, max_tokens=50)
-    assert response["provider"] == protocol
-    assert response["object"] == "chat.completion"
-    assert "France" in response["choices"][0]["message"]["content"]
-    assert response["choices"][0]["message"]["role"] == "assistant"
-    usage = response["usage"]
-    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
-    price = client.config.providers[protocol].cost_per_1k_tokens
-    assert response["cost"] == pytest.approx(usage["total_tokens"] / 1000 * price)
-    assert response["cached"] is False and response["latency_ms"] > 0
-    assert response["attempts"] == [
-        {
-            "provider": protocol,
-            "outcome": "success",
-            "error": None,
-            "detail": None,
-            "ms": response["attempts"][0]["ms"],
-        }
-    ]
-    json.dumps(response)
-    sent = sim_env.requests(protocol)[-1]["json"]
-    assert sent.get("temperature", sent.get("options", {}).get("temperature")) == 0
-    [row] = client.ledger.rows()
-    assert row["provider"] == protocol and row["outcome"] == "success"
-    assert row["error_class"] is None
-    assert row["cost_usd"] == pytest.approx(response["cost"])
-    assert row["prompt_tokens"] == usage["prompt_tokens"]
-    assert row["completion_tokens"] == usage["completion_tokens"]
+    check_normal_answer(sim_env, client, response, protocol)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -71,6 +71,11 @@ def make_client(failing: str, backup: str | None) -> LLMClient:
 def test_normal_answer_has_the_documented_shape(sim_env, protocol):
     client = LLMClient(LLMConfig(enable_caching=False))
     response = client.chat_completion(USER, model=protocol, temperature=0, max_tokens=50)
+    check_normal_answer(sim_env, client, response, protocol)
+
+
+def check_normal_answer(sim, client: LLMClient, response: dict, protocol: str) -> None:
+    """The documented response dict, what was sent, and the ledger row (sync and async)."""
     assert response["provider"] == protocol
     assert response["object"] == "chat.completion"
     assert "France" in response["choices"][0]["message"]["content"]
@@ -90,8 +95,14 @@ def test_normal_answer_has_the_documented_shape(sim_env, protocol):
         }
     ]
     json.dumps(response)  # a plain, serialisable dict
-    sent = sim_env.requests(protocol)[-1]["json"]
+    sent = sim.requests(protocol)[-1]["json"]
     assert sent.get("temperature", sent.get("options", {}).get("temperature")) == 0
+    [row] = client.ledger.rows()
+    assert row["provider"] == protocol and row["outcome"] == "success"
+    assert row["error_class"] is None
+    assert row["cost_usd"] == pytest.approx(response["cost"])
+    assert row["prompt_tokens"] == usage["prompt_tokens"]
+    assert row["completion_tokens"] == usage["completion_tokens"]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
