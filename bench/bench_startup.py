@@ -82,7 +82,7 @@ def slowest_imports(code: str, count: int = 6) -> list[list]:
 
 
 def cli_command() -> list[str] | None:
-    if not (ROOT / "leadfactory" / "llm" / "cli.py").exists():
+    if not (ROOT / "leadfactory" / "llm" / "cli" / "__init__.py").exists():
         return None
     script = shutil.which("leadfactory-llm", path=str(Path(PY).parent))
     return [script, "costs"] if script else [PY, "-m", "leadfactory.llm.cli", "costs"]

@@ -1,0 +1,119 @@
+"""Commands that load the configuration or the client (``status``, ``config check``,
+``chat``); they import LiteLLM only when they run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .output import NO_PROVIDER_HINT, PROG, CommandError, format_table, print_json, report
+
+
+def load_config() -> Any:
+    from ..config import LLMConfig
+
+    return LLMConfig.from_environment()
+
+
+def command_status(args: argparse.Namespace) -> int:
+    from ..client import LLMClient
+
+    with LLMClient(load_config()) as client:
+        status = client.get_provider_status()
+    if args.json:
+        print_json(status)
+    else:
+        rows = [
+            {
+                "provider": name,
+                "available": "yes" if info["available"] else "no",
+                "model": info["model"],
+                "priority": info["priority"],
+                "per_1k": info["cost_per_1k_tokens"],
+                "today_usd": info["daily_cost"],
+                "month_usd": info["monthly_cost"],
+                "requests": info["requests_today"],
+                "errors": info["errors_today"],
+                "rpm": info["rate_limit_rpm"],
+                "tpm": info["rate_limit_tpm"],
+                "note": info["unavailable_reason"] or "",
+            }
+            for name, info in status.items()
+        ]
+        print(format_table(rows, list(rows[0]) if rows else ["provider"]))
+        keys = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+        missing = {name: key for name, key in keys.items() if name not in status}
+        if missing:
+            print(
+                f"\n(not configured: {', '.join(missing)}; "
+                f"set {' or '.join(missing.values())} to use them)"
+            )
+    if not any(info["available"] for info in status.values()):
+        sys.stdout.flush()
+        return report("no provider can take a call now (see the note column)", NO_PROVIDER_HINT)
+    return 0
+
+
+def command_config_check(args: argparse.Namespace) -> int:
+    config = load_config()
+    problems = config.validate()
+    order = config.get_provider_order()
+    print(f"strategy: {config.fallback_strategy.value}; order: {' -> '.join(order) or '(none)'}")
+    if not problems:
+        print("configuration OK")
+        return 0
+    print("configuration problems:")
+    for problem in problems:
+        print(f"  - {problem}")
+    return 1
+
+
+def read_prompt(args: argparse.Namespace) -> str:
+    if args.prompt:
+        return " ".join(args.prompt)
+    if sys.stdin is None or sys.stdin.isatty():
+        print("Type the prompt, then Ctrl-D on a line of its own.", file=sys.stderr)
+    prompt = sys.stdin.read() if sys.stdin is not None else ""
+    if not prompt.strip():
+        raise CommandError(
+            "the prompt is empty", f'pass it as arguments: {PROG} chat "What is 2+2?"'
+        )
+    return prompt
+
+
+def command_chat(args: argparse.Namespace) -> int:
+    from ..client import LLMClient
+    from ..config import FallbackStrategy
+
+    strategies = [strategy.value for strategy in FallbackStrategy]
+    if args.strategy is not None and args.strategy not in strategies:
+        raise CommandError(
+            f"--strategy {args.strategy!r} is not a strategy", "use one of " + ", ".join(strategies)
+        )
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": read_prompt(args)})
+    config = load_config()
+    if args.strategy:
+        config.fallback_strategy = args.strategy
+    with LLMClient(config) as client:
+        response = client.chat_completion(
+            messages,
+            model=args.model,
+            temperature=args.temperature,
+            max_tokens=args.max_tokens,
+            cache=not args.no_cache,
+            caller="cli",
+        )
+    if args.json:
+        print_json(response)
+        return 0
+    print(response["choices"][0]["message"]["content"])
+    usage = response["usage"]
+    print(
+        f"\n[{response['provider']} {response['model']}  {usage['total_tokens']} tokens  "
+        f"${response['cost']:.6f}  {response['latency_ms']:.0f} ms"
+        f"{'  cached' if response['cached'] else ''}]",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,169 @@
+"""The argument parser: every command, its options, its --help text and examples."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn
+
+from .client_commands import command_chat, command_config_check, command_status
+from .ledger_commands import _GROUPS, command_costs, command_path
+from .output import EXIT_USAGE, PROG, report
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line and a hint instead of the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        report(message, f"`{self.prog} --help` lists the options", prog=self.prog)
+        sys.exit(EXIT_USAGE)
+
+
+def _command(
+    commands: Any, name: str, summary: str, description: str, examples: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does, its options, and examples."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.strip().splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog=PROG,
+        description="Call LLM providers with fallback, and inspect the cost ledger.",
+        epilog="Configuration comes from the environment and ./.env (OPENAI_API_KEY,\n"
+        "ANTHROPIC_API_KEY, OLLAMA_HOST, LLM_*). The ledger is at LLM_LEDGER_PATH,\n"
+        f"or where `{PROG} path` says.\n"
+        f"`{PROG} COMMAND --help` explains each command.\n\n"
+        "examples:\n"
+        f'  {PROG} chat "What is the capital of France?"\n'
+        f"  {PROG} status\n"
+        f"  {PROG} costs --by provider --since 7d",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = _command(
+        commands,
+        "chat",
+        "ask one question (calls a provider)",
+        "Send one prompt through the fallback chain and print the answer on stdout.\n"
+        "Provider, model, tokens, cost and latency go to stderr. The call is written\n"
+        "to the ledger with caller 'cli'.",
+        f"""
+{PROG} chat "What is the capital of France?"
+{PROG} chat --model openai/gpt-4o-mini --max-tokens 50 "Name three rivers"
+echo "Summarise: Acme Corp makes anvils." | {PROG} chat --strategy quality_optimized
+""",
+    )
+    chat.add_argument("prompt", nargs="*", help="the prompt (read from stdin when omitted)")
+    chat.add_argument("--system", metavar="TEXT", help="a system message to send first")
+    chat.add_argument(
+        "--model", metavar="M", help="a provider (openai), provider/model, or a model name"
+    )
+    chat.add_argument(
+        "--temperature", type=float, metavar="T", help="0 to 2 (default LLM_DEFAULT_TEMPERATURE)"
+    )
+    chat.add_argument(
+        "--max-tokens", type=int, metavar="N", help="completion limit (LLM_DEFAULT_MAX_TOKENS)"
+    )
+    chat.add_argument(
+        "--strategy",
+        metavar="S",
+        help="smart_fallback, cost_optimized, quality_optimized, round_robin or fail_fast "
+        "(default LLM_FALLBACK_STRATEGY)",
+    )
+    chat.add_argument("--no-cache", action="store_true", help="skip the response cache")
+    chat.add_argument("--json", action="store_true", help="print the whole response as JSON")
+    chat.set_defaults(handler=command_chat)
+
+    status = _command(
+        commands,
+        "status",
+        "providers: available or why not, spend today, limits",
+        "One line per configured provider: whether the next call could use it (and\n"
+        "why not), its model, priority, price per 1k tokens, spend today and this\n"
+        "month, requests and errors today, and its rate limits. Checks the\n"
+        "configuration and the ledger's budgets; calls no provider.\n"
+        "Exit status 1 when no provider can take a call.",
+        f"""
+{PROG} status
+{PROG} status --json
+""",
+    )
+    status.add_argument("--json", action="store_true", help="print every field as JSON")
+    status.set_defaults(handler=command_status)
+
+    costs = _command(
+        commands,
+        "costs",
+        "spend from the ledger, by day, month, provider or model",
+        "Sum the ledger: calls, errors, cache hits, tokens, dollars spent and dollars\n"
+        "the cache saved, as an aligned table (or JSON). Opens the ledger read-only\n"
+        "and never calls a provider, so it is safe while a pipeline runs.",
+        f"""
+{PROG} costs
+{PROG} costs --by provider --since 7d
+{PROG} costs --by model --since today --json
+{PROG} costs --ledger /path/to/ledger.db --by month
+""",
+    )
+    costs.add_argument("--by", choices=list(_GROUPS), default="day", help="group rows by (day)")
+    costs.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only rows since WHEN: 7d, 24h, 30m, today, or an ISO date/time (UTC)",
+    )
+    costs.add_argument(
+        "--ledger", metavar="PATH", help="ledger file (default: what the path command prints)"
+    )
+    costs.add_argument("--json", action="store_true", help="print a JSON list instead")
+    costs.set_defaults(handler=command_costs)
+
+    path = _command(
+        commands,
+        "path",
+        "print the ledger file's path",
+        "Print where the ledger is: LLM_LEDGER_PATH when set, else the default\n"
+        "location in your data folder. The file may not exist until a first call.",
+        f"""
+{PROG} path
+sqlite-utils tables "$({PROG} path)"
+""",
+    )
+    path.set_defaults(handler=command_path)
+
+    config = _command(
+        commands,
+        "config",
+        "configuration commands (check)",
+        "Configuration commands. The only one so far is `check`.",
+        f"{PROG} config check",
+    )
+    config_commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    check = _command(
+        config_commands,
+        "check",
+        "list configuration problems (exit 1 if any)",
+        "Read the configuration as the client would (environment, then ./.env), print\n"
+        "the strategy and the order it would try, then `configuration OK` or the list\n"
+        "of problems. Exit status 1 when there are any.",
+        f"""
+{PROG} config check
+LLM_FALLBACK_STRATEGY=cost_optimized {PROG} config check
+""",
+    )
+    check.set_defaults(handler=command_config_check)
+    config.set_defaults(handler=lambda args: _missing_command(config))
+    parser.set_defaults(handler=lambda args: _missing_command(parser))
+    return parser
+
+
+def _missing_command(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_USAGE
