@@ -104,6 +104,7 @@ class Services:
     timer: Callable[[], float]  # monotonic seconds, for latency
     log: Callable[..., None]
     count_tokens: Callable[[list[dict[str, Any]]], int]  # prompt tokens of messages
+    arguments_for: Callable[..., dict[str, Any]] = call_arguments  # a Call's LiteLLM arguments
 
 
 @dataclass
@@ -301,7 +302,7 @@ def _attempt(
         walk.budget_refusals.append(reserved.error)
         return None
     reservation: Reservation = reserved.value
-    arguments = call_arguments(
+    arguments = services.arguments_for(
         provider, request.messages, model=request.model, params=request.params
     )
     started = services.timer()
