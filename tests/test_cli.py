@@ -41,6 +41,15 @@ def test_costs_by_provider_table_and_json(ledger_with_calls, capsys):
     rows = {row["provider"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["anthropic"]["calls"] == 2 and rows["anthropic"]["cache_hits"] == 1
     assert rows["openai"]["cost_usd"] > 0 and rows["anthropic"]["saved_usd"] > 0
+    assert rows["openai"]["estimated"] == rows["anthropic"]["estimated"] == 0
+
+
+def test_costs_json_counts_the_estimated_rows(ledger_with_calls, capsys):
+    with sqlite3.connect(ledger_with_calls) as db:
+        db.execute("UPDATE calls SET estimated = 1 WHERE provider = 'openai'")
+    assert main(["costs", "--by", "provider", "--json"]) == 0
+    rows = {row["provider"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["openai"]["estimated"] == 1 and rows["anthropic"]["estimated"] == 0
 
 
 def test_costs_by_day_model_and_since(ledger_with_calls, capsys):

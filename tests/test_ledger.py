@@ -452,6 +452,37 @@ def test_an_old_file_is_upgraded_and_its_history_counts(tmp_path, clock):
         assert pending(conn) == []
 
 
+def test_a_settlement_may_be_marked_estimated(ledger):
+    measured = reserve(ledger, 0.25, NO_LIMITS)
+    ledger.settle(measured, outcome="success", cost_usd=0.125)
+    guessed = reserve(ledger, 0.25, NO_LIMITS)
+    ledger.settle(guessed, outcome="error", cost_usd=0.25, estimated=True, error_class="Cancelled")
+    ledger.record_cache_hit(
+        request_id="r3", provider="openai", model="m", saved_usd=0.5, prompt_tokens=7,
+        completion_tokens=9, latency_ms=1.0,
+    )  # fmt: skip
+    assert [(r["cost_usd"], r["estimated"]) for r in ledger.rows()] == [
+        (0.125, 0),
+        (0.25, 1),
+        (0.0, 0),
+    ]
+    assert ledger.spend() == 0.375  # an estimate counts against the budgets like any cost
+
+
+def test_rows_of_a_file_older_than_the_estimated_marker_are_measured(tmp_path, clock):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, stop_before="m006_calls_estimated")
+    sqlite_utils.Database(conn)["calls"].insert(
+        {"ts": utc_iso(NOON), "provider": "openai", "outcome": "success", "cost_usd": 0.5}
+    )
+    conn.close()
+    with CostLedger(path, clock=clock) as ledger:
+        spend_once(ledger, 0.125)
+        assert [(r["cost_usd"], r["estimated"]) for r in ledger.rows()] == [(0.5, 0), (0.125, 0)]
+        assert ledger.spend() == 0.625
+
+
 def test_views_sum_raw_history(ledger, clock):
     spend_once(ledger, 0.5, provider="openai")
     failed = reserve(ledger, 0.25, Budget(), provider="openai")

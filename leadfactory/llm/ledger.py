@@ -236,8 +236,12 @@ class CostLedger:
         latency_ms: float = 0.0,
         error_class: str | None = None,
         model: str | None = None,
+        estimated: bool = False,
     ) -> None:
-        """Replace the reservation by the real cost (0 for a failure); send due alerts."""
+        """Replace the reservation by the real cost (0 for a failure); send due alerts.
+
+        ``estimated``: ``cost_usd`` is the client's estimate, not the provider's usage.
+        """
         return self._run(self._settle_work(_arguments(locals())))
 
     def record_cache_hit(
@@ -329,6 +333,7 @@ class CostLedger:
         _check_non_negative(cost_usd=cost_usd, tokens=min(prompt_tokens, completion_tokens))
         tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
         args = (a["outcome"], cost_usd, *tokens, a["latency_ms"], a["error_class"], a["model"])
+        args += (int(bool(a["estimated"])),)
         budget = reservation.budget
         may_alert = budget is not None and _may_alert(budget, reservation.spent, cost_usd)
 

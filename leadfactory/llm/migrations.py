@@ -387,6 +387,13 @@ def m005_settlements_add_the_difference(db: Database) -> None:
     )
 
 
+@migration
+def m006_calls_estimated(db: Database) -> None:
+    # 1 when cost_usd is the library's estimate rather than the provider's usage: a call
+    # cancelled or timed out after it was sent, an answer without usage, usage clamped.
+    db.execute("ALTER TABLE calls ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0")
+
+
 # -- the statements ledger.py runs --------------------------------------------------------
 
 INSERT_CALL = (
@@ -397,7 +404,7 @@ INSERT_CALL = (
 SETTLE_CALL = (
     "UPDATE calls SET outcome = ?, cost_usd = ?, reserved_usd = 0.0, prompt_tokens = ?,"
     " completion_tokens = ?, total_tokens = ?, latency_ms = ?, error_class = ?,"
-    " model = coalesce(?, model) WHERE id = ? AND outcome = 'pending'"
+    " model = coalesce(?, model), estimated = ? WHERE id = ? AND outcome = 'pending'"
 )
 INSERT_ALERT = (
     "INSERT OR IGNORE INTO alerts (ts, period, period_key, scope, threshold, limit_usd,"

@@ -80,11 +80,17 @@ def costs_rows(path: Path, by: str, since: str | None) -> list[dict[str, Any]]:
     if since:
         where += " AND ts >= ?"
         params.append(since)
-    query = f"SELECT {select}, {_SUMS} FROM calls {where} GROUP BY {group} ORDER BY {group}"
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             conn.row_factory = sqlite3.Row
+            # rows whose cost is an estimate (a file not yet migrated has none)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+            estimated = "SUM(estimated)" if "estimated" in columns else "0"
+            query = (
+                f"SELECT {select}, {_SUMS}, {estimated} AS estimated FROM calls {where}"
+                f" GROUP BY {group} ORDER BY {group}"
+            )
             return [dict(row) for row in conn.execute(query, params)]
         finally:
             conn.close()
