@@ -233,6 +233,7 @@ def test_a_free_request_is_never_refused(ledger):
         "latency_ms": 0.0,
         "cached": 0,
         "caller": None,
+        "estimated": 0,
     }
 
 
