@@ -68,7 +68,7 @@ def test_costs_errors_are_one_line_with_a_hint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("leadfactory-llm: error: no ledger at") and "hint:" in err
     assert "Traceback" not in err
-    assert main(["costs", "--since", "someday", "--ledger", str(tmp_path)]) == 1
+    assert main(["costs", "--since", "someday", "--ledger", str(tmp_path)]) == 2  # a bad value
     assert "--since" in capsys.readouterr().err
 
 
@@ -97,8 +97,10 @@ def test_config_check_exit_codes(sim_env, monkeypatch, capsys):
     assert "openai: cost_per_1k_tokens is 0" in capsys.readouterr().out
     monkeypatch.setenv("LLM_FALLBACK_STRATEGY", "bogus")
     assert main(["config", "check"]) == 1
-    err = capsys.readouterr().err
-    assert "LLM_FALLBACK_STRATEGY" in err and "Traceback" not in err
+    captured = capsys.readouterr()
+    assert "configuration problems:" in captured.out and "LLM_FALLBACK_STRATEGY" in captured.out
+    assert "config check" not in captured.err  # no hint to run the command that just ran
+    assert "Traceback" not in captured.err
 
 
 def test_chat(sim_env, capsys):
@@ -138,6 +140,15 @@ def test_help_is_useful_for_every_command(command):
         assert all(option in out for option in ("--by", "--since", "--ledger", "--json"))
     if command == ["chat"]:
         assert all(option in out for option in ("--model", "--strategy", "--max-tokens"))
+
+
+def test_version(capsys):
+    from leadfactory.llm import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"leadfactory-llm {__version__}"
 
 
 def test_no_command_prints_the_help(capsys):
@@ -203,7 +214,7 @@ def test_unreadable_ledger_is_one_line(tmp_path, capsys, contents, says):
 def test_costs_with_nothing_since(ledger_with_calls, capsys):
     assert main(["costs", "--since", "2999-01-01"]) == 0
     assert capsys.readouterr().out.startswith("no calls in ")
-    assert main(["costs", "--since", "999999999999d"]) == 1
+    assert main(["costs", "--since", "999999999999d"]) == 2
     assert_one_error_line(capsys.readouterr().err, "--since")
 
 
@@ -249,7 +260,7 @@ def test_chat_errors_are_one_line_with_a_hint(sim_env, capsys):
     sim_env.clear_faults()
     assert main(["chat", "--temperature", "5", "hi"]) == 1
     assert_one_error_line(capsys.readouterr().err, "LLMValidationError", "temperature")
-    assert main(["chat", "--strategy", "fastest", "hi"]) == 1
+    assert main(["chat", "--strategy", "fastest", "hi"]) == 2  # a bad value, as docs/cli.md says
     assert_one_error_line(capsys.readouterr().err, "'fastest'", "quality_optimized")
     assert sum(sim_env.request_count(p) for p in ("ollama", "openai", "anthropic")) == 3
 

@@ -7,7 +7,15 @@ import argparse
 import sys
 from typing import Any
 
-from .output import NO_PROVIDER_HINT, PROG, CommandError, format_table, print_json, report
+from .output import (
+    NO_PROVIDER_HINT,
+    PROG,
+    BadValueError,
+    CommandError,
+    format_table,
+    print_json,
+    report,
+)
 
 
 def load_config() -> Any:
@@ -56,7 +64,13 @@ def command_status(args: argparse.Namespace) -> int:
 
 
 def command_config_check(args: argparse.Namespace) -> int:
-    config = load_config()
+    from ..exceptions import LLMConfigurationError
+
+    try:
+        config = load_config()
+    except LLMConfigurationError as error:  # a setting that cannot be read: list it, no hint
+        print(f"configuration problems:\n  - {error}")
+        return 1
     problems = config.validate()
     order = config.get_provider_order()
     print(f"strategy: {config.fallback_strategy.value}; order: {' -> '.join(order) or '(none)'}")
@@ -88,7 +102,7 @@ def command_chat(args: argparse.Namespace) -> int:
 
     strategies = [strategy.value for strategy in FallbackStrategy]
     if args.strategy is not None and args.strategy not in strategies:
-        raise CommandError(
+        raise BadValueError(
             f"--strategy {args.strategy!r} is not a strategy", "use one of " + ", ".join(strategies)
         )
     messages = [{"role": "system", "content": args.system}] if args.system else []

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .output import PROG, CommandError, format_table, print_json
+from .output import PROG, BadValueError, CommandError, format_table, print_json
 
 _GROUPS = {
     "day": ("substr(ts, 1, 10) AS day", "day", ["day"]),
@@ -46,11 +46,11 @@ def parse_since(text: str, now: datetime | None = None) -> str:
         try:
             return (now - timedelta(**{unit: int(match.group(1))})).isoformat()
         except OverflowError:
-            raise CommandError(f"--since {text!r} reaches too far back", SINCE_HINT) from None
+            raise BadValueError(f"--since {text!r} reaches too far back", SINCE_HINT) from None
     try:
         when = datetime.fromisoformat(text.upper() if "t" in text else text)
     except ValueError:
-        raise CommandError(f"--since {text!r} is not a date or a duration", SINCE_HINT) from None
+        raise BadValueError(f"--since {text!r} is not a date or a duration", SINCE_HINT) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC).isoformat()

@@ -47,9 +47,17 @@ ERROR_HINTS: tuple[tuple[type[LLMError], str], ...] = (
 class CommandError(Exception):
     """A problem to report as one line, with a hint, and exit code 1."""
 
+    exit_code = 1
+
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+
+
+class BadValueError(CommandError):
+    """An option's value the command cannot use (``--since yesterday``): exit code 2."""
+
+    exit_code = EXIT_USAGE
 
 
 def report(message: str, hint: str | None = None, code: int = 1, prog: str = PROG) -> int:

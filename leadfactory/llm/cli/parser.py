@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
+from .. import __version__
 from .client_commands import command_chat, command_config_check, command_status
 from .ledger_commands import _GROUPS, command_costs, command_path
 from .output import EXIT_USAGE, PROG, report
@@ -46,6 +47,7 @@ def build_parser() -> Parser:
         f"  {PROG} costs --by provider --since 7d",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = _command(
