@@ -16,10 +16,9 @@ from decimal import Decimal
 import pytest
 
 from leadfactory.llm import cache as cache_module
-from leadfactory.llm import request_key as request_key_module
-from leadfactory.llm import singleflight as singleflight_module
-from leadfactory.llm.cache import ResponseCache, cache_key
-from leadfactory.llm.singleflight import SingleFlight
+from leadfactory.llm.cache import ResponseCache, SingleFlight, cache_key
+from leadfactory.llm.cache import request_key as request_key_module
+from leadfactory.llm.cache import singleflight as singleflight_module
 
 WAIT = 10.0  # seconds a test waits for another thread before failing (never reached)
 
@@ -445,7 +444,7 @@ def test_two_objects_share_one_file(db_path, clock):
 
 def test_schema_and_columns(db_path, clock):
     cache = ResponseCache(db_path, ttl=60, clock=clock)
-    cache.set("k", response(), provider="openai")
+    cache.set("k", response(), provider="openai", endpoint="openai gpt-4o-mini https://x.test")
     cache.get("k")
     clock.advance(5)
     cache.get("k")
@@ -464,6 +463,7 @@ def test_schema_and_columns(db_path, clock):
         "response": "TEXT",
         "hits": "INTEGER",
         "last_hit_at": "REAL",
+        "endpoint": "TEXT",
     }
     indexed = {
         conn.execute(f"PRAGMA index_info({row['name']!r})").fetchone()["name"]
@@ -481,6 +481,7 @@ def test_schema_and_columns(db_path, clock):
         "model": "gpt-4o-mini",
         "hits": 2,  # written in a batch, here by close()
         "last_hit_at": clock.now,
+        "endpoint": "openai gpt-4o-mini https://x.test",
     }
     view = dict(conn.execute("SELECT * FROM cache_entries").fetchone())
     assert view["created"] == "2023-11-14T22:13:20Z" and view["hits"] == 2
@@ -496,7 +497,10 @@ def test_migrations_are_recorded_once(db_path, clock):
         applied = conn.execute(
             "SELECT migration_set, name FROM _sqlite_migrations ORDER BY id"
         ).fetchall()
-    assert applied == [("leadfactory-llm-cache", "m001_responses")]
+    assert applied == [
+        ("leadfactory-llm-cache", "m001_responses"),
+        ("leadfactory-llm-cache", "m002_endpoint"),
+    ]
 
 
 @pytest.mark.parametrize("stored", ["{not json", "[1, 2]", "null"])
@@ -923,7 +927,7 @@ def test_processes_share_a_fresh_file(db_path):
         results = pool.map(_process_worker, [(db_path, n, start_at) for n in range(4)])
     assert results == [0, 0, 0, 0]
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (2,)
         assert conn.execute("SELECT count(*) FROM responses").fetchone()[0] <= 150 + 4 * 15
 
 

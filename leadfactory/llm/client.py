@@ -18,6 +18,7 @@ from typing import Any
 
 from . import providers
 from .cache import ResponseCache, cache_key
+from .cache.singleflight import SingleFlight
 from .config import BUILTIN_PROVIDERS, LLMConfig
 from .exceptions import LLMValidationError
 from .flow import Outcome, Record, Request, Services, Sleep, fallback_flow
@@ -26,7 +27,6 @@ from .ledger import Budget, CostLedger
 from .ledger_worker import LedgerWorker
 from .log import log_attempt, log_event
 from .ratelimit import RateLimiter
-from .singleflight import SingleFlight
 from .tokens import estimate_prompt_tokens
 from .untracked import UntrackedLedger
 from .validation import check_messages, check_parameters
