@@ -8,17 +8,15 @@ this process (:class:`~.store.MemoryStore`); any :class:`~.store.CacheStore` wil
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .lifecycle import close_at_exit, reset_after_fork
 from .memory import HitTally, MemoryFront, copy_json
 from .store import CacheStore, CorruptEntryError, Entry, MemoryStore
 from .write_behind import WriteBehind
@@ -106,7 +104,8 @@ class ResponseCache:
         self._reported: set[tuple[str, str]] = set()
         self._writer = WriteBehind(self.flush) if write_behind else None
         self._new_locks()
-        _LIVE.add(self)
+        reset_after_fork(self)
+        close_at_exit(self)
 
     def _new_locks(self) -> None:
         # Lock order: _store_lock may be held while taking _lock, never the reverse.
@@ -363,7 +362,7 @@ class ResponseCache:
             exc,
         )
 
-    def _after_fork(self) -> None:
+    def after_fork(self) -> None:
         """In a forked child: fresh locks and connections; the parent writes its own
         unwritten answers and hits."""
         self._new_locks()
@@ -394,24 +393,3 @@ def _sqlite_store(path: str | os.PathLike[str]) -> CacheStore:
     from .sqlite_store import SQLiteStore
 
     return SQLiteStore(path)
-
-
-# -- every cache in this process: written at exit, reset in a forked child --------------
-
-_LIVE: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
-
-
-def _flush_all() -> None:
-    for cache in list(_LIVE):
-        with contextlib.suppress(Exception):  # exiting: the store's failures are logged
-            cache.close()
-
-
-def _reset_all_after_fork() -> None:
-    for cache in list(_LIVE):
-        cache._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_all_after_fork)
-atexit.register(_flush_all)

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from .lifecycle import reset_after_fork
+
 __all__ = ["SingleFlight"]
 
 T = TypeVar("T")
@@ -64,6 +66,11 @@ class SingleFlight:
     """
 
     def __init__(self) -> None:
+        self.after_fork()
+        reset_after_fork(self)
+
+    def after_fork(self) -> None:
+        """Start empty (also in a forked child, where the parent's calls never end)."""
         self._lock = threading.Lock()
         self._calls: dict[str, _ThreadCall] = {}
         # (event loop, key) -> (shared future, leader task); entries live only while the
