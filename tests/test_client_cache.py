@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
 
 import pytest
 
-from leadfactory.llm import AllProvidersFailedError, LLMClient, LLMConfig
+from leadfactory.llm import AllProvidersFailedError, LLMClient, LLMConfig, LLMError
 from leadfactory.llm.cache import ResponseCache
+from leadfactory.llm.cached_calls import CachedCalls, endpoint
+from leadfactory.llm.config import ProviderConfig
+from leadfactory.llm.flow import Request
 from leadfactory.llm.simulator import Fault
 
 from .test_cache import FakeClock
@@ -188,3 +193,67 @@ def test_hits_do_not_use_budget_or_rate_limit(sim_env, monkeypatch):
         status = client.get_provider_status()["anthropic"]
         assert status["requests_in_window"] == 1
         assert status["daily_cost"] == pytest.approx(first["cost"])
+
+
+# -- issue 12: what is served, and what is stored ----------------------------------------
+
+
+def test_an_answer_is_served_only_while_its_endpoint_is_configured(sim_env, tmp_path):
+    """The offline walkthrough's simulator answers must not outlive the simulator."""
+    path = tmp_path / "shared-cache.db"
+
+    def ask(**provider_changes) -> dict:
+        config = LLMConfig()
+        for name, value in provider_changes.items():
+            setattr(config.providers["ollama"], name, value)
+        with LLMClient(config, cache=ResponseCache(path)) as client:
+            return client.chat_completion(USER, model="ollama", max_tokens=5)
+
+    first = ask()
+    assert first["cached"] is False
+    assert ask()["cached"] is True  # same endpoint: served
+    with pytest.raises(LLMError):  # the simulator's answer is not the real Ollama's
+        ask(base_url="http://127.0.0.1:9")
+    assert ask(default_model="llama3.1:70b")["cached"] is False  # another model
+    assert ask(default_model="llama3.1:70b")["cached"] is True
+    # One entry per request: it is now the other model's, so the first model asks again.
+    assert ask()["cached"] is False
+    assert sim_env.request_count("ollama") == 3
+
+
+def test_an_entry_written_before_endpoints_were_kept_is_not_served(sim_env, tmp_path):
+    path = tmp_path / "old-cache.db"
+    with LLMClient(cache=ResponseCache(path)) as client:
+        client.chat_completion(USER, model="ollama", max_tokens=5)
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE responses SET endpoint = NULL")  # as a file from before
+    with LLMClient(cache=ResponseCache(path)) as client:
+        assert client.chat_completion(USER, model="ollama", max_tokens=5)["cached"] is False
+
+
+def test_the_endpoint_holds_no_secret():
+    provider = ProviderConfig(
+        name="custom",
+        base_url="https://user:pa55word@llm.example.com:8443/v1/?api_key=sk-query#frag",
+        default_model="m",
+        api_key="sk-secret",
+    )
+    described = endpoint(provider)
+    assert described == "custom m https://llm.example.com:8443/v1"
+    assert endpoint(provider, "other") == "custom other https://llm.example.com:8443/v1"
+    assert endpoint(None) is None
+
+
+def test_an_answer_with_no_choices_is_never_stored(tmp_path):
+    """A provider that answers ``choices: []`` (the flow makes that a failure) is never
+    cached, even if such an answer reached the cache."""
+    cache = ResponseCache(tmp_path / "c.db")
+    calls = CachedCalls(lambda: cache, LLMConfig())
+    request = Request("r1", [dict(message) for message in USER], {"max_tokens": 5}, 5)
+    empty = {"id": "x", "provider": "openai", "model": "gpt-4", "choices": [], "usage": {}}
+    assert calls.complete(request, lambda _: dict(empty), lambda answer: answer[0]) == empty
+    assert cache.get(calls.key(request)) is None and cache.stats()["entries"] == 0
+    for no_answer in ({"choices": []}, {"choices": None}):
+        with pytest.raises(ValueError, match="no choices"):
+            cache.set("k", no_answer)
+    cache.close()

@@ -9,31 +9,27 @@ shared services and drives the flow, with blocking calls and ``time.sleep`` in
 from __future__ import annotations
 
 import asyncio
-import copy
-import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import providers
-from .cache import ResponseCache, cache_key
-from .cache.singleflight import SingleFlight
+from .cache import ResponseCache
+from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
 from .exceptions import LLMValidationError
 from .flow import Outcome, Record, Request, Services, Sleep, fallback_flow
 from .health import HealthPolicy, ProviderHealth
 from .ledger import Budget, CostLedger
 from .ledger_worker import LedgerWorker
-from .log import log_attempt, log_event
+from .log import log_attempt
 from .ratelimit import RateLimiter
 from .tokens import estimate_prompt_tokens
 from .untracked import UntrackedLedger
 from .validation import check_messages, check_parameters
 
 __all__ = ["LLMClient"]
-
-_Answer = tuple[dict[str, Any], Record | None]  # a response, and the ledger row it still needs
 
 
 class LLMClient:
@@ -73,7 +69,7 @@ class LLMClient:
             ),
             clock=clock,
         )
-        self._singleflight = SingleFlight()
+        self._cached = CachedCalls(lambda: self.cache, self.config)
         self._configured_limits: dict[str, tuple[int | None, int | None]] = {}
 
     # -- shared pieces, opened on first use -----------------------------------------
@@ -97,6 +93,7 @@ class LLMClient:
                 self.config.cache_path or ResponseCache.default_path(),
                 ttl=self.config.cache_ttl,
                 max_entries=self.config.cache_max_entries,
+                write_behind=True,  # a lost answer costs one more call: not the caller's wait
             )
         return self._cache
 
@@ -195,16 +192,6 @@ class LLMClient:
             )
         return None, model
 
-    def _cache_key(self, request: Request) -> str:
-        return cache_key(
-            {
-                "messages": request.messages,
-                "model": request.model,
-                "provider": request.pinned_provider,
-                **request.params,
-            }
-        )
-
     def chat_completion(
         self,
         messages: Sequence[Mapping[str, Any]],
@@ -228,18 +215,7 @@ class LLMClient:
         request = self._request(messages, model, temperature, max_tokens, caller, kwargs)
         if not (cache and self.config.enable_caching):
             return self._run(request)
-        key = self._cache_key(request)
-        answer = self._lookup(key, request)
-        if answer is None:
-            led: list[bool] = []
-
-            def lead() -> dict[str, Any]:
-                led.append(True)
-                return self._run_and_store(key, request)
-
-            shared = self._singleflight.run(key, lead)
-            answer = self._share(shared, key, request, led=bool(led))
-        return self._deliver(answer)
+        return self._cached.complete(request, self._run, self._deliver)
 
     async def achat_completion(
         self,
@@ -256,18 +232,7 @@ class LLMClient:
         request = self._request(messages, model, temperature, max_tokens, caller, kwargs)
         if not (cache and self.config.enable_caching):
             return await self._arun(request)
-        key = self._cache_key(request)
-        answer = self._lookup(key, request)
-        if answer is None:
-            led: list[bool] = []
-
-            async def lead() -> dict[str, Any]:
-                led.append(True)
-                return await self._arun_and_store(key, request)
-
-            shared = await self._singleflight.arun(key, lead)
-            answer = self._share(shared, key, request, led=bool(led))
-        return await self._adeliver(answer)
+        return await self._cached.acomplete(request, self._arun, self._adeliver)
 
     # -- drivers -------------------------------------------------------------------
 
@@ -329,98 +294,18 @@ class LLMClient:
             value = None
         return Outcome(value=value)
 
-    def _run_and_store(self, key: str, request: Request) -> dict[str, Any]:
-        # Another caller may have finished the same request since our cache miss.
-        answer = self._lookup(key, request, again=True)
-        if answer is not None:
-            return self._deliver(answer)
-        response = self._run(request)
-        self.cache.set(key, response, provider=response["provider"])
-        return response
-
-    async def _arun_and_store(self, key: str, request: Request) -> dict[str, Any]:
-        answer = self._lookup(key, request, again=True)
-        if answer is not None:
-            return await self._adeliver(answer)
-        response = await self._arun(request)
-        self.cache.set(key, response, provider=response["provider"])
-        return response
-
-    def _deliver(self, answer: _Answer) -> dict[str, Any]:
+    def _deliver(self, answer: Answer) -> dict[str, Any]:
         """The response, once its ledger row (a cache hit's) is written."""
         response, record = answer
         if record is not None and (error := _write_ledger(self.ledger, record).error):
             raise error
         return response
 
-    async def _adeliver(self, answer: _Answer) -> dict[str, Any]:
+    async def _adeliver(self, answer: Answer) -> dict[str, Any]:
         response, record = answer
         if record is not None and (error := (await self._arecord(record)).error):
             raise error
         return response
-
-    def _lookup(self, key: str, request: Request, *, again: bool = False) -> _Answer | None:
-        """A cache hit for ``request``; ``again``: the second look, after a miss just now."""
-        started = time.perf_counter()
-        stored = self.cache.get(key, memory_only=again)  # an independent copy
-        if stored is None:
-            return None
-        return self._serve_cached(stored, request, started)
-
-    def _share(self, shared: dict[str, Any], key: str, request: Request, *, led: bool) -> _Answer:
-        """A single-flight result: the leader's own answer, or a cache hit for followers.
-
-        The leader keeps the object it made; followers copy the cache's stored answer
-        (untouched by the leader's caller), or the shared one if the store failed.
-        """
-        if led:
-            return shared, None
-        started = time.perf_counter()
-        stored = self.cache.get(key)
-        if stored is None or stored.get("id") != shared.get("id"):
-            stored = copy.deepcopy(shared)
-        return self._serve_cached(stored, request, started)
-
-    def _serve_cached(self, stored: dict[str, Any], request: Request, started: float) -> _Answer:
-        """``stored`` marked as served from the cache, and the ledger row of the hit."""
-        saved = float(stored.get("saved_cost", stored.get("cost")) or 0.0)
-        usage = stored.get("usage") or {}
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        stored.update(
-            cached=True,
-            cost=0.0,
-            saved_cost=saved,
-            latency_ms=round(elapsed_ms, 3),
-            request_id=request.request_id,
-            attempts=[
-                {
-                    "provider": stored.get("provider"),
-                    "outcome": "cache_hit",
-                    "error": None,
-                    "detail": None,
-                    "ms": round(elapsed_ms, 3),
-                }
-            ],
-        )
-        record = Record(
-            "record_cache_hit",
-            {
-                "request_id": request.request_id,
-                "provider": str(stored.get("provider")),
-                "model": str(stored.get("model")),
-                "saved_usd": saved,
-                "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-                "completion_tokens": int(usage.get("completion_tokens", 0)),
-                "latency_ms": elapsed_ms,
-                "strategy": str(self.config.fallback_strategy),
-                "caller": request.caller,
-            },
-        )
-        if self.config.log_requests:
-            log_event(
-                logging.INFO, f"llm cache hit provider={stored.get('provider')} saved=${saved:.6f}"
-            )
-        return stored, record
 
     # -- status and housekeeping ----------------------------------------------------
 
