@@ -32,6 +32,20 @@ def _run_in_forked_child(target, *args) -> int | None:
     return child.exitcode
 
 
+def _fork_while_held(
+    holder: threading.Thread, inside: threading.Event, release: threading.Event, target, *args
+) -> int | None:
+    """Start ``holder`` (a parent thread that sets ``inside`` and then waits for
+    ``release`` while holding a lock), fork ``target(*args)`` meanwhile; its exit code."""
+    holder.start()
+    try:
+        assert inside.wait(WAIT)
+        return _run_in_forked_child(target, *args)
+    finally:
+        release.set()
+        holder.join(WAIT)
+
+
 def _use_cache(cache: ResponseCache) -> None:
     cache.set("child", {"answer": os.getpid()})
     assert cache.get("child") == {"answer": os.getpid()}
@@ -58,13 +72,7 @@ def test_child_forked_during_a_cache_write_uses_the_cache(tmp_path, write_behind
 
     cache._store.set = slow_set
     writer = threading.Thread(target=cache.set, args=("busy", {"answer": "parent thread"}))
-    writer.start()
-    try:
-        assert inside.wait(WAIT)
-        exitcode = _run_in_forked_child(_use_cache, cache)
-    finally:
-        release.set()
-        writer.join(WAIT)
+    exitcode = _fork_while_held(writer, inside, release, _use_cache, cache)
     assert exitcode == 0, "the child hung on the parent's lock" if exitcode is None else exitcode
     cache._store.set = store_set
     cache.close()
@@ -87,11 +95,5 @@ def test_child_forked_during_a_shared_call_makes_its_own():
         return "parent's call"
 
     leader = threading.Thread(target=flight.run, args=("key", parent_call))
-    leader.start()
-    try:
-        assert inside.wait(WAIT)
-        exitcode = _run_in_forked_child(_lead_same_key, flight)
-    finally:
-        release.set()
-        leader.join(WAIT)
+    exitcode = _fork_while_held(leader, inside, release, _lead_same_key, flight)
     assert exitcode == 0, "the child waited for the parent's call" if exitcode is None else exitcode
