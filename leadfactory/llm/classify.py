@@ -9,11 +9,13 @@ the real one in ``provider_status_code``, and OpenAI's 403 arrives as
 provider's HTTP status, then the error object the provider sent (its ``type`` or
 ``code`` tells ``insufficient_quota`` from a plain rate limit).
 
-LiteLLM also wraps exceptions raised in this process (vcrpy's cassette miss, a bug in
-an HTTP client or in LiteLLM itself) as a synthetic 500. When the cause chain holds
-neither a transport error nor an HTTP error response, but an exception from outside
-the HTTP stack, the result is an ``LLMProviderError`` without a status that names
-that exception, marked ``metadata["local_error"]`` and never retried.
+LiteLLM also wraps exceptions raised in this process (vcrpy's cassette miss, a header
+the HTTP library refuses to send, a bug in an HTTP client or in LiteLLM itself) as a
+synthetic 500. When the cause chain holds neither a transport error nor an HTTP error
+response, but an exception from outside the HTTP stack or one of the HTTP stack's own
+"refused to send" types (``LOCAL_HTTP_ERRORS``), the result is an ``LLMProviderError``
+without a status that names that exception, marked ``metadata["local_error"]``: never
+retried, never counted against the provider's health.
 
 ``RETRY_SAME_PROVIDER`` says which classes are worth another attempt on the same
 provider.
@@ -203,21 +205,35 @@ _HTTP_STACK = frozenset(
 )
 
 
+# (module, type names): what the HTTP stack raises when it refuses to send a request
+# (a CR/LF in a header, an unsupported URL scheme); nothing reached the provider.
+LOCAL_HTTP_ERRORS = (
+    ("httpx", ("LocalProtocolError", "UnsupportedProtocol", "InvalidURL")),
+    ("httpcore", ("LocalProtocolError", "UnsupportedProtocol")),
+    ("h11", ("LocalProtocolError",)),
+)
+
+
 def _local_error(exc: BaseException) -> BaseException | None:
     """The exception raised in this process behind ``exc``, when no HTTP response is.
 
     Links from LiteLLM and the HTTP clients, OS errors and bare ``Exception`` wrappers
-    are passed over; any other type (vcrpy's, a TypeError...) is local.
+    are passed over, except the HTTP stack's ``LOCAL_HTTP_ERRORS``; any other type
+    (vcrpy's, a TypeError...) is local.
     """
     # Raised by an HTTP client for a real response with an error status.
     answered = (*_loaded("httpx", "HTTPStatusError"), *_loaded("aiohttp", "ClientResponseError"))
+    refused_to_send = tuple(
+        t for module, names in LOCAL_HTTP_ERRORS for t in _loaded(module, *names)
+    )
     local = None
     for link in _chain(exc):
         if isinstance(link, answered):
             return None  # the provider did answer, with an error status
         package = type(link).__module__.partition(".")[0]
         wrapper = type(link) in (Exception, BaseException)
-        if local is None and not (package in _HTTP_STACK or wrapper or isinstance(link, OSError)):
+        foreign = not (package in _HTTP_STACK or wrapper or isinstance(link, OSError))
+        if local is None and (foreign or isinstance(link, refused_to_send)):
             local = link
     return local
 

@@ -27,7 +27,7 @@ from .log import log_attempt
 from .ratelimit import RateLimiter
 from .tokens import estimate_prompt_tokens
 from .untracked import UntrackedLedger
-from .validation import check_messages, check_parameters
+from .validation import check_caller, check_messages, check_parameters
 
 __all__ = ["LLMClient"]
 
@@ -166,7 +166,7 @@ class LLMClient:
             max_tokens=max_tokens,
             model=model,
             pinned_provider=pinned,
-            caller=caller,
+            caller=check_caller(caller),
         )
 
     def _resolve_model(self, model: Any) -> tuple[str | None, str | None]:

@@ -2,19 +2,29 @@
 
 Messages follow OpenAI's chat shape: ``role``, ``content`` (text, or a list of content
 parts), and for assistant messages ``tool_calls``. Every other value must be plain JSON
-(no bytes, sets or NaN). Every failure is an :class:`LLMValidationError` whose message
-names the field and says what would be accepted; ``metadata["field"]`` holds its path.
+(no bytes, sets or NaN), and all text must be encodable as UTF-8 (no lone surrogates).
+Headers, ``response_format`` and ``caller`` are checked too: whatever would fail in this
+process (in the HTTP library, in LiteLLM, in the ledger) is refused here, before a call.
+Every failure is an :class:`LLMValidationError` whose message names the field and says
+what would be accepted; ``metadata["field"]`` holds its path.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .exceptions import LLMValidationError
 
-__all__ = ["GENERATION_PARAMETERS", "MAX_TOKENS_LIMIT", "check_messages", "check_parameters"]
+__all__ = [
+    "GENERATION_PARAMETERS",
+    "MAX_TOKENS_LIMIT",
+    "check_caller",
+    "check_messages",
+    "check_parameters",
+]
 
 ROLES = frozenset({"system", "user", "assistant", "tool", "function", "developer"})
 
@@ -40,11 +50,28 @@ def _kind(value: Any) -> str:
 # -- plain JSON values ---------------------------------------------------------------------
 
 
+def _check_text(field: str, text: str) -> str:
+    """``text`` if it can be sent as UTF-8: a lone surrogate (``"\\ud800"``) cannot."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise _fail(
+                field,
+                f"has a lone surrogate {text[error.start]!r} at position {error.start}, which "
+                "cannot be sent as UTF-8; decode the source text with errors='replace'",
+            ) from None
+    return text
+
+
 def _check_json(field: str, value: Any, depth: int = 0) -> None:
     """``value`` can be sent as JSON as it is, or LLMValidationError naming the spot."""
     if depth > _MAX_DEPTH:
         raise _fail(field, f"is nested more than {_MAX_DEPTH} levels deep (a cycle?)")
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        _check_text(field, value)
+        return
+    if value is None or isinstance(value, (bool, int)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -54,6 +81,7 @@ def _check_json(field: str, value: Any, depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _fail(field, f"keys must be strings, got {_show(key)}")
+            _check_text(field, key)
             _check_json(f"{field}.{key}", item, depth + 1)
         return
     if isinstance(value, (list, tuple)):
@@ -70,7 +98,7 @@ def _check_json(field: str, value: Any, depth: int = 0) -> None:
 def _check_str(field: str, value: Any, what: str = "text") -> str:
     if not isinstance(value, str):
         raise _fail(field, f"expected {what} (a str), got {_kind(value)}")
-    return value
+    return _check_text(field, value)
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -121,6 +149,7 @@ def _check_content(where: str, role: str, content: Any, *, calls: bool) -> None:
             return  # an assistant turn that only calls tools
         raise _fail(field, "is missing; give the message text")
     if isinstance(content, str):
+        _check_text(field, content)
         return
     if isinstance(content, (bytes, bytearray, memoryview)):
         raise _fail(field, "is bytes; decode it to str (send images as an image_url part)")
@@ -163,6 +192,7 @@ def _check_message(where: str, message: Any) -> dict[str, Any]:
     for key in message:
         if not isinstance(key, str):
             raise _fail(where, f"keys must be strings, got {_show(key)}")
+        _check_text(where, key)
     role = message.get("role")
     if not isinstance(role, str) or role not in ROLES:
         raise _fail(f"{where}.role", f"{_show(role)} is not one of {', '.join(sorted(ROLES))}")
@@ -255,18 +285,51 @@ def _logit_bias(field: str, value: Any) -> None:
         _number(f"{field}.{token}", bias, low=-100.0, high=100.0)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")  # one line of printable ASCII
+
+
 def _headers(field: str, value: Any) -> None:
     if not isinstance(value, Mapping):
         raise _fail(field, f"expected a dict of header name -> value, got {_kind(value)}")
     for name, header in value.items():
         _check_str(field, name, "a header name")
+        if not _HEADER_NAME.fullmatch(name):
+            raise _fail(
+                field, f"{_show(name)} is not a header name; use letters, digits and '-' only"
+            )
         _check_str(f"{field}.{name}", header, "a header value")
+        if not _HEADER_VALUE.fullmatch(header):
+            bad = next(char for char in header if not _HEADER_VALUE.fullmatch(char))
+            raise _fail(
+                f"{field}.{name}",
+                f"contains {bad!r}; a header value is one line of printable ASCII "
+                "(no CR, LF or other control characters; encode other text first)",
+            )
 
 
 def _schema(field: str, value: Any) -> None:
-    # response_format may be a pydantic model class or instance (LiteLLM converts it).
-    if not callable(getattr(value, "model_json_schema", None)):
+    """A JSON dict, or a pydantic model class whose JSON schema can be generated."""
+    if isinstance(value, Mapping):
         _check_json(field, value)
+        return
+    from pydantic import BaseModel
+
+    if not (isinstance(value, type) and issubclass(value, BaseModel)):
+        raise _fail(
+            field,
+            f"expected a dict such as {{'type': 'json_object'}} or a pydantic model class, "
+            f"got {_kind(value)}",
+        )
+    try:
+        value.model_json_schema()
+    except Exception as error:  # pydantic's errors for types it cannot describe
+        problem = str(error).splitlines()[0] if str(error) else ""
+        raise _fail(
+            field,
+            f"pydantic cannot make a JSON schema from {value.__name__} "
+            f"({type(error).__name__}: {problem}); give its fields JSON-describable types",
+        ) from None
 
 
 def _in(low: float, high: float) -> Callable[[str, Any], Any]:
@@ -294,6 +357,13 @@ PARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "extra_headers": _headers,
 }
 GENERATION_PARAMETERS = frozenset(PARAMETER_CHECKS)
+
+
+def check_caller(caller: Any) -> str | None:
+    """The ``caller`` tag for the ledger: None or text."""
+    if caller is None:
+        return None
+    return _check_str("caller", caller, "a tag for the ledger such as 'summarise_company'")
 
 
 def check_parameters(
