@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from leadfactory.llm.busy import is_busy, retry_busy
+from leadfactory.llm.sqlitedb import is_busy, retry_busy
 
 
 @pytest.fixture

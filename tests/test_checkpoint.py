@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from leadfactory.llm.checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
 from leadfactory.llm.ledger import Budget, CostLedger
+from leadfactory.llm.sqlitedb import BACKSTOP_PAGES, BackgroundCheckpointer
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -37,7 +37,7 @@ def test_commits_leave_checkpoints_to_the_background_thread(tmp_path):
     ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
     checkpointer = ledger._file.checkpointer
     checkpointer.every = 10
-    conn, _ = ledger._file._connection()
+    conn = ledger._file._connection()
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
     reserve_and_settle(ledger, 10)  # 20 commits: two wake-ups
     assert wait_for(lambda: checkpointer.checkpoints >= 1)
@@ -99,9 +99,9 @@ def test_the_settlement_that_crosses_the_threshold_sends_the_alert(tmp_path):
 
 
 def test_an_idle_checkpoint_thread_ends(tmp_path, monkeypatch):
-    import leadfactory.llm.checkpoint as module
+    import leadfactory.llm.sqlitedb as module
 
-    monkeypatch.setattr(module, "IDLE_SECONDS", 0.05)
+    monkeypatch.setattr(module, "CHECKPOINT_IDLE_SECONDS", 0.05)
     ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
     checkpointer = ledger._file.checkpointer
     checkpointer.every = 2

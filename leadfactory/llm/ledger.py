@@ -192,7 +192,7 @@ class CostLedger:
         self.path = Path(path)
         self._clock, self._on_alert = clock, on_alert
         self._stale_after = timedelta(seconds=stale_after)
-        self._file = sql.LedgerFile(self.path, busy_timeout=busy_timeout)
+        self._file = sql.open_ledger_file(self.path, busy_timeout=busy_timeout)
         self._transaction = self._file.transaction
 
     @staticmethod

@@ -1,13 +1,12 @@
-"""The cost ledger's SQLite file: how it is opened and shared, its schema, its statements.
+"""The cost ledger's SQLite file: its schema and its statements (opened by .sqlitedb).
 
-:class:`LedgerFile` opens the file once per process (WAL, ``synchronous=NORMAL``, pending
-migrations applied) and its threads share that connection behind a lock; a forked child
-leaves the inherited connection alone and opens its own. Busy statements are retried with
-a short backoff for up to ``busy_timeout`` seconds, then :class:`LedgerBusyError` is raised.
+:func:`open_ledger_file` opens the file through :class:`~.sqlitedb.SQLiteFile` (one
+connection per process, WAL, busy retries, background checkpoints); a lock that stays
+busy for ``busy_timeout`` seconds raises :class:`LedgerBusyError`.
 
-Migrations are small functions registered with ``@migration``, applied once each, in order,
-by sqlite-utils' ``Migrations`` (recorded in ``_sqlite_migrations``, set
-``leadfactory-llm-ledger``). Never edit or reorder one that has shipped: add a new one.
+Migrations are small functions registered with ``@migration``, applied once each, in order
+(recorded in sqlite-utils' ``_sqlite_migrations``, set ``leadfactory-llm-ledger``). Never
+edit or reorder one that has shipped: add a new one.
 
 Budget sums come from ``spend_totals``: running totals per (period, period key, provider),
 in integer nano-dollars, that triggers on ``calls`` and ``resets`` keep in step with the
@@ -17,17 +16,13 @@ of a month of history, and a reservation taken back leaves no rounding residue.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from .busy import is_busy, retry_busy
-from .checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
 from .exceptions import LedgerBusyError
+from .sqlitedb import Migrations, SQLiteFile
 
 if TYPE_CHECKING:  # sqlite-utils is imported only when a migration has to run
     from sqlite_utils import Database
@@ -37,172 +32,41 @@ __all__ = [
     "MIGRATION_SET",
     "NANOS_PER_USD",
     "LedgerBusyError",
-    "LedgerFile",
     "migrate",
     "migration",
+    "open_ledger_file",
     "pending",
-    "prepare",
 ]
 
 NANOS_PER_USD = 1_000_000_000
 MIGRATION_SET = "leadfactory-llm-ledger"  # its rows in sqlite-utils' _sqlite_migrations
-MIGRATIONS: list[Callable[[Database], None]] = []  # in order; append only
-T = TypeVar("T")
+LEDGER_MIGRATIONS = Migrations(MIGRATION_SET)
+MIGRATIONS = LEDGER_MIGRATIONS.steps  # in order; append only
+migration = LEDGER_MIGRATIONS
 
 
-_OPEN_LOCK = threading.Lock()
-_FILES: weakref.WeakSet[LedgerFile] = weakref.WeakSet()
-_INHERITED: list[sqlite3.Connection] = []  # a parent's connections: kept, never used or closed
+def open_ledger_file(path: Path, *, busy_timeout: float) -> SQLiteFile:
+    """The ledger file, opened now (a bad path fails here) and migrated when needed."""
 
+    def busy(exc: sqlite3.OperationalError) -> LedgerBusyError:
+        return LedgerBusyError(
+            f"the cost ledger {path} stayed locked by other writers for {busy_timeout:g}s",
+            metadata={"path": str(path)},
+        )
 
-def _after_fork_in_child() -> None:
-    global _OPEN_LOCK
-    _OPEN_LOCK = threading.Lock()  # another thread may have held it at the fork
-    for ledger_file in list(_FILES):
-        if ledger_file._handle is not None:
-            _INHERITED.append(ledger_file._handle[0])
-            ledger_file._handle = None
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class LedgerFile:
-    """The ledger file as this process sees it: one connection, one lock, busy retries."""
-
-    def __init__(self, path: Path, *, busy_timeout: float) -> None:
-        self.path, self.busy_timeout = path, busy_timeout
-        self._handle: tuple[sqlite3.Connection, threading.Lock] | None = None
-        self.checkpointer = BackgroundCheckpointer(path, busy_timeout=min(busy_timeout, 5.0))
-        _FILES.add(self)
-        self._connection()  # a bad path fails here; migrates the file when needed
-
-    def transaction(
-        self,
-        work: Callable[[sqlite3.Connection], T],
-        *,
-        write: bool = True,
-        single_statement: bool = False,
-    ) -> T:
-        """Run ``work(conn)`` in one transaction (``BEGIN IMMEDIATE`` when writing).
-
-        ``single_statement``: ``work`` runs one write statement, which SQLite makes its
-        own transaction; leaving out BEGIN and COMMIT saves two round trips into SQLite.
-        """
-
-        def attempt() -> T:
-            conn, lock = self._connection()
-            with lock:
-                if single_statement:
-                    result = work(conn)
-                    self.checkpointer.committed()
-                    return result
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    result = work(conn)
-                    conn.execute("COMMIT")
-                    if write:
-                        self.checkpointer.committed()
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                return result
-
-        return self._retrying(attempt)
-
-    def close(self) -> None:
-        """Close this process's connection; the next use opens a new one."""
-        self.checkpointer.close()
-        with _OPEN_LOCK:
-            handle, self._handle = self._handle, None
-        if handle is not None:
-            with handle[1]:
-                handle[0].close()
-
-    def _connection(self) -> tuple[sqlite3.Connection, threading.Lock]:
-        if (handle := self._handle) is not None:
-            return handle
-        with _OPEN_LOCK:
-            if self._handle is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=min(self.busy_timeout, 5.0),  # SQLite's own busy wait
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                try:
-                    self._retrying(lambda: prepare(conn))
-                except BaseException:
-                    conn.close()
-                    raise
-                # Checkpoints run in the background (see .checkpoint), not in our commits.
-                conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-                conn.row_factory = sqlite3.Row
-                self._handle = (conn, threading.Lock())
-            return self._handle
-
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        try:
-            return retry_busy(attempt, timeout=self.busy_timeout)
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc):
-                raise
-            raise LedgerBusyError(
-                f"the cost ledger {self.path} stayed locked by other writers for"
-                f" {self.busy_timeout:g}s",
-                metadata={"path": str(self.path)},
-            ) from exc
-
-
-def migration(fn: Callable[[Database], None]) -> Callable[[Database], None]:
-    MIGRATIONS.append(fn)
-    return fn
+    file = SQLiteFile(path, migrations=LEDGER_MIGRATIONS, busy_timeout=busy_timeout, on_busy=busy)
+    file.open()
+    return file
 
 
 def pending(conn: sqlite3.Connection) -> list[str]:
-    """Names of the migrations not applied yet; reads sqlite-utils' table without importing it."""
-    if not conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
-    ).fetchone():
-        return [fn.__name__ for fn in MIGRATIONS]
-    done = {
-        name
-        for (name,) in conn.execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [MIGRATION_SET]
-        )
-    }
-    return [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in done]
-
-
-def prepare(conn: sqlite3.Connection) -> None:
-    """WAL, ``synchronous=NORMAL`` and pending migrations; only reads when up to date."""
-    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    if pending(conn):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            migrate(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    """Names of the ledger migrations not applied yet."""
+    return LEDGER_MIGRATIONS.pending(conn)
 
 
 def migrate(conn: sqlite3.Connection, *, stop_before: str | None = None) -> None:
-    """Apply the pending migrations in order with sqlite-utils' ``Migrations``.
-
-    Inside the caller's ``BEGIN IMMEDIATE`` (as :func:`prepare` does), so concurrent openers
-    take turns and each migration runs once; ``stop_before`` is for tests of old files.
-    """
-    from sqlite_utils import Database, Migrations
-
-    migrations = Migrations(MIGRATION_SET)
-    for fn in MIGRATIONS:
-        migrations()(fn)
-    migrations.apply(Database(conn, execute_plugins=False), stop_before=stop_before)
+    """Apply the pending ledger migrations, inside the caller's ``BEGIN IMMEDIATE``."""
+    LEDGER_MIGRATIONS.apply(conn, stop_before=stop_before)
 
 
 # The two SQL helpers below are shared by the triggers and by the statements at the end

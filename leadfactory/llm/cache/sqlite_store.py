@@ -17,8 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..busy import retry_busy
-from ..checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
+from ..sqlitedb import BACKSTOP_PAGES, BackgroundCheckpointer, retry_busy
 from .store import CorruptEntryError, Entry, Eviction, Hit
 
 if TYPE_CHECKING:  # sqlite-utils is imported on first open, never for a memory-only cache
