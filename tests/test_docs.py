@@ -232,9 +232,16 @@ SAMPLE_VALUES = {  # a valid value unlike any default, per variable suffix
     "RATE_LIMIT_RPM": "7",
     "RATE_LIMIT_TPM": "7000",
     "COST_PER_1K_TOKENS": "0.077",
+    "INPUT_COST_PER_1K_TOKENS": "0.0011",
+    "OUTPUT_COST_PER_1K_TOKENS": "0.0044",
     "PRIORITY": "17",
     "MAX_RETRIES": "7",
     "RETRY_DELAY": "0.7",
+}
+# Variables only read together: each is set with its companion (which the baseline lacks).
+COMPANIONS = {
+    "INPUT_COST_PER_1K_TOKENS": "OUTPUT_COST_PER_1K_TOKENS",
+    "OUTPUT_COST_PER_1K_TOKENS": "INPUT_COST_PER_1K_TOKENS",
 }
 
 
@@ -251,6 +258,9 @@ def test_the_table_says_which_provider_reads_which_variable(monkeypatch) -> None
             variable = f"{provider.upper()}_{suffix}"
             with monkeypatch.context() as patch:
                 patch.setenv(variable, value)
+                if suffix in COMPANIONS:
+                    companion = COMPANIONS[suffix]
+                    patch.setenv(f"{provider.upper()}_{companion}", SAMPLE_VALUES[companion])
                 changed = providers_from_environment()[provider] != baseline[provider]
             assert changed == (variable in listed), (
                 f"{variable}: read={changed}, listed={variable in listed}"

@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import LLMConfigurationError
-from .provider_config import FallbackStrategy, ProviderConfig
+from .provider_config import FallbackStrategy, ModelPrice, ProviderConfig
 from .settings_env import BUILTIN_DEFAULTS as _BUILTIN_DEFAULTS
 from .settings_env import (
     BUILTIN_PROVIDERS,
@@ -55,9 +55,31 @@ def _provider_from_environment(name: str) -> ProviderConfig | None:
         found["base_url"] = found.pop("host")
     if "model" in found:
         found["default_model"] = found.pop("model")
+    split = {part: found.pop(f"{part}_cost_per_1k_tokens", None) for part in ("input", "output")}
     values.update(found)
+    if any(price is not None for price in split.values()):
+        values["model_prices"] = {values["default_model"]: _split_price(prefix, split)}
     with configuration_errors(env_prefix=prefix):
-        return ProviderConfig(name=name, **values)
+        provider = ProviderConfig(name=name, **values)
+    if "cost_per_1k_tokens" not in found:  # the built-in default, not a price the user set
+        provider.model_fields_set.discard("cost_per_1k_tokens")
+    return provider
+
+
+def _split_price(prefix: str, split: dict[str, float | None]) -> ModelPrice:
+    """The model price of ``<PREFIX>_INPUT_``/``OUTPUT_COST_PER_1K_TOKENS`` (both needed)."""
+    for part, price in split.items():
+        if price is None:
+            other = "OUTPUT" if part == "input" else "INPUT"
+            raise LLMConfigurationError(
+                f"{prefix}{other}_COST_PER_1K_TOKENS is set but {prefix}{part.upper()}"
+                "_COST_PER_1K_TOKENS is not: set both (USD per 1,000 tokens)",
+                metadata={"fields": [f"{prefix}{part.upper()}_COST_PER_1K_TOKENS"]},
+            )
+    return ModelPrice(
+        input_cost_per_token=(split["input"] or 0.0) / 1000.0,
+        output_cost_per_token=(split["output"] or 0.0) / 1000.0,
+    )
 
 
 def providers_from_environment() -> dict[str, ProviderConfig]:

@@ -25,7 +25,7 @@ from pydantic import (
 
 from .settings_env import BUILTIN_PROVIDERS, PROVIDER_HELP, configuration_errors, normalise_url
 
-__all__ = ["FallbackStrategy", "ProviderConfig"]
+__all__ = ["FallbackStrategy", "ModelFacts", "ModelPrice", "ProviderConfig"]
 
 
 class FallbackStrategy(StrEnum):
@@ -36,6 +36,38 @@ class FallbackStrategy(StrEnum):
     QUALITY_OPTIMIZED = "quality_optimized"
     ROUND_ROBIN = "round_robin"
     FAIL_FAST = "fail_fast"
+
+
+class ModelPrice(BaseModel):
+    """A model's price in USD per token, as LiteLLM's price map writes it.
+
+    Cache prices may be left out: those tokens are then priced as input.
+    ``ModelPrice(input_cost_per_token=2.5e-6, output_cost_per_token=1e-5)`` is
+    $2.50 per million input tokens and $10 per million output tokens.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    input_cost_per_token: NonNegativeFloat
+    output_cost_per_token: NonNegativeFloat
+    cache_read_cost_per_token: NonNegativeFloat | None = None
+    cache_write_cost_per_token: NonNegativeFloat | None = None
+
+
+class ModelFacts(BaseModel):
+    """What a model can take and do; None means unknown (and never blocks a call).
+
+    Given in ``ProviderConfig.model_facts``, each fact set here replaces the one from
+    LiteLLM's model map (for local and custom models the map does not know).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_input_tokens: PositiveInt | None = None
+    max_output_tokens: PositiveInt | None = None
+    supports_tools: bool | None = None
+    supports_json_schema: bool | None = None
+    supports_vision: bool | None = None
 
 
 class ProviderConfig(BaseModel):
@@ -79,6 +111,16 @@ class ProviderConfig(BaseModel):
     cost_per_1k_tokens: NonNegativeFloat = Field(
         default=0.0, description=PROVIDER_HELP["cost_per_1k_tokens"]
     )
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Prices per model name, in USD per token (`ModelPrice`); they win over "
+        "`cost_per_1k_tokens` and LiteLLM's price map for that model.",
+    )
+    model_facts: dict[str, ModelFacts] = Field(
+        default_factory=dict,
+        description="Limits and features per model name (`ModelFacts`), for models "
+        "LiteLLM's map does not know or describes wrongly.",
+    )
     priority: int = Field(default=1, description=PROVIDER_HELP["priority"])
     max_retries: NonNegativeInt = Field(default=3, description=PROVIDER_HELP["max_retries"])
     retry_delay: NonNegativeFloat = Field(default=1.0, description=PROVIDER_HELP["retry_delay"])
@@ -117,6 +159,11 @@ class ProviderConfig(BaseModel):
     def is_free(self) -> bool:
         """True when calls cost nothing (``cost_per_1k_tokens`` is 0)."""
         return self.cost_per_1k_tokens == 0
+
+    @property
+    def has_user_blended_price(self) -> bool:
+        """True when ``cost_per_1k_tokens`` was set by the user, not left at its default."""
+        return "cost_per_1k_tokens" in self.model_fields_set
 
     @property
     def is_local(self) -> bool:

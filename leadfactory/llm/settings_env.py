@@ -87,6 +87,11 @@ PROVIDER_HELP: dict[str, str] = {
     "reported); unset means no limit.",
     "cost_per_1k_tokens": "Price in USD per 1,000 tokens, prompt and completion alike. "
     "Used for estimates, budgets and `response['cost']`; 0 means free.",
+    "input_cost_per_1k_tokens": "Price in USD per 1,000 input tokens of the provider's "
+    "model; set with the output price, it wins over `COST_PER_1K_TOKENS` and LiteLLM's "
+    "price map.",
+    "output_cost_per_1k_tokens": "Price in USD per 1,000 output tokens (reasoning "
+    "included) of the provider's model; set with the input price.",
     "priority": "Higher is preferred by `smart_fallback` and `quality_optimized`.",
     "max_retries": "Extra attempts on the same provider after a connection error, "
     "timeout, 5xx or unreadable answer (2 means up to 3 requests).",
@@ -147,6 +152,8 @@ class ProviderEnvironment(BaseSettings):
     rate_limit_rpm: PositiveInt | None = _help("rate_limit_rpm")
     rate_limit_tpm: PositiveInt | None = _help("rate_limit_tpm")
     cost_per_1k_tokens: NonNegativeFloat | None = _help("cost_per_1k_tokens")
+    input_cost_per_1k_tokens: NonNegativeFloat | None = _help("input_cost_per_1k_tokens")
+    output_cost_per_1k_tokens: NonNegativeFloat | None = _help("output_cost_per_1k_tokens")
     priority: int | None = _help("priority")
     max_retries: NonNegativeInt | None = _help("max_retries")
     retry_delay: NonNegativeFloat | None = _help("retry_delay")
