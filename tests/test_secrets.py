@@ -181,8 +181,9 @@ def make_client(failing: str, backup: str | None, fault: Fault) -> LLMClient:
             del config.providers[name]
     provider = config.providers[failing]
     provider.priority = 10
-    provider.max_retries = 0 if fault is Fault.HANG else 1
-    if fault is Fault.HANG:
+    slow = fault in (Fault.HANG, Fault.TRICKLE)  # each attempt waits out its timeout
+    provider.max_retries = 0 if slow else 1
+    if slow:
         provider.timeout = 0.3
     return LLMClient(config)
 

@@ -466,6 +466,28 @@ def test_hang_released_by_clear(sim: Simulator) -> None:
         assert call(sim, c, "openai").status_code == 200
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "ollama"])
+def test_trickle_sends_the_whole_answer_a_byte_at_a_time(sim: Simulator, provider: str) -> None:
+    sim.set_fault(provider, Fault.TRICKLE, delay=0.001)
+    path, body = REQUESTS[sim_protocol(sim, provider)]
+    with new_client(30) as c, c.stream("POST", sim.base_url(provider) + path, json=body) as r:
+        assert r.status_code == 200
+        pieces = list(r.iter_raw())
+    assert len(pieces) > 10 and json.loads(b"".join(pieces))  # many reads, one valid body
+
+
+def test_trickle_is_cut_short_by_clear(sim: Simulator) -> None:
+    sim.set_fault("openai", Fault.TRICKLE, delay=1)
+    with ThreadPoolExecutor(1) as pool, new_client(5) as slow:
+        future = pool.submit(call, sim, slow, "openai")
+        deadline = time.monotonic() + 3
+        while sim.request_count("openai") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sim.clear_faults()
+        with pytest.raises(httpx.TransportError):
+            future.result(timeout=4)  # the server closed it, not the client's 5 s read timeout
+
+
 def test_delay_does_not_block_others(sim: Simulator) -> None:
     sim.set_fault("openai", Fault.DELAY, delay=0.5)
     started = time.monotonic()

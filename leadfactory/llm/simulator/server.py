@@ -2,12 +2,13 @@
 
 A real HTTP/1.1 server (asyncio streams in a daemon thread with its own event loop) on
 127.0.0.1. This module decides *whether and how* an answer is delivered (refused, reset,
-hung, delayed, truncated); :mod:`.vendors` decides *what* the answer says.
+hung, delayed, trickled, truncated); :mod:`.vendors` decides *what* the answer says.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import json
 import re
@@ -171,6 +172,15 @@ class _Provider:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if fault is Fault.TRUNCATED:
             body = body[: len(body) // 2]
+        if fault is Fault.TRICKLE and release is not None:  # the body a byte every delay
+            for piece in [head, *(body[i : i + 1] for i in range(len(body)))]:
+                writer.write(piece)
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):  # cut short by clear_faults()
+                    await asyncio.wait_for(release.wait(), state.delay)
+                if release.is_set():
+                    return False
+            return keep
         writer.write(head if req.method == "HEAD" else head + body)
         await writer.drain()
         return keep
@@ -316,8 +326,9 @@ class Simulator:
     ) -> None:
         """Make ``provider`` misbehave for its next ``times`` requests (``None``: until cleared).
 
-        ``delay`` (seconds) is for DELAY; ``retry_after`` (seconds, or an HTTP date) for
-        RATE_LIMIT. REFUSE ignores ``times``: only clear_faults() or set_fault(OK) ends it.
+        ``delay`` (seconds) is for DELAY, and per byte for TRICKLE; ``retry_after``
+        (seconds, or an HTTP date) for RATE_LIMIT. REFUSE ignores ``times``: only
+        clear_faults() or set_fault(OK) ends it.
         """
         p, fault = self._get(provider), Fault(str(fault))
         if times is not None and times < 1:

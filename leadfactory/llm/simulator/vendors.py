@@ -30,6 +30,7 @@ class Fault(StrEnum):
     RESET = "reset"
     HANG = "hang"
     DELAY = "delay"
+    TRICKLE = "trickle"  # the answer, one byte every ``delay`` seconds
     RATE_LIMIT = "rate_limit"
     INSUFFICIENT_QUOTA = "insufficient_quota"
     BAD_REQUEST = "400"
