@@ -309,17 +309,16 @@ class _Spy:
 @pytest.mark.parametrize(
     ("mode", "transport"),
     [
-        ("sync", ("httpx.Client", "HTTPTransport")),
-        ("async", ("httpx.AsyncClient", "LiteLLMAiohttpTransport")),
+        ("sync", ("httpx.Client", "_DeadlineTransport")),
+        ("async", ("httpx.AsyncClient", "_AsyncDeadlineTransport")),
     ],
 )
 def test_each_route_uses_the_http_client_vcrpy_patches(monkeypatch, scenario, mode, transport):
-    """LiteLLM 1.110.2 sends every route's sync call through a legacy ``httpx.Client``
-    (HTTPTransport, patched by vcrpy's httpx patcher) and every async call through an
-    ``httpx.AsyncClient`` whose transport is LiteLLM's aiohttp bridge (it calls
-    ``aiohttp.ClientSession._request``, patched by vcrpy's aiohttp patcher). The openai
-    SDK's own httpx2 client is not used, because LiteLLM hands it one. If an upgrade
-    changes this, this test says so; the socket guard proves interception either way."""
+    """Every route's call goes through this process's legacy ``httpx.Client`` or
+    ``httpx.AsyncClient`` (:mod:`leadfactory.llm.http_clients`, handed to LiteLLM per
+    call), whose sending vcrpy's httpx patcher replaces. The openai SDK's own httpx2
+    client is not used, nor LiteLLM's cached clients (its aiohttp bridge for async). If
+    this changes, this test says so; the socket guard proves interception either way."""
     spy = _Spy(monkeypatch)
     cassette, response = replay(scenario, mode)
     assert not isinstance(response, BaseException), repr(response)
@@ -410,12 +409,12 @@ def test_the_socket_guard_stops_every_http_client(guard):
         assert any(host in attempt for attempt in blocked), (host, blocked)
 
 
-@pytest.mark.parametrize(("mode", "patcher"), [("sync", "httpx"), ("async", "aiohttp")])
-def test_the_guard_catches_a_route_vcrpy_does_not_intercept(guard, mode, patcher):
+@pytest.mark.parametrize("mode", MODES)
+def test_the_guard_catches_a_route_vcrpy_does_not_intercept(guard, mode):
     """Without vcrpy's patcher for the library a route really uses, replay escapes to the
     network; the guard refuses the connection at once (no hang) and reports it."""
     scenario = SCENARIOS_BY_NAME["openai_ok"]
-    cassette, error = replay(scenario, mode, skip_patchers=(patcher,))
+    cassette, error = replay(scenario, mode, skip_patchers=("httpx",))
     assert isinstance(error, AllProvidersFailedError), repr(error)
     assert cassette.play_count == 0
     blocked = guard.take_blocked()

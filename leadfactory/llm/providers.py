@@ -123,15 +123,28 @@ def call_arguments(
 
 
 def complete(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """One blocking provider call; LiteLLM's exceptions propagate unchanged."""
-    response = load_litellm().completion(**arguments)
+    """One blocking provider call; LiteLLM's exceptions propagate unchanged.
+
+    It goes through this process's HTTP client (:mod:`.http_clients`): never a pooled
+    connection inherited from a parent process, and ``timeout`` bounds the whole call.
+    """
+    client = _http_clients().client_for(arguments, asynchronous=False)
+    response = load_litellm().completion(**arguments, client=client)
     return to_openai_dict(response, route=arguments["model"])
 
 
 async def acomplete(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """One provider call on the running event loop."""
-    response = await load_litellm().acompletion(**arguments)
+    """One provider call on the running event loop (with that loop's HTTP client)."""
+    client = _http_clients().client_for(arguments, asynchronous=True)
+    response = await load_litellm().acompletion(**arguments, client=client)
     return to_openai_dict(response, route=arguments["model"])
+
+
+def _http_clients() -> Any:
+    load_litellm()  # httpx and the OpenAI SDK come with it
+    from . import http_clients
+
+    return http_clients
 
 
 def count_prompt_tokens(model: str, messages: Sequence[Mapping[str, Any]]) -> int:

@@ -81,7 +81,8 @@ PROVIDER_HELP: dict[str, str] = {
     "base_url": "API endpoint, for a proxy, a gateway or a compatible server. OpenAI's "
     "includes the version path (`/v1`); Anthropic's does not.",
     "host": "Ollama server root; `localhost:11434` without a scheme is accepted.",
-    "timeout": "Seconds to wait for a connection and an answer, per attempt.",
+    "timeout": "Seconds one attempt may take in all: connecting, sending and reading the "
+    "whole answer (a deadline, not a limit per read).",
     "rate_limit_rpm": "Requests per minute this client sends at most; unset means no limit.",
     "rate_limit_tpm": "Tokens per minute (estimated, then corrected to the usage "
     "reported); unset means no limit.",
