@@ -17,6 +17,9 @@ response, but an exception from outside the HTTP stack or one of the HTTP stack'
 without a status that names that exception, marked ``metadata["local_error"]``: never
 retried, never counted against the provider's health.
 
+The foreign exceptions stay in the chain (the caller raises the result ``from exc``),
+with the provider's secret redacted from their texts (:func:`~.redact.redact_chain`).
+
 ``RETRY_SAME_PROVIDER`` says which classes are worth another attempt on the same
 provider.
 """
@@ -43,15 +46,15 @@ from .exceptions import (
     LLMTimeoutError,
     LLMValidationError,
 )
+from .redact import exception_chain, redact, redact_chain
 
-__all__ = ["RETRY_SAME_PROVIDER", "classify", "redact", "retry_same_provider"]
+__all__ = ["RETRY_SAME_PROVIDER", "classify", "retry_same_provider"]
 
 RETRY_SAME_PROVIDER: tuple[type[LLMError], ...] = (LLMConnectionError, LLMProviderError)
 """Failures worth another attempt on the same provider (LLMTimeoutError is a
 connection error); every other class moves straight to the next provider."""
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_error"})
-_REDACTED = "[redacted]"
 
 
 def retry_same_provider(error: BaseException) -> bool:
@@ -64,25 +67,19 @@ def retry_same_provider(error: BaseException) -> bool:
     return isinstance(error, RETRY_SAME_PROVIDER)
 
 
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every secret value replaced."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, _REDACTED)
-    return text
-
-
 def classify(
     exc: BaseException, provider: str | None, secrets: Iterable[str | None] = ()
 ) -> LLMError:
     """The :class:`LLMError` for ``exc`` raised while calling ``provider``.
 
     The caller raises the result ``from exc`` so the original stays as ``__cause__``.
-    ``secrets`` are scrubbed from the message.
+    ``secrets`` are scrubbed from the message, and from every exception in ``exc``'s
+    chain (in place), so a printed traceback does not show them either.
     """
     if isinstance(exc, LLMError):
         return exc
     secrets = tuple(secrets)
+    redact_chain(exc, secrets)
     transport = _transport_error(exc)
     if transport is not None:
         cls, what = transport
@@ -144,13 +141,7 @@ def _status_class(status: int | None, body: Any) -> type[LLMError]:
 # -- the cause chain ---------------------------------------------------------------
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
+_chain = exception_chain
 
 
 def _loaded(module: str, *names: str) -> list[type]:

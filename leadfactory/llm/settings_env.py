@@ -30,8 +30,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .classify import redact
 from .exceptions import LLMConfigurationError
+from .redact import redact
 
 # -- values ---------------------------------------------------------------------------------
 
