@@ -322,21 +322,12 @@ def _strip_prefix(message: str) -> str:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    from .ratelimit import parse_retry_after
+    from .retry_after import retry_after_from_headers
 
     for headers in _header_sources(exc):
-        if not headers:
-            continue
-        lowered = {str(k).lower(): v for k, v in dict(headers).items()}
-        if "retry-after-ms" in lowered:
-            seconds = parse_retry_after(lowered["retry-after-ms"])
-            if seconds is not None:
-                return seconds / 1000.0
-        for name in ("retry-after", "llm_provider-retry-after"):
-            if name in lowered:
-                seconds = parse_retry_after(lowered[name])
-                if seconds is not None:
-                    return seconds
+        seconds = retry_after_from_headers(headers)
+        if seconds is not None:
+            return seconds
     return None
 
 
