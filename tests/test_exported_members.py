@@ -40,3 +40,13 @@ def test_importing_the_package_does_not_load_litellm_or_the_client():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert out.stderr == ""
+
+
+def test_estimate_tokens_is_public_and_the_guides_name_still_works(sim_env):
+    from leadfactory.llm import LLMClient
+
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    with LLMClient() as client:
+        tokens = client.estimate_tokens(messages, max_tokens=100)
+        assert tokens > 100
+        assert client._estimate_tokens(messages, max_tokens=100) == tokens

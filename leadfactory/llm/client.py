@@ -129,7 +129,7 @@ class LLMClient:
 
     # -- requests ----------------------------------------------------------------
 
-    def _estimate_tokens(
+    def estimate_tokens(
         self, messages: Sequence[Mapping[str, Any]], max_tokens: int | None = None
     ) -> int:
         """Prompt tokens (LiteLLM's counter) plus the completion allowance ``max_tokens``.
@@ -142,6 +142,8 @@ class LLMClient:
         allowance = self.config.default_max_tokens if max_tokens is None else max_tokens
         # One tokenizer for every provider: LiteLLM's bundled cl100k needs no download.
         return providers.count_prompt_tokens("gpt-4", checked) + int(allowance)
+
+    _estimate_tokens = estimate_tokens  # the name the user guide calls
 
     def _request(
         self,
