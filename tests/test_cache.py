@@ -939,3 +939,28 @@ def test_memory_only_lookup_leaves_the_file_alone(tmp_path):
         assert reader.get("k" * 64, memory_only=True) is None
         assert reader.get("k" * 64) == {"answer": 1}
         assert reader.get("k" * 64, memory_only=True) == {"answer": 1}  # now remembered
+
+
+def test_a_stored_copy_is_what_a_json_round_trip_gives():
+    import enum
+
+    from leadfactory.llm.cache.memory import json_copy
+
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    odd = {
+        "tuple": (1, 2.5, "x"),
+        1: "int key",
+        2.5: "float key",
+        False: "bool key",
+        None: "none key",
+        "nested": [{"deep": (None, Colour.RED, False)}],
+        "text": "Müller \ud800",
+    }
+    assert json_copy(odd) == json.loads(json.dumps(odd))
+    looped: dict = {}
+    looped["self"] = looped
+    for bad in ({"x": object()}, {(1, 2): "tuple key"}, looped):
+        with pytest.raises(ValueError):
+            json_copy(bad)

@@ -5,12 +5,15 @@ Neither class locks: :class:`~.ResponseCache` holds its lock around them.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from typing import Any
 
 from .store import Entry, Hit
 
-__all__ = ["HitTally", "MemoryFront", "copy_json"]
+__all__ = ["HitTally", "MemoryFront", "copy_json", "json_copy"]
+
+_JSON_KEYS = {True: "true", False: "false", None: "null"}
 
 
 def copy_json(value: Any) -> Any:
@@ -21,6 +24,44 @@ def copy_json(value: Any) -> Any:
     if type(value) is list:
         return [copy_json(item) for item in value]
     return value
+
+
+def json_copy(value: Any) -> Any:
+    """A private copy of ``value`` as a JSON round trip would give it (tuples become
+    lists, int, float, bool and None keys become strings), without the text: a new
+    answer is copied on the caller's path and encoded later. ValueError if JSON cannot
+    express it."""
+    try:
+        return _json_copy(value)
+    except RecursionError:
+        raise ValueError("it is nested too deeply, or refers to itself") from None
+
+
+def _json_copy(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is dict or isinstance(value, dict):
+        return {
+            key if type(key) is str else _json_key(key): _json_copy(item)
+            for key, item in value.items()
+        }
+    if kind is list or isinstance(value, list | tuple):
+        return [_json_copy(item) for item in value]
+    for base in (str, bool, int, float):  # subclasses (enums...), as json encodes them
+        if isinstance(value, base):
+            return base(value)
+    raise ValueError(f"{kind.__name__} is not JSON-serialisable")
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, bool) or key is None:
+        return _JSON_KEYS[key]
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, int | float):
+        return json.dumps(key)
+    raise ValueError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
 class MemoryFront:

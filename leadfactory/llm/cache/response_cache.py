@@ -8,7 +8,6 @@ this process (:class:`~.store.MemoryStore`); any :class:`~.store.CacheStore` wil
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .lifecycle import close_at_exit, reset_after_fork
-from .memory import HitTally, MemoryFront, copy_json
+from .memory import HitTally, MemoryFront, copy_json, json_copy
 from .store import CacheStore, CorruptEntryError, Entry, MemoryStore
 from .write_behind import WriteBehind
 
@@ -184,17 +183,16 @@ class ResponseCache:
                 "it is never cached"
             )
         try:
-            text = json.dumps(dict(response), ensure_ascii=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
+            value = json_copy(dict(response))
+        except ValueError as exc:
             raise ValueError(
                 f"ResponseCache.set: response is not JSON-serialisable: {exc}"
             ) from exc
-        value = json.loads(text)
         if model is None and isinstance(value.get("model"), str):
             model = value["model"]
         now = self._clock()
         expires_at = None if self.ttl is None else now + self.ttl
-        entry = Entry(key, value, text, now, expires_at, provider, model, endpoint)
+        entry = Entry(key, value, now, expires_at, provider, model, endpoint)
         with self._lock:
             self._unwritten[key] = entry
             self._front.remember(entry)

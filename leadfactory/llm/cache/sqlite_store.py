@@ -15,7 +15,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..sqlitedb import BACKSTOP_PAGES, BackgroundCheckpointer, retry_busy
 from .store import CorruptEntryError, Entry, Eviction, Hit
@@ -67,7 +67,7 @@ class SQLiteStore:
         except (TypeError, ValueError) as exc:
             self.delete(key)
             raise CorruptEntryError(f"cache entry {key[:12]}... was unreadable: {exc}") from exc
-        return Entry(key, value, text, created_at, expires, provider, model, endpoint)
+        return Entry(key, value, created_at, expires, provider, model, endpoint)
 
     def set(self, entries: Sequence[Entry]) -> None:
         rows = [
@@ -77,7 +77,7 @@ class SQLiteStore:
                 e.expires_at,
                 e.provider,
                 e.model,
-                _storable(e.text),
+                _encode(e.value),
                 e.created_at,
                 e.endpoint,
             )
@@ -191,12 +191,13 @@ class SQLiteStore:
         return conn
 
 
-def _storable(text: str) -> str:
-    """``text`` as SQLite can keep it: lone surrogates (not valid UTF-8) escaped."""
+def _encode(value: dict[str, Any]) -> str:
+    """``value`` as JSON text SQLite can keep: lone surrogates (not valid UTF-8) escaped."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(json.loads(text), separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"))
     return text
 
 

@@ -22,13 +22,12 @@ __all__ = ["CacheStore", "CorruptEntryError", "Entry", "Eviction", "Hit", "Memor
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stored answer. ``value`` is decoded JSON that nobody changes after it is made
-    (readers get copies); ``text`` is the same JSON as text, as a store keeps it.
-    ``endpoint`` names what produced it (:func:`leadfactory.llm.cached_calls.endpoint`)."""
+    """One stored answer. ``value`` is decoded JSON (a store encodes it as it likes)
+    that nobody changes after it is made: readers get copies. ``endpoint`` names what
+    produced it (:func:`leadfactory.llm.cached_calls.endpoint`)."""
 
     key: str
     value: dict[str, Any]
-    text: str
     created_at: float
     expires_at: float | None
     provider: str | None = None

@@ -16,21 +16,31 @@ from collections.abc import Callable
 __all__ = ["WriteBehind"]
 
 IDLE_SECONDS = 60.0  # a writer with no work for this long ends; the next answer starts one
+LINGER_SECONDS = 0.1  # a woken writer waits this long, so one transaction takes many answers
 
 
 class WriteBehind:
-    """Call ``flush`` on a background thread whenever :meth:`wake` is called."""
+    """Call ``flush`` on a background thread ``linger`` seconds after :meth:`wake`.
 
-    def __init__(self, flush: Callable[[], None], *, name: str = "leadfactory-llm-cache") -> None:
-        self._flush, self._name = flush, name
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._start_lock = threading.Lock()
+    Only the first wake of a round signals the thread (one attribute test for the
+    others), and everything that arrives while it lingers goes in the same flush.
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[], None],
+        *,
+        linger: float = LINGER_SECONDS,
+        name: str = "leadfactory-llm-cache",
+    ) -> None:
+        self._flush, self._linger, self._name = flush, linger, name
+        self.after_fork()
 
     def wake(self) -> None:
         """Ask for a flush soon (starting the thread in this process if needed)."""
+        if self._requested:  # a flush is already due: it will take this too
+            return
+        self._requested = True
         self._wake.set()
         thread = self._thread
         if thread is None or self._pid != os.getpid() or not thread.is_alive():
@@ -47,8 +57,8 @@ class WriteBehind:
         self._stop = threading.Event()
 
     def after_fork(self) -> None:
-        """In a forked child: the parent's thread does not exist here; start afresh."""
-        self._thread, self._pid = None, 0
+        """Start with no thread (also in a forked child: the parent's is not here)."""
+        self._thread, self._pid, self._requested = None, 0, False
         self._wake, self._stop = threading.Event(), threading.Event()
         self._start_lock = threading.Lock()
 
@@ -65,7 +75,9 @@ class WriteBehind:
 
     def _run(self, wake: threading.Event, stop: threading.Event) -> None:
         while wake.wait(IDLE_SECONDS):
+            stop.wait(self._linger)
             wake.clear()
+            self._requested = False  # before the flush: a later wake means a later flush
             self._flush()
             if stop.is_set():
                 return
