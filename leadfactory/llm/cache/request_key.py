@@ -15,6 +15,7 @@ CACHE_KEY_VERSION = 1
 """Part of every hashed payload: raising it makes every stored entry unreachable."""
 
 _KEY_PREFIX = f"leadfactory-llm/cache-key/v{CACHE_KEY_VERSION}\n"
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def cache_key(request: Mapping[str, Any]) -> str:
@@ -34,30 +35,48 @@ def cache_key(request: Mapping[str, Any]) -> str:
     """
     if not isinstance(request, Mapping):
         raise TypeError(f"cache_key needs a mapping, not {type(request).__name__}")
-    payload = json.dumps(
-        _canonical(request), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    payload = _ENCODER.encode(_canonical(request))
     data = (_KEY_PREFIX + payload).encode("utf-8", "surrogatepass")
     return hashlib.sha256(data).hexdigest()
 
 
 def _canonical(value: Any) -> Any:
-    if value is None or isinstance(value, bool | str):
+    kind = type(value)  # the plain types first: a request is mostly made of them
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return _canonical_mapping(value)
+    if kind is list:
+        return [_canonical(item) for item in value]
+    if kind is float:
+        return value if value != 0 else 0.0  # -0.0 hashes as 0.0
+    if kind is int:
+        return _canonical_int(value)
+    return _canonical_other(value)
+
+
+def _canonical_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    canonical = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"cache_key: mapping keys must be strings, not {key!r}")
+        if item is not None:
+            canonical[key] = _canonical(item)
+    return canonical
+
+
+def _canonical_other(value: Any) -> Any:
+    """Subclasses of the plain types, numbers of other kinds, tuples, pydantic models."""
+    if isinstance(value, bool | str):
         return value
     if isinstance(value, float):
-        return value if value != 0 else 0.0  # -0.0 hashes as 0.0
+        return _canonical(float(value))
     if isinstance(value, Integral):
         return _canonical_int(int(value))
     if isinstance(value, Decimal | Real):
         return _canonical(float(value))
     if isinstance(value, Mapping):
-        canonical = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"cache_key: mapping keys must be strings, not {key!r}")
-            if item is not None:
-                canonical[key] = _canonical(item)
-        return canonical
+        return _canonical_mapping(value)
     if isinstance(value, list | tuple):
         return [_canonical(item) for item in value]
     if isinstance(value, type) and callable(getattr(value, "model_json_schema", None)):
