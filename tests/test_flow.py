@@ -31,6 +31,7 @@ from leadfactory.llm.exceptions import (
 from leadfactory.llm.flow import Call, Outcome, Record, Request, Services, Sleep, fallback_flow
 from leadfactory.llm.health import HealthPolicy, ProviderHealth
 from leadfactory.llm.ledger import Budget, Reservation
+from leadfactory.llm.provider_config import ModelPrice
 from leadfactory.llm.ratelimit import RateLimiter
 from tests.conftest import child_environment
 
@@ -223,6 +224,22 @@ def test_each_strategy_walks_its_order(strategy, order):
     assert script.calls == order
     assert list(caught.value.provider_errors) == order
     assert [a["provider"] for a in caught.value.metadata["attempts"]] == order
+
+
+def price(input: float, output: float) -> ModelPrice:
+    return ModelPrice(input_cost_per_token=input, output_cost_per_token=output)
+
+
+def test_cost_optimized_ranks_by_the_request_at_hand():
+    script = Script({"openai": [answer(), answer()], "anthropic": [answer(), answer()]})
+    flow_services = services(script, ("openai", "anthropic"), fallback_strategy="cost_optimized")
+    providers_ = flow_services.config.providers
+    # openai's model is dear to read and cheap to write; anthropic's the other way round
+    providers_["openai"].model_prices = {"gpt": price(input=4e-6, output=1e-6)}
+    providers_["anthropic"].model_prices = {"claude": price(input=0.1e-6, output=10e-6)}
+    script.run(flow_services, make_request(prompt_tokens=10_000, max_tokens=100))
+    script.run(flow_services, make_request(prompt_tokens=100, max_tokens=10_000))
+    assert script.calls == ["anthropic", "openai"]
 
 
 def test_the_first_answer_ends_the_walk():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from leadfactory.llm.config import FallbackStrategy, LLMConfig, ProviderConfig
-from leadfactory.llm.strategies import order_providers, plan_fallback
+from leadfactory.llm.provider_config import ModelPrice
+from leadfactory.llm.strategies import RequestSize, order_providers, plan_fallback
 
 DECLARED = ["ollama", "openai", "anthropic", "custom"]
 
@@ -54,6 +55,45 @@ def test_cost_ties_keep_declared_order():
         "anthropic",
         "custom",
     ]
+
+
+# Per 1k tokens: "reader" is cheap to read and dear to write, "writer" the other way round.
+READER = ModelPrice(input_cost_per_token=0.1e-6, output_cost_per_token=10e-6)
+WRITER = ModelPrice(input_cost_per_token=4e-6, output_cost_per_token=1e-6)
+
+
+def split_priced() -> dict[str, ProviderConfig]:
+    return {
+        name: ProviderConfig(name=name, api_key="k", default_model=name, model_prices={name: p})
+        for name, p in (("reader", READER), ("writer", WRITER))
+    }
+
+
+def test_cost_optimized_ranks_by_the_cost_of_the_request_at_hand():
+    names = ["reader", "writer"]
+    # 10,000 in, 100 out: reader 0.001 + 0.001 = $0.002, writer 0.04 + 0.0001 = $0.0401
+    long_prompt = RequestSize(prompt_tokens=10_000, max_tokens=100)
+    assert order_providers(split_priced(), "cost_optimized", names, long_prompt) == names
+    # 100 in, 10,000 out: reader 0.00001 + 0.1 = $0.10001, writer 0.0004 + 0.01 = $0.0104
+    long_answer = RequestSize(prompt_tokens=100, max_tokens=10_000)
+    assert order_providers(split_priced(), "cost_optimized", names, long_answer) == [
+        "writer",
+        "reader",
+    ]
+    # nominal (1,000 and 1,000): reader $0.0101, writer $0.005
+    assert order_providers(split_priced(), "cost_optimized", names) == ["writer", "reader"]
+
+
+def test_cost_optimized_prices_a_model_override():
+    both = split_priced()
+    free = ModelPrice(input_cost_per_token=0, output_cost_per_token=0)
+    both["reader"].model_prices = {"reader": READER, "other": free}
+    both["writer"].model_prices = {"writer": WRITER, "other": READER}
+    own_models = RequestSize(prompt_tokens=100, max_tokens=10_000)
+    assert order_providers(both, "cost_optimized", ["reader", "writer"], own_models)[0] == "writer"
+    # "other" is free on reader and costs $0.10001 on writer
+    other = RequestSize(prompt_tokens=100, max_tokens=10_000, model="other")
+    assert order_providers(both, "cost_optimized", ["writer", "reader"], other)[0] == "reader"
 
 
 def test_round_robin_ignores_cost_and_priority():

@@ -248,7 +248,11 @@ class LLMConfig(BaseSettings):
         return builtin + [name for name in self.providers if name not in BUILTIN_PROVIDERS]
 
     def get_provider_order(self) -> list[str]:
-        """Providers the current strategy would try, before health and budget are known."""
+        """Providers the current strategy would try, before health and budget are known.
+
+        ``cost_optimized`` ranks them here by a nominal request (1,000 tokens in, 1,000
+        out, each provider's own model); a real request is ranked by its own size.
+        """
         from .strategies import plan_fallback
 
         ready = {

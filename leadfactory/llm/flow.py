@@ -35,7 +35,7 @@ from .health import ProviderHealth
 from .ledger import Budget, Reservation
 from .providers import call_arguments
 from .ratelimit import Denied, RateLimiter
-from .strategies import FallbackPlan, plan_fallback
+from .strategies import FallbackPlan, RequestSize, plan_fallback
 
 __all__ = ["Call", "Outcome", "Record", "Request", "Services", "Sleep", "fallback_flow"]
 
@@ -148,6 +148,7 @@ def fallback_flow(services: Services, request: Request) -> Generator[Operation, 
             config.fallback_strategy,
             config.declared_order(),
             config.max_fallback_attempts,
+            RequestSize(request.prompt_tokens or 0, request.max_tokens, request.model),
         )
     if not plan.order:
         raise AllProvidersFailedError({}, message=_no_providers_message(config))
