@@ -16,6 +16,15 @@ def test_every_name_in_all_imports():
     assert sorted(leadfactory.llm.__all__) == sorted(set(leadfactory.llm.__all__))
 
 
+def test_budget_alert_is_exported_beside_the_ledger():
+    from leadfactory.llm import BudgetAlert
+    from leadfactory.llm.ledger import BudgetAlert as LedgerBudgetAlert
+    from leadfactory.llm.ledger import CostLedger  # noqa: F401  (the documented import path)
+
+    assert "BudgetAlert" in leadfactory.llm.__all__
+    assert BudgetAlert is LedgerBudgetAlert
+
+
 def test_every_name_the_guide_imports():
     imported = 0
     for _, code in GUIDE_BLOCKS:

@@ -28,7 +28,7 @@ from leadfactory.llm.ledger import (
     period_key,
     utc_iso,
 )
-from leadfactory.llm.migrations import MIGRATION_SET, MIGRATIONS, migrate, pending
+from leadfactory.llm.ledger.schema import MIGRATION_SET, MIGRATIONS, migrate, pending
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 NO_LIMITS = Budget(max_cost_per_request=None, daily_limit=None, monthly_limit=None)

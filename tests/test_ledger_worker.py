@@ -10,8 +10,7 @@ import pytest
 
 from leadfactory.llm import LLMClient, LLMConfig
 from leadfactory.llm.exceptions import LLMQuotaExceededError
-from leadfactory.llm.ledger import Budget, CostLedger, Reservation
-from leadfactory.llm.ledger_worker import LedgerWorker
+from leadfactory.llm.ledger import Budget, CostLedger, LedgerWorker, Reservation
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CAP = Budget(max_cost_per_request=None, daily_limit=0.05, monthly_limit=None, alert_threshold=None)
@@ -135,7 +134,7 @@ def test_async_client_settles_before_it_answers(sim_env, tmp_path):
 
 
 def test_an_idle_writer_thread_ends_and_a_new_write_starts_another(ledger, monkeypatch):
-    import leadfactory.llm.ledger_worker as module
+    import leadfactory.llm.ledger.writer as module
 
     monkeypatch.setattr(module, "IDLE_SECONDS", 0.05)
     worker = LedgerWorker(ledger)

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from leadfactory.llm import LLMClient, LLMQuotaExceededError
-from leadfactory.llm.ledger import Budget, CostLedger
-from leadfactory.llm.untracked import UntrackedLedger
+from leadfactory.llm.ledger import Budget, CostLedger, UntrackedLedger
 
 USER = [{"role": "user", "content": "Hi"}]
 PUBLIC = sorted(

@@ -34,10 +34,12 @@ from .exceptions import (
 if TYPE_CHECKING:
     from .client import LLMClient
     from .config import CostConfig, FallbackStrategy, LLMConfig, ProviderConfig
+    from .ledger import BudgetAlert
 
 # Loaded on first access, so that importing the package (and the CLI's ledger
 # commands) does not pay for pydantic, the client or LiteLLM.
 _LAZY = {
+    "BudgetAlert": "ledger",
     "LLMClient": "client",
     "CostConfig": "config",
     "FallbackStrategy": "config",
@@ -47,6 +49,7 @@ _LAZY = {
 
 __all__ = [
     "AllProvidersFailedError",
+    "BudgetAlert",
     "CostConfig",
     "FallbackStrategy",
     "LLMAuthenticationError",

@@ -21,12 +21,10 @@ from .config import BUILTIN_PROVIDERS, LLMConfig
 from .exceptions import LLMValidationError
 from .flow import Outcome, Record, Request, Services, Sleep, fallback_flow
 from .health import HealthPolicy, ProviderHealth
-from .ledger import Budget, CostLedger
-from .ledger_worker import LedgerWorker
+from .ledger import Budget, CostLedger, LedgerWorker, UntrackedLedger
 from .log import log_attempt
 from .ratelimit import RateLimiter
 from .tokens import estimate_prompt_tokens
-from .untracked import UntrackedLedger
 from .validation import check_caller, check_messages, check_parameters
 
 __all__ = ["LLMClient"]

@@ -62,7 +62,7 @@ class Record:
     """Write the ledger: ``ledger.<method>(**kwargs)``; its result comes back as ``value``.
 
     A driver may do it inline (the sync client) or on the ledger's writer thread (the
-    async client, see :mod:`leadfactory.llm.ledger_worker`).
+    async client, see :mod:`leadfactory.llm.ledger.writer`).
     """
 
     method: str  # "reserve" or "settle"

@@ -1,6 +1,6 @@
-"""The cost ledger's SQLite file: its schema and its statements (opened by .sqlitedb).
+"""The SQLite ledger's file: how it is opened (through .sqlitedb) and its schema.
 
-:func:`open_ledger_file` opens the file through :class:`~.sqlitedb.SQLiteFile` (one
+:func:`open_ledger_file` opens the file through :class:`~leadfactory.llm.sqlitedb.SQLiteFile` (one
 connection per process, WAL, busy retries, background checkpoints); a lock that stays
 busy for ``busy_timeout`` seconds raises :class:`LedgerBusyError`.
 
@@ -21,24 +21,25 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .exceptions import LedgerBusyError
-from .sqlitedb import Migrations, SQLiteFile
+from ..exceptions import LedgerBusyError
+from ..sqlitedb import Migrations, SQLiteFile
+from .budget import NANOS_PER_USD
 
 if TYPE_CHECKING:  # sqlite-utils is imported only when a migration has to run
     from sqlite_utils import Database
 
 __all__ = [
+    "LEDGER_MIGRATIONS",
     "MIGRATIONS",
     "MIGRATION_SET",
-    "NANOS_PER_USD",
-    "LedgerBusyError",
+    "after_reset_sql",
     "migrate",
     "migration",
+    "nanos_sql",
     "open_ledger_file",
     "pending",
 ]
 
-NANOS_PER_USD = 1_000_000_000
 MIGRATION_SET = "leadfactory-llm-ledger"  # its rows in sqlite-utils' _sqlite_migrations
 LEDGER_MIGRATIONS = Migrations(MIGRATION_SET)
 MIGRATIONS = LEDGER_MIGRATIONS.steps  # in order; append only
@@ -69,8 +70,8 @@ def migrate(conn: sqlite3.Connection, *, stop_before: str | None = None) -> None
     LEDGER_MIGRATIONS.apply(conn, stop_before=stop_before)
 
 
-# The two SQL helpers below are shared by the triggers and by the statements at the end
-# of this module, so both agree on what a row counts for. Changing them needs a migration.
+# The two SQL helpers below are shared by the triggers and by .statements, so both
+# agree on what a row counts for. Changing them needs a migration.
 
 
 def nanos_sql(row: str) -> str:
@@ -256,46 +257,3 @@ def m006_calls_estimated(db: Database) -> None:
     # 1 when cost_usd is the library's estimate rather than the provider's usage: a call
     # cancelled or timed out after it was sent, an answer without usage, usage clamped.
     db.execute("ALTER TABLE calls ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0")
-
-
-# -- the statements ledger.py runs --------------------------------------------------------
-
-INSERT_CALL = (
-    "INSERT INTO calls (ts, request_id, provider, model, strategy, outcome, prompt_tokens,"
-    " completion_tokens, total_tokens, reserved_usd, saved_usd, latency_ms, cached, caller)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-SETTLE_CALL = (
-    "UPDATE calls SET outcome = ?, cost_usd = ?, reserved_usd = 0.0, prompt_tokens = ?,"
-    " completion_tokens = ?, total_tokens = ?, latency_ms = ?, error_class = ?,"
-    " model = coalesce(?, model), estimated = ? WHERE id = ? AND outcome = 'pending'"
-)
-INSERT_ALERT = (
-    "INSERT OR IGNORE INTO alerts (ts, period, period_key, scope, threshold, limit_usd,"
-    " spent_usd) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-INSERT_RESET = (
-    "INSERT INTO resets (ts, provider, after_call_id)"
-    " VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM calls))"
-)
-# Nano-dollars per provider for the day and the month holding :now: the running totals,
-# less the pending rows older than :cutoff (the totals hold them, budgets ignore them).
-_BUDGET_ROWS = f"""
-    SELECT provider, CASE period WHEN 'day' THEN spent_nano_usd ELSE 0 END AS day,
-           CASE period WHEN 'month' THEN spent_nano_usd ELSE 0 END AS month
-    FROM spend_totals WHERE (period = 'day' AND period_key = substr(:now, 1, 10))
-                         OR (period = 'month' AND period_key = substr(:now, 1, 7))
-    UNION ALL
-    SELECT provider, CASE WHEN ts >= substr(:now, 1, 10) THEN -{nanos_sql("c")} ELSE 0 END,
-           -{nanos_sql("c")}
-    FROM calls c WHERE outcome = 'pending' AND ts >= substr(:now, 1, 7) AND ts < :cutoff
-                   AND {after_reset_sql("c")}"""
-BUDGET_SPEND = f"SELECT provider, sum(day), sum(month) FROM ({_BUDGET_ROWS}) GROUP BY provider"
-# The same, summed over providers: one row, for the budget check on the request path.
-BUDGET_TOTAL = f"SELECT coalesce(sum(day), 0), coalesce(sum(month), 0) FROM ({_BUDGET_ROWS})"
-COUNTS_TODAY = (
-    "SELECT provider, sum(outcome != 'cache_hit'), sum(outcome = 'error'),"
-    " sum(outcome = 'cache_hit') FROM calls c"
-    f" WHERE ts >= substr(:now, 1, 10) AND ts < :tomorrow AND {after_reset_sql('c')}"
-    " GROUP BY provider"
-)

@@ -19,8 +19,9 @@ import threading
 import weakref
 from typing import Any
 
-from .ledger import CostLedger, Reservation
-from .log import log_event
+from ..log import log_event
+from .budget import Reservation
+from .sqlite_ledger import CostLedger
 
 __all__ = ["LedgerWorker"]
 

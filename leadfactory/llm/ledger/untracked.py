@@ -13,8 +13,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .exceptions import LLMQuotaExceededError
-from .ledger import Budget, BudgetAlert, CostLedger, Period, Reservation, budget_refusal
+from ..exceptions import LLMQuotaExceededError
+from .budget import Budget, BudgetAlert, Period, Reservation, budget_refusal
+from .sqlite_ledger import CostLedger
 
 __all__ = ["UntrackedLedger"]
 

@@ -1,4 +1,4 @@
-"""The cost ledger: budgets, reservations and alerts on one SQLite file (see .migrations).
+"""The SQLite ledger: budgets, reservations and alerts on one file (schema in .schema).
 
 :meth:`CostLedger.reserve` checks the budgets and writes a ``pending`` row holding the
 estimate in one ``BEGIN IMMEDIATE`` transaction, so concurrent workers cannot overspend
@@ -20,154 +20,30 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from . import migrations as sql
-from .exceptions import LedgerBusyError, LLMQuotaExceededError
-from .log import log_event
+from ..exceptions import LLMQuotaExceededError
+from ..log import log_event
+from . import statements as sql
+from .budget import (
+    NANOS_PER_USD,
+    Budget,
+    BudgetAlert,
+    Period,
+    Reservation,
+    Spend,
+    alerts_due,
+    budget_refusal,
+    may_alert,
+    period_bounds,
+    usd_text,
+    utc_iso,
+)
+from .schema import open_ledger_file
 
-__all__ = [
-    "Budget",
-    "BudgetAlert",
-    "CostLedger",
-    "LedgerBusyError",
-    "Reservation",
-    "alerts_due",
-    "budget_refusal",
-    "period_bounds",
-    "period_key",
-    "utc_iso",
-]
+__all__ = ["CostLedger"]
 
-Period = Literal["day", "month"]
-Spend = tuple[float, float]  # (day, month) in USD
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Spending limits in USD; ``None`` switches a limit (or the alert) off."""
-
-    max_cost_per_request: float | None = 1.0
-    daily_limit: float | None = 50.0
-    monthly_limit: float | None = 1000.0
-    alert_threshold: float | None = 0.8
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """A pending ``calls`` row holding ``estimated_usd`` against the budgets."""
-
-    row_id: int
-    request_id: str
-    provider: str
-    estimated_usd: float
-    budget: Budget | None = None  # settle() checks this budget's alert threshold
-    spent: Spend | None = None  # (day, month) spend of all providers when it was taken
-
-
-@dataclass(frozen=True)
-class BudgetAlert:
-    period: Period
-    period_key: str
-    scope: str
-    threshold: float
-    limit_usd: float
-    spent_usd: float
-
-
-# -- pure arithmetic ---------------------------------------------------------------------
-
-
-def utc_iso(moment: datetime) -> str:
-    """``2026-11-25T21:55:58.123456+00:00``: fixed width, so text order is time order."""
-    if moment.tzinfo is None:
-        raise ValueError(f"the ledger needs timezone-aware datetimes, got {moment!r}")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def period_key(moment: datetime, period: Period) -> str:
-    return utc_iso(moment)[: 10 if period == "day" else 7]
-
-
-def period_bounds(moment: datetime, period: Period) -> tuple[datetime, datetime]:
-    """The UTC day or month holding ``moment``, as [start, end)."""
-    start = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        return start, start + timedelta(days=1)
-    start = start.replace(day=1)
-    return start, (start + timedelta(days=32)).replace(day=1)
-
-
-def _nanos(usd: float) -> int:  # amounts are compared in whole nano-dollars, exactly
-    return round(usd * sql.NANOS_PER_USD)
-
-
-def _usd(amount: float) -> str:
-    return f"${amount:.4f}" if amount == 0 or amount >= 0.0001 else f"${amount:.9f}".rstrip("0")
-
-
-def budget_refusal(
-    budget: Budget, *, provider: str, estimated_usd: float, spent: Spend, now: datetime
-) -> LLMQuotaExceededError | None:
-    """The error refusing a request that would exceed a limit, or None to admit it."""
-    estimate = _nanos(estimated_usd)
-    if estimate <= 0:  # free providers are never refused
-        return None
-    checks = (
-        ("max_cost_per_request", budget.max_cost_per_request, None, 0.0),
-        ("daily_cost_limit", budget.daily_limit, "day", spent[0]),
-        ("monthly_cost_limit", budget.monthly_limit, "month", spent[1]),
-    )
-    for name, limit, period, spent_usd in checks:
-        over = None if limit is None else _nanos(spent_usd) + estimate - _nanos(limit)
-        if over is None or over <= 0:
-            continue
-        over_usd = over / sql.NANOS_PER_USD
-        metadata: dict[str, Any] = {"limit": name, "limit_usd": limit, "spent_usd": spent_usd}
-        metadata.update(estimated_usd=estimated_usd, over_by_usd=over_usd, provider=provider)
-        needs = f"this request to {provider} needs up to {_usd(estimated_usd)}"
-        message = f"{name} of {_usd(limit)} would be exceeded by {_usd(over_usd)} ("
-        if period is None:
-            message += f"{needs})"
-        else:
-            metadata["resets_at"] = utc_iso(period_bounds(now, period)[1])
-            message += f"spent {_usd(spent_usd)}, {needs}); the budget resets at "
-            message += metadata["resets_at"]
-        return LLMQuotaExceededError(message, provider=provider, metadata=metadata)
-    return None
-
-
-def _may_alert(budget: Budget, spent: Spend | None, cost_usd: float) -> bool:
-    """Whether settling ``cost_usd`` may reach an alert threshold, so the spend is read.
-
-    ``spent`` is the spend the reservation saw, which counted the other workers' pending
-    reservations at their estimates; a settlement that stays under every threshold by
-    that account skips the read. (Were an estimate ever below its real cost, the next
-    settlement would send the alert.)
-    """
-    threshold = budget.alert_threshold
-    if threshold is None or cost_usd <= 0:
-        return False
-    if spent is None:
-        return True
-    return any(
-        limit and _nanos(spent_usd + cost_usd) >= _nanos(threshold * limit)
-        for limit, spent_usd in ((budget.daily_limit, spent[0]), (budget.monthly_limit, spent[1]))
-    )
-
-
-def alerts_due(budget: Budget, *, spent: Spend, now: datetime) -> list[BudgetAlert]:
-    """The alerts whose threshold the spend has reached (sent already or not)."""
-    due, threshold = [], budget.alert_threshold
-    for period, limit, spent_usd in (
-        ("day", budget.daily_limit, spent[0]),
-        ("month", budget.monthly_limit, spent[1]),
-    ):
-        if threshold is not None and limit and _nanos(spent_usd) >= _nanos(threshold * limit):
-            key = period_key(now, period)
-            due.append(BudgetAlert(period, key, "all", threshold, limit, spent_usd))
-    return due
 
 
 class CostLedger:
@@ -192,7 +68,7 @@ class CostLedger:
         self.path = Path(path)
         self._clock, self._on_alert = clock, on_alert
         self._stale_after = timedelta(seconds=stale_after)
-        self._file = sql.open_ledger_file(self.path, busy_timeout=busy_timeout)
+        self._file = open_ledger_file(self.path, busy_timeout=busy_timeout)
         self._transaction = self._file.transaction
 
     @staticmethod
@@ -335,12 +211,12 @@ class CostLedger:
         args = (a["outcome"], cost_usd, *tokens, a["latency_ms"], a["error_class"], a["model"])
         args += (int(bool(a["estimated"])),)
         budget = reservation.budget
-        may_alert = budget is not None and _may_alert(budget, reservation.spent, cost_usd)
+        alert_possible = budget is not None and may_alert(budget, reservation.spent, cost_usd)
 
         def write(conn: sqlite3.Connection) -> list[BudgetAlert]:
             if conn.execute(sql.SETTLE_CALL, (*args, reservation.row_id)).rowcount != 1:
                 raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
-            if not may_alert:
+            if not alert_possible:
                 return []
             now = self._now()
             due = alerts_due(budget, spent=self._spent_total(conn, now), now=now)
@@ -355,7 +231,7 @@ class CostLedger:
                 self.announce(alert)
 
         # No alert possible: the UPDATE alone is the write, atomic without BEGIN/COMMIT.
-        return _Work(write, announce, alone=not may_alert)
+        return _Work(write, announce, alone=not alert_possible)
 
     def _cache_hit_work(self, a: dict[str, Any]) -> _Work:
         """:meth:`record_cache_hit`'s write; ``a`` holds its arguments."""
@@ -418,11 +294,8 @@ class CostLedger:
         return self._read(work)
 
     def alerts(self) -> list[BudgetAlert]:
-        query = (
-            "SELECT period, period_key, scope, threshold, limit_usd, spent_usd"
-            " FROM alerts ORDER BY id"
-        )
-        return [BudgetAlert(*row) for row in self._read(lambda c: c.execute(query).fetchall())]
+        """Every alert sent, oldest first."""
+        return [BudgetAlert(*row) for row in self._read(lambda c: c.execute(sql.ALERTS).fetchall())]
 
     def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
         """``calls`` rows from ``since`` on, oldest first; with ``limit``, the newest ones."""
@@ -455,14 +328,14 @@ class CostLedger:
         rows = conn.execute(sql.BUDGET_SPEND, self._spend_window(now)).fetchall()
         totals = [sum(row[1] for row in rows), sum(row[2] for row in rows)]
         return {
-            provider: (day / sql.NANOS_PER_USD, month / sql.NANOS_PER_USD)
+            provider: (day / NANOS_PER_USD, month / NANOS_PER_USD)
             for provider, day, month in [*rows, (None, *totals)]
         }
 
     def _spent_total(self, conn: sqlite3.Connection, now: datetime) -> Spend:
         """(day, month) spend of all providers: one row to read, for the request path."""
         day, month = conn.execute(sql.BUDGET_TOTAL, self._spend_window(now)).fetchone()
-        return day / sql.NANOS_PER_USD, month / sql.NANOS_PER_USD
+        return day / NANOS_PER_USD, month / NANOS_PER_USD
 
     def _spend_window(self, now: datetime) -> dict[str, str]:
         return {"now": utc_iso(now), "cutoff": utc_iso(now - self._stale_after)}
@@ -488,8 +361,8 @@ class CostLedger:
         """Log ``alert`` and pass it to ``on_alert`` (whose errors are logged, not raised)."""
         log_event(
             logging.WARNING,
-            f"budget alert: {alert.period} spend {_usd(alert.spent_usd)} reached"
-            f" {alert.threshold:.0%} of the {alert.period} limit {_usd(alert.limit_usd)}"
+            f"budget alert: {alert.period} spend {usd_text(alert.spent_usd)} reached"
+            f" {alert.threshold:.0%} of the {alert.period} limit {usd_text(alert.limit_usd)}"
             f" ({alert.period_key})",
         )
         if self._on_alert is not None:

@@ -1,0 +1,157 @@
+"""Budget arithmetic, with no I/O: limits, periods, refusals and alerts.
+
+Amounts are compared in whole nano-dollars (:func:`nanos`), so a sum of many small
+costs meets a limit exactly. Days and months are UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from ..exceptions import LLMQuotaExceededError
+
+__all__ = [
+    "NANOS_PER_USD",
+    "Budget",
+    "BudgetAlert",
+    "Period",
+    "Reservation",
+    "Spend",
+    "alerts_due",
+    "budget_refusal",
+    "may_alert",
+    "nanos",
+    "period_bounds",
+    "period_key",
+    "usd_text",
+    "utc_iso",
+]
+
+NANOS_PER_USD = 1_000_000_000
+Period = Literal["day", "month"]
+Spend = tuple[float, float]  # (day, month) in USD
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Spending limits in USD; ``None`` switches a limit (or the alert) off."""
+
+    max_cost_per_request: float | None = 1.0
+    daily_limit: float | None = 50.0
+    monthly_limit: float | None = 1000.0
+    alert_threshold: float | None = 0.8
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A pending ``calls`` row holding ``estimated_usd`` against the budgets."""
+
+    row_id: int
+    request_id: str
+    provider: str
+    estimated_usd: float
+    budget: Budget | None = None  # settle() checks this budget's alert threshold
+    spent: Spend | None = None  # (day, month) spend of all providers when it was taken
+
+
+@dataclass(frozen=True)
+class BudgetAlert:
+    period: Period
+    period_key: str
+    scope: str
+    threshold: float
+    limit_usd: float
+    spent_usd: float
+
+
+def utc_iso(moment: datetime) -> str:
+    """``2026-11-25T21:55:58.123456+00:00``: fixed width, so text order is time order."""
+    if moment.tzinfo is None:
+        raise ValueError(f"the ledger needs timezone-aware datetimes, got {moment!r}")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def period_key(moment: datetime, period: Period) -> str:
+    return utc_iso(moment)[: 10 if period == "day" else 7]
+
+
+def period_bounds(moment: datetime, period: Period) -> tuple[datetime, datetime]:
+    """The UTC day or month holding ``moment``, as [start, end)."""
+    start = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return start, start + timedelta(days=1)
+    start = start.replace(day=1)
+    return start, (start + timedelta(days=32)).replace(day=1)
+
+
+def nanos(usd: float) -> int:  # amounts are compared in whole nano-dollars, exactly
+    return round(usd * NANOS_PER_USD)
+
+
+def usd_text(amount: float) -> str:
+    return f"${amount:.4f}" if amount == 0 or amount >= 0.0001 else f"${amount:.9f}".rstrip("0")
+
+
+def budget_refusal(
+    budget: Budget, *, provider: str, estimated_usd: float, spent: Spend, now: datetime
+) -> LLMQuotaExceededError | None:
+    """The error refusing a request that would exceed a limit, or None to admit it."""
+    estimate = nanos(estimated_usd)
+    if estimate <= 0:  # free providers are never refused
+        return None
+    checks = (
+        ("max_cost_per_request", budget.max_cost_per_request, None, 0.0),
+        ("daily_cost_limit", budget.daily_limit, "day", spent[0]),
+        ("monthly_cost_limit", budget.monthly_limit, "month", spent[1]),
+    )
+    for name, limit, period, spent_usd in checks:
+        over = None if limit is None else nanos(spent_usd) + estimate - nanos(limit)
+        if over is None or over <= 0:
+            continue
+        over_usd = over / NANOS_PER_USD
+        metadata: dict[str, Any] = {"limit": name, "limit_usd": limit, "spent_usd": spent_usd}
+        metadata.update(estimated_usd=estimated_usd, over_by_usd=over_usd, provider=provider)
+        needs = f"this request to {provider} needs up to {usd_text(estimated_usd)}"
+        message = f"{name} of {usd_text(limit)} would be exceeded by {usd_text(over_usd)} ("
+        if period is None:
+            message += f"{needs})"
+        else:
+            metadata["resets_at"] = utc_iso(period_bounds(now, period)[1])
+            message += f"spent {usd_text(spent_usd)}, {needs}); the budget resets at "
+            message += metadata["resets_at"]
+        return LLMQuotaExceededError(message, provider=provider, metadata=metadata)
+    return None
+
+
+def may_alert(budget: Budget, spent: Spend | None, cost_usd: float) -> bool:
+    """Whether settling ``cost_usd`` may reach an alert threshold, so the spend is read.
+
+    ``spent`` is the spend the reservation saw, which counted the other workers' pending
+    reservations at their estimates; a settlement that stays under every threshold by
+    that account skips the read. (Were an estimate ever below its real cost, the next
+    settlement would send the alert.)
+    """
+    threshold = budget.alert_threshold
+    if threshold is None or cost_usd <= 0:
+        return False
+    if spent is None:
+        return True
+    return any(
+        limit and nanos(spent_usd + cost_usd) >= nanos(threshold * limit)
+        for limit, spent_usd in ((budget.daily_limit, spent[0]), (budget.monthly_limit, spent[1]))
+    )
+
+
+def alerts_due(budget: Budget, *, spent: Spend, now: datetime) -> list[BudgetAlert]:
+    """The alerts whose threshold the spend has reached (sent already or not)."""
+    due, threshold = [], budget.alert_threshold
+    for period, limit, spent_usd in (
+        ("day", budget.daily_limit, spent[0]),
+        ("month", budget.monthly_limit, spent[1]),
+    ):
+        if threshold is not None and limit and nanos(spent_usd) >= nanos(threshold * limit):
+            key = period_key(now, period)
+            due.append(BudgetAlert(period, key, "all", threshold, limit, spent_usd))
+    return due
