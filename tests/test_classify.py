@@ -126,3 +126,39 @@ def test_only_litellms_prefix_is_stripped(message, kept):
     error = classify(exc, "openai")
     assert isinstance(error, LLMValidationError)
     assert str(error) == f"openai: HTTP 400: {kept}"
+
+
+def test_the_message_text_decides_nothing():
+    """Only structured parts (status, the SDK's body, the HTTP response's JSON) decide:
+    a quota code that appears only in a message's text leaves a 429 a rate limit."""
+    words = '{"type": "error", "error": {"type": "insufficient_quota"}}'
+    exc = raised(
+        litellm_exceptions().RateLimitError(
+            message=f"AnthropicException - {words}", llm_provider="anthropic", model="claude"
+        )
+    )
+    error = classify(exc, "anthropic")
+    assert type(error).__name__ == "LLMRateLimitError" and "error_type" not in error.metadata
+
+
+def test_the_body_is_found_behind_litellms_synthetic_response():
+    """LiteLLM's Anthropic route keeps the real response on the httpx error it wraps."""
+    request = httpx.Request("POST", "https://api.anthropic.com/v1/messages")
+    body = {"type": "error", "error": {"type": "insufficient_quota", "message": "no credit"}}
+    real = httpx.HTTPStatusError(
+        "429", request=request, response=httpx.Response(429, request=request, json=body)
+    )
+    try:
+        try:
+            raise real
+        except httpx.HTTPStatusError as inner:
+            raise litellm_exceptions().RateLimitError(
+                message="AnthropicException - see the response",
+                llm_provider="anthropic",
+                model="claude",
+            ) from inner
+    except Exception as outer:
+        exc = outer
+    error = classify(exc, "anthropic")
+    assert type(error).__name__ == "LLMQuotaExceededError"
+    assert error.metadata["error_type"] == "insufficient_quota" and "no credit" in str(error)

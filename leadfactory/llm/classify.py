@@ -250,40 +250,38 @@ def _status_code(exc: BaseException) -> int | None:
 
 
 def _error_body(exc: BaseException) -> Any:
-    """The error object the provider sent, from the SDK, the response or the message."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, (dict, str)) and body:
-        return _decode(body) if isinstance(body, str) else body
-    response = getattr(exc, "response", None)
+    """The error object the provider sent: the SDK's parsed ``body``, or the JSON of the
+    HTTP response, from the first link of the chain that holds one (LiteLLM's own
+    exception may carry an empty synthetic response; the httpx error behind it the real
+    one). Never parsed out of a message."""
+    for link in _chain(exc):
+        body = getattr(link, "body", None)
+        if isinstance(body, Mapping) and body:
+            return body
+        decoded = _decode(body) if isinstance(body, str) and body else None
+        if decoded is None:
+            decoded = _decode(_response_text(link))
+        if isinstance(decoded, Mapping):
+            return decoded
+    return None
+
+
+def _response_text(link: BaseException) -> str | None:
+    response = getattr(link, "response", None)
     try:
-        content = response.text if response is not None else None
+        text = response.text if response is not None else None
     except Exception:  # a streamed or synthetic response may not be readable
-        content = None
-    decoded = _decode(content) if content else None
-    if decoded is not None:
-        return decoded
-    return _decode_embedded(str(getattr(exc, "message", "") or exc))
+        return None
+    return text if isinstance(text, str) and text else None
 
 
 def _decode(text: Any) -> Any:
     if not isinstance(text, str):
-        return text
+        return None
     try:
         return json.loads(text)
     except ValueError:
         return None
-
-
-def _decode_embedded(message: str) -> Any:
-    """LiteLLM's non-OpenAI routes put the provider's JSON error after a prefix."""
-    start = message.find("{")
-    if start < 0:
-        return None
-    try:
-        value, _ = json.JSONDecoder().raw_decode(message[start:])
-    except ValueError:
-        return None
-    return value
 
 
 def _error_object(body: Any) -> Mapping[str, Any]:
