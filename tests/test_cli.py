@@ -12,8 +12,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from leadfactory.llm import LLMClient
+from leadfactory.llm import (
+    AllProvidersFailedError,
+    LLMClient,
+    LLMConfigurationError,
+    LLMProviderError,
+)
 from leadfactory.llm.cli import main, parse_since
+from leadfactory.llm.cli.output import hint_for
 from leadfactory.llm.simulator import Fault
 
 from .conftest import SENTINEL_KEY
@@ -314,3 +320,27 @@ def test_costs_does_not_import_litellm(ledger_with_calls):
         env={**os.environ},
     )
     assert result.stdout.strip().splitlines()[-1] == "False False False"
+
+
+@pytest.mark.parametrize(
+    "error, command",
+    [
+        (LLMConfigurationError("Invalid configuration: LLM_X"), "config"),
+        (LLMProviderError("the ledger at /x cannot be read"), "status"),
+        (AllProvidersFailedError({}), "config"),
+    ],
+)
+def test_a_hint_never_says_to_run_the_command_that_failed(error, command):
+    assert f"leadfactory-llm {command}" not in hint_for(error, command)
+    assert hint_for(error, "chat")  # other commands keep their hint
+
+
+def test_status_failing_with_a_library_error_does_not_hint_at_status(sim_env, monkeypatch, capsys):
+    def broken(self):
+        raise LLMProviderError("the ledger cannot be read")
+
+    monkeypatch.setattr(LLMClient, "get_provider_status", broken)
+    assert main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert_one_error_line(err, "LLMProviderError")
+    assert "`leadfactory-llm status`" not in err

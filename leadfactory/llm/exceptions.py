@@ -15,7 +15,8 @@
     ├── LedgerBusyError            the ledger file stayed locked by other writers too long
     └── AllProvidersFailedError    every provider tried failed (``provider_errors``)
 
-Errors that came from a provider keep the original exception as ``__cause__``.
+Errors that came from a provider keep the original exception as ``__cause__``, with the
+API key redacted from every text of its chain (:mod:`.redact`).
 Nothing here imports LiteLLM, and no message, repr or attribute holds an API key.
 """
 

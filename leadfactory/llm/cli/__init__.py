@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         return report(str(error), error.hint, error.exit_code)
     except LLMError as error:
-        return report(f"{type(error).__name__}: {error}", hint_for(error))
+        return report(f"{type(error).__name__}: {error}", hint_for(error, args.command))
     except (sqlite3.Error, OSError) as error:  # the ledger or cache file, from the client
         return report(
             f"{type(error).__name__}: {error}",

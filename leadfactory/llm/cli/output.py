@@ -68,14 +68,18 @@ def report(message: str, hint: str | None = None, code: int = 1, prog: str = PRO
     return code
 
 
-def hint_for(error: LLMError) -> str:
+def hint_for(error: LLMError, command: str | None = None) -> str:
+    """What to do about ``error``, raised by ``command``: never "run" that same command."""
+    hint = next(hint for kind, hint in ERROR_HINTS if isinstance(error, kind))
     if isinstance(error, AllProvidersFailedError):
         causes = list(error.provider_errors.values())
         if not causes:
-            return NO_PROVIDER_HINT
-        if all(isinstance(cause, LLMConnectionError) for cause in causes):
-            return UNREACHABLE_HINT
-    return next(hint for kind, hint in ERROR_HINTS if isinstance(error, kind))
+            hint = NO_PROVIDER_HINT
+        elif all(isinstance(cause, LLMConnectionError) for cause in causes):
+            hint = UNREACHABLE_HINT
+    if command and f"`{PROG} {command}" in hint:
+        return "see docs/troubleshooting.md for this error"
+    return hint
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
