@@ -75,3 +75,17 @@ def sim_env(sim, monkeypatch):
         monkeypatch.setenv(f"{prefix}_RETRY_DELAY", "0")
         monkeypatch.setenv(f"{prefix}_TIMEOUT", "2")
     return sim
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the test Redis (skips without one); its keys
+    are deleted afterwards."""
+    import uuid
+
+    from tests.services import redis_keys_gone, require_redis
+
+    url = require_redis()
+    prefix = f"lf-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    redis_keys_gone(url, prefix)

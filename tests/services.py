@@ -65,3 +65,16 @@ def require_redis() -> str:
 def _public(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"
+
+
+def redis_keys_gone(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a test's own) on the Redis at ``url``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        names = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if names:
+            client.delete(*names)
+    finally:
+        client.close()

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .cache import ResponseCache, SingleFlight, cache_key
+from .cache.host_flight import HostFlight, HostLocks
 from .config import LLMConfig
 from .flow import Record, Request
 from .log import log_event
@@ -31,7 +32,8 @@ class CachedCalls:
     def __init__(self, cache: Callable[[], ResponseCache], config: LLMConfig) -> None:
         self._cache = cache
         self._config = config
-        self._flight = SingleFlight()
+        self._flight = SingleFlight()  # among threads (or tasks) of this process
+        self._hosts = HostFlight(lambda: cache().store, config.cache_flight_timeout)
 
     def complete(
         self,
@@ -52,7 +54,12 @@ class CachedCalls:
                 again = self._lookup(key, request, again=True)
                 if again is not None:
                     return deliver(again)
-                return self._store(key, request, run(request))
+                return self._hosts.run(
+                    key,
+                    lambda: self._lookup(key, request),
+                    deliver,
+                    lambda: self._store(key, request, run(request), flush=True),
+                )
 
             shared = self._flight.run(key, lead)
             answer = self._share(shared, key, request, led=bool(led))
@@ -75,7 +82,13 @@ class CachedCalls:
                 again = self._lookup(key, request, again=True)
                 if again is not None:
                     return await deliver(again)
-                return self._store(key, request, await run(request))
+
+                async def call() -> dict[str, Any]:
+                    return self._store(key, request, await run(request), flush=True)
+
+                return await self._hosts.arun(
+                    key, lambda: self._lookup(key, request), deliver, call
+                )
 
             shared = await self._flight.arun(key, lead)
             answer = self._share(shared, key, request, led=bool(led))
@@ -99,17 +112,20 @@ class CachedCalls:
         providers = self._config.providers
         return lambda name: endpoint(providers.get(name or ""), request.model)
 
-    def _store(self, key: str, request: Request, response: dict[str, Any]) -> dict[str, Any]:
+    def _store(
+        self, key: str, request: Request, response: dict[str, Any], *, flush: bool = False
+    ) -> dict[str, Any]:
         """Keep ``response`` for the next identical request, unless it has no answer in
-        it (a provider failure, never cached); return it."""
+        it (a provider failure, never cached); return it. ``flush``: in the store before
+        returning (other hosts are waiting for it)."""
         if response.get("choices"):
             provider = response.get("provider")
-            self._cache().set(
-                key,
-                response,
-                provider=provider,
-                endpoint=self._endpoint_of(request)(provider),
+            cache = self._cache()
+            cache.set(
+                key, response, provider=provider, endpoint=self._endpoint_of(request)(provider)
             )
+            if flush and isinstance(cache.store, HostLocks):
+                cache.flush()
         return response
 
     def _lookup(self, key: str, request: Request, *, again: bool = False) -> Answer | None:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import providers
+from . import providers, shared_state
 from .cache import ResponseCache
 from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
@@ -92,6 +92,7 @@ class LLMClient:
                 ttl=self.config.cache_ttl,
                 max_entries=self.config.cache_max_entries,
                 write_behind=True,  # a lost answer costs one more call: not the caller's wait
+                store=shared_state.cache_store(self.config),  # None: the SQLite file
             )
         return self._cache
 

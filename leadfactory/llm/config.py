@@ -15,15 +15,18 @@ from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
+    BeforeValidator,
     Field,
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    SecretStr,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .exceptions import LLMConfigurationError
 from .provider_config import FallbackStrategy, ModelPrice, ProviderConfig
+from .redis_link import check_redis_url
 from .settings_env import BUILTIN_DEFAULTS as _BUILTIN_DEFAULTS
 from .settings_env import (
     BUILTIN_PROVIDERS,
@@ -94,6 +97,9 @@ def providers_from_environment() -> dict[str, ProviderConfig]:
 
 # ---------------------------------------------------------------------------
 # General settings
+
+RedisURL = Annotated[SecretStr | None, BeforeValidator(check_redis_url)]
+"""A redis:// URL; its password never shows in a repr or an error."""
 
 _SETTINGS = SettingsConfigDict(
     env_prefix="LLM_",
@@ -206,6 +212,32 @@ class LLMConfig(BaseSettings):
     )
     cooldown_max_seconds: NonNegativeFloat = Field(
         default=600.0, description="Longest cooldown, in seconds."
+    )
+    rate_limit_window: PositiveFloat = Field(
+        default=60.0,
+        description="Length in seconds of the RPM/TPM windows (per minute: 60; shorter "
+        "only for tests).",
+    )
+    redis_url: RedisURL = Field(
+        default=None,
+        description="Redis server (`redis://host:6379/0`) holding the RPM/TPM windows, "
+        "Retry-After pauses and cooldowns that every process and host using it shares. "
+        "Unset: they are per process.",
+    )
+    cache_url: RedisURL = Field(
+        default=None,
+        description="Redis server for the response cache, shared by every host (may be "
+        "the same as `LLM_REDIS_URL`). Unset: the SQLite file `LLM_CACHE_PATH`.",
+    )
+    redis_key_prefix: str = Field(
+        default="leadfactory-llm:",
+        min_length=1,
+        description="Start of every key this library writes in Redis.",
+    )
+    cache_flight_timeout: PositiveFloat = Field(
+        default=60.0,
+        description="With `LLM_CACHE_URL`, the longest a host waits for another host "
+        "already asking the same question before asking it itself, in seconds.",
     )
     cost_config: CostConfig = Field(default_factory=CostConfig, exclude=True)
     providers: dict[str, ProviderConfig] = Field(

@@ -201,6 +201,8 @@ def _hidden(where: str, value: Any) -> bool:
     or a container (it may hold one)."""
     if isinstance(value, (Mapping, list, tuple, set)) or _SECRET_NAME.search(where):
         return True
+    if isinstance(value, str) and "@" in value and "://" in value:  # a URL with credentials
+        return True
     return isinstance(value, str) and _SECRET_VALUE.search(value.strip()) is not None
 
 

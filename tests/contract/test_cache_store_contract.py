@@ -13,11 +13,12 @@ import pytest
 
 from leadfactory.llm.cache.sqlite_store import SQLiteStore
 from leadfactory.llm.cache.store import CacheStore, Entry, Hit, MemoryStore
+from tests.services import require_redis
 
 T0 = 1_700_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "redis"])
 def open_store(request, tmp_path) -> Callable[[], CacheStore]:
     """Opens a handle on one store; every handle of a test sees the same entries."""
     opened: list[CacheStore] = []
@@ -25,6 +26,15 @@ def open_store(request, tmp_path) -> Callable[[], CacheStore]:
 
         def new() -> CacheStore:
             return SQLiteStore(tmp_path / "cache" / "cache.db")
+    elif request.param == "redis":
+        from leadfactory.llm.cache.redis_store import RedisStore
+        from leadfactory.llm.redis_link import RedisLink
+
+        prefix = request.getfixturevalue("redis_prefix")
+        url = require_redis()
+
+        def new() -> CacheStore:
+            return RedisStore(RedisLink(url, prefix))
     else:
         shared = MemoryStore()
 

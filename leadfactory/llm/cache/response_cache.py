@@ -86,7 +86,8 @@ class ResponseCache:
         if store is None:
             store = MemoryStore() if path is None else _sqlite_store(path)
         self._store = store
-        self.path: Path | None = None if store.path is None else Path(store.path)
+        where = store.path  # a file's path, or a server's address (never a secret)
+        self.path: Path | str | None = where if not where or "://" in where else Path(where)
         self.ttl = None if ttl is None else float(ttl)
         self.max_entries = max_entries
         # A store in this process is memory already: the front then holds all of it.
@@ -105,6 +106,10 @@ class ResponseCache:
         self._new_locks()
         reset_after_fork(self)
         close_at_exit(self)
+
+    @property
+    def store(self) -> CacheStore:  # the store behind the memory front
+        return self._store
 
     def _new_locks(self) -> None:
         # Lock order: _store_lock may be held while taking _lock, never the reverse.
@@ -349,7 +354,7 @@ class ResponseCache:
         with self._lock:
             self._counters["errors"] += 1
             kind = (action, type(exc).__name__)
-            first = kind not in self._reported
+            first = kind not in self._reported and not getattr(exc, "reported", False)
             self._reported.add(kind)
         logger.log(
             level if first else "DEBUG",
