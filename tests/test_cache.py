@@ -964,3 +964,12 @@ def test_a_stored_copy_is_what_a_json_round_trip_gives():
     for bad in ({"x": object()}, {(1, 2): "tuple key"}, looped):
         with pytest.raises(ValueError):
             json_copy(bad)
+
+
+def test_the_file_is_private(tmp_path):
+    """The cache holds prompts and answers: 0600 in a directory it makes 0700."""
+    path = tmp_path / "made" / "cache.db"
+    with ResponseCache(path) as cache:
+        cache.set("k", response())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
