@@ -238,6 +238,9 @@ def test_recorded_requests_go_to_the_vendors_real_hosts(scenario, mode):
 # -- replay ----------------------------------------------------------------------------
 
 
+COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 @pytest.mark.parametrize("mode", MODES)
 def test_replay(scenario, mode):
@@ -259,11 +262,16 @@ def test_replay(scenario, mode):
     assert response["choices"][0]["message"] == {"role": "assistant", "content": text}
     if recording.metadata["recording"]["source"] == "simulator":
         assert text == f"Simulated {provider} reply to: What is the capital of France?"
-    assert response["usage"] == {
+    usage = response["usage"]
+    assert {key: usage[key] for key in COUNTS} == {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    # the detail counts LiteLLM reports are kept (OpenAI's shape); nothing was cached here
+    assert set(usage) <= {*COUNTS, "prompt_tokens_details", "completion_tokens_details"}
+    cached = usage.get("prompt_tokens_details", {})
+    assert cached.get("cached_tokens", 0) == cached.get("cache_write_tokens", 0) == 0
     assert prompt_tokens > 0 and completion_tokens > 0
     total = prompt_tokens + completion_tokens
     assert response["cost"] == pytest.approx(total / 1000 * PRICES[provider])

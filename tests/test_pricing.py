@@ -132,7 +132,7 @@ def test_the_hand_calculations_above_are_right():
 
 def test_litellm_maps_usage_as_the_table_assumes():
     """The table's payloads are what the client sees: LiteLLM's own mapping of the wire."""
-    from leadfactory.llm.providers import load_litellm
+    from leadfactory.llm.providers import load_litellm, usage_dict
 
     litellm = load_litellm()
     from litellm.llms.anthropic.chat.transformation import AnthropicConfig
@@ -140,10 +140,17 @@ def test_litellm_maps_usage_as_the_table_assumes():
     mapped = AnthropicConfig().calculate_usage(ANTHROPIC_NATIVE, reasoning_content=None)
     expected = token_usage(ANTHROPIC_AS_LITELLM_MAPS_IT)
     assert token_usage(mapped) == expected
-    assert token_usage(mapped.model_dump()) == expected  # the dict a response carries
+    assert token_usage(mapped.model_dump()) == expected
+    assert token_usage(usage_dict(mapped)) == expected  # the usage a response dict carries
+    assert usage_dict(mapped)["prompt_tokens_details"] == {
+        "cached_tokens": 2000,
+        "cache_write_tokens": 1000,
+        "text_tokens": 100,
+    }
     openai = litellm.Usage(**OPENAI_CACHED_REASONING)
     assert token_usage(openai) == token_usage(OPENAI_CACHED_REASONING)
-    assert token_usage(openai.model_dump()) == token_usage(OPENAI_CACHED_REASONING)
+    assert token_usage(usage_dict(openai)) == token_usage(OPENAI_CACHED_REASONING)
+    assert usage_dict(openai) == OPENAI_CACHED_REASONING  # OpenAI's own shape, kept
 
 
 # -- where the price comes from ---------------------------------------------------------

@@ -85,13 +85,17 @@ class Price:
         parts = (self.input, self.output, self.cache_read or 0.0, self.cache_write or 0.0)
         return self.source is not PriceSource.UNPRICED and not any(parts)
 
-    @property
-    def cache_read_or_input(self) -> float:
-        return self.input if self.cache_read is None else self.cache_read
-
-    @property
-    def cache_write_or_input(self) -> float:
-        return self.input if self.cache_write is None else self.cache_write
+    def cost(self, tokens: TokenUsage) -> float:
+        """Dollars for ``tokens`` at this price (never negative)."""
+        cache_read = self.input if self.cache_read is None else self.cache_read
+        cache_write = self.input if self.cache_write is None else self.cache_write
+        return max(
+            0.0,
+            tokens.input_tokens * self.input
+            + tokens.cache_read_tokens * cache_read
+            + tokens.cache_write_tokens * cache_write
+            + tokens.output_tokens * self.output,
+        )
 
 
 def price_for(provider: ProviderConfig, model: str | None = None) -> Price:
@@ -266,13 +270,7 @@ class Charge:
 def charge(usage: Any, price: Price) -> Charge:
     """The cost of an answer with ``usage`` at ``price`` (never negative)."""
     tokens = token_usage(usage)
-    cost = (
-        tokens.input_tokens * price.input
-        + tokens.cache_read_tokens * price.cache_read_or_input
-        + tokens.cache_write_tokens * price.cache_write_or_input
-        + tokens.output_tokens * price.output
-    )
-    return Charge(tokens, price, max(0.0, cost))
+    return Charge(tokens, price, price.cost(tokens))
 
 
 def worst_case_cost(price: Price, prompt_tokens: int, max_tokens: int) -> float:

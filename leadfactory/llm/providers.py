@@ -23,6 +23,7 @@ __all__ = [
     "litellm_loaded",
     "litellm_model",
     "load_litellm",
+    "usage_dict",
 ]
 
 # Routes for the built-in providers; a custom provider without a prefix is OpenAI-compatible.
@@ -171,8 +172,6 @@ def to_openai_dict(response: Any, route: str = "") -> dict[str, Any]:
     prefix = route.partition("/")[0] + "/"
     if model.startswith(prefix):
         model = model[len(prefix) :]
-    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-    completion = int(getattr(usage, "completion_tokens", 0) or 0)
     return {
         "id": response.id,
         "object": "chat.completion",
@@ -186,9 +185,37 @@ def to_openai_dict(response: Any, route: str = "") -> dict[str, Any]:
             }
             for choice in response.choices
         ],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": int(getattr(usage, "total_tokens", 0) or prompt + completion),
-        },
+        "usage": usage_dict(usage),
     }
+
+
+def usage_dict(usage: Any) -> dict[str, Any]:
+    """LiteLLM's usage in OpenAI's shape: the three counts and the detail counts present.
+
+    ``prompt_tokens_details`` (``cached_tokens``: cache reads; ``cache_write_tokens``:
+    cache writes, Anthropic's ``cache_creation_input_tokens``) and
+    ``completion_tokens_details`` (``reasoning_tokens``, part of ``completion_tokens``)
+    are what the price of an answer depends on.
+    """
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    out: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": int(getattr(usage, "total_tokens", 0) or prompt + completion),
+    }
+    for name in ("prompt_tokens_details", "completion_tokens_details"):
+        details = _detail_counts(getattr(usage, name, None))
+        if details:
+            out[name] = details
+    return out
+
+
+def _detail_counts(details: Any) -> dict[str, int]:
+    if details is None:
+        return {}
+    data = details if isinstance(details, dict) else details.model_dump()
+    counts = {key: value for key, value in data.items() if type(value) is int}
+    if "cache_write_tokens" in counts:  # LiteLLM's alias of the same count
+        counts.pop("cache_creation_tokens", None)
+    return counts
