@@ -8,6 +8,7 @@ order) and records what was asked. The one place that knows the operation types 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import subprocess
 import sys
@@ -28,9 +29,9 @@ from leadfactory.llm.exceptions import (
     LLMRateLimitError,
     LLMValidationError,
 )
-from leadfactory.llm.flow import Call, Outcome, Record, Request, Services, Sleep, fallback_flow
+from leadfactory.llm.flow import Call, Outcome, Request, Services, Sleep, fallback_flow
 from leadfactory.llm.health import HealthPolicy, ProviderHealth
-from leadfactory.llm.ledger import Budget, Reservation
+from leadfactory.llm.ledger import Budget, LedgerWrite, Release, Reservation, Reserve, Settle
 from leadfactory.llm.provider_config import ModelPrice
 from leadfactory.llm.ratelimit import RateLimiter
 from tests.conftest import child_environment
@@ -99,6 +100,19 @@ class FakeLedger:
     def settle(self, reservation: Reservation, **row: Any) -> None:
         self.settled.append({"provider": reservation.provider, **row})
 
+    def release(self, reservation: Reservation, **row: Any) -> None:
+        self.settled.append({"provider": reservation.provider, "outcome": "released", **row})
+
+    def write(self, write: LedgerWrite) -> Any:
+        """Dispatch a typed write from the flow to the methods above."""
+        fields = {f.name: getattr(write, f.name) for f in dataclasses.fields(write)}
+        if isinstance(write, Reserve):
+            return self.reserve(**fields)
+        if isinstance(write, Settle | Release):
+            method = self.settle if isinstance(write, Settle) else self.release
+            return method(**fields)
+        raise AssertionError(f"the flow does not write {write!r}")
+
 
 @dataclass
 class Script:
@@ -122,9 +136,9 @@ class Script:
             if isinstance(result, BaseException):
                 return Outcome(error=result)
             return Outcome(response=result)
-        if isinstance(operation, Record):
+        if isinstance(operation, LedgerWrite):
             try:
-                return Outcome(value=getattr(self.ledger, operation.method)(**operation.kwargs))
+                return Outcome(value=self.ledger.write(operation))
             except Exception as error:
                 return Outcome(error=error)
         raise AssertionError(f"unexpected operation {operation!r}")

@@ -10,7 +10,7 @@ import pytest
 
 from leadfactory.llm import LLMClient, LLMConfig
 from leadfactory.llm.exceptions import LLMQuotaExceededError
-from leadfactory.llm.ledger import Budget, CostLedger, LedgerWorker, Reservation
+from leadfactory.llm.ledger import Budget, CostLedger, LedgerWorker, Reservation, Reserve, Settle
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CAP = Budget(max_cost_per_request=None, daily_limit=0.05, monthly_limit=None, alert_threshold=None)
@@ -26,6 +26,10 @@ def reserve_kwargs(i: int, usd: float = 0.01) -> dict:
     }
 
 
+def reserve(i: int, usd: float = 0.01, budget: Budget = CAP) -> Reserve:
+    return Reserve(**{**reserve_kwargs(i, usd), "budget": budget})
+
+
 @pytest.fixture
 def ledger(tmp_path):
     ledger = CostLedger(tmp_path / "ledger.db", clock=lambda: NOON)
@@ -37,18 +41,19 @@ def test_run_batch_gives_each_write_its_own_result(ledger):
     first = ledger.reserve(**reserve_kwargs(0))
     results = ledger.run_batch(
         [
-            ("reserve", reserve_kwargs(1)),
-            ("reserve", reserve_kwargs(2, usd=1.0)),  # over the daily cap: refused alone
-            ("settle", {"reservation": first, "outcome": "success", "cost_usd": 0.002}),
-            ("settle", {"reservation": first, "outcome": "success"}),  # settled already
-            ("settle", {"reservation": first, "outcome": "maybe"}),  # bad argument
-            ("nonsense", {}),
+            reserve(1),
+            reserve(2, usd=1.0),  # over the daily cap: refused alone
+            Settle(first, outcome="success", cost_usd=0.002),
+            Settle(first, outcome="success"),  # settled already
+            Settle(first, outcome="maybe"),  # bad argument
+            Settle(first, outcome="success", cost_usd=-1.0),  # bad argument
+            "nonsense",  # not a write
         ]
     )
     assert isinstance(results[0], Reservation)
     assert isinstance(results[1], LLMQuotaExceededError)
     assert results[2] is None
-    assert [type(r) for r in results[3:]] == [ValueError, ValueError, ValueError]
+    assert [type(r) for r in results[3:]] == [ValueError, ValueError, ValueError, TypeError]
     rows = {row["request_id"]: row for row in ledger.rows()}
     assert set(rows) == {"r0", "r1"}  # the refusal wrote nothing, the rest committed
     assert rows["r0"]["outcome"] == "success" and rows["r1"]["outcome"] == "pending"
@@ -68,7 +73,7 @@ def test_concurrent_writes_share_transactions_off_the_loop_thread(ledger):
 
     async def main() -> list[Reservation]:
         async def one(i: int) -> Reservation:
-            return await worker.call("reserve", **{**reserve_kwargs(i), "budget": budget})
+            return await worker.call(reserve(i, budget=budget))
 
         return await asyncio.gather(*(one(i) for i in range(200)))
 
@@ -84,9 +89,9 @@ def test_a_refusal_is_raised_in_the_awaiting_coroutine(ledger):
     assert LedgerWorker.for_ledger(ledger) is worker
 
     async def main() -> None:
-        await worker.call("reserve", **reserve_kwargs(0, usd=0.04))
+        await worker.call(reserve(0, usd=0.04))
         with pytest.raises(LLMQuotaExceededError, match="daily_cost_limit"):
-            await worker.call("reserve", **reserve_kwargs(1, usd=0.02))
+            await worker.call(reserve(1, usd=0.02))
 
     asyncio.run(main())
 
@@ -103,7 +108,7 @@ def test_a_reservation_whose_caller_was_cancelled_is_given_back(ledger):
     ledger.run_batch = slow  # type: ignore[method-assign]
 
     async def main() -> None:
-        task = asyncio.ensure_future(worker.call("reserve", **reserve_kwargs(0)))
+        task = asyncio.ensure_future(worker.call(reserve(0)))
         await asyncio.sleep(0.05)
         task.cancel()
         await asyncio.sleep(0)
@@ -140,16 +145,16 @@ def test_an_idle_writer_thread_ends_and_a_new_write_starts_another(ledger, monke
     worker = LedgerWorker(ledger)
     budget = Budget(max_cost_per_request=None, daily_limit=None, monthly_limit=None)
 
-    async def reserve(i: int) -> Reservation:
-        return await worker.call("reserve", **{**reserve_kwargs(i), "budget": budget})
+    async def reserve_one(i: int) -> Reservation:
+        return await worker.call(reserve(i, budget=budget))
 
-    asyncio.run(reserve(0))
+    asyncio.run(reserve_one(0))
     for _ in range(200):
         if not worker.running():
             break
         threading.Event().wait(0.01)
     assert not worker.running()
-    assert asyncio.run(reserve(1)).request_id == "r1"  # a fresh thread took it
+    assert asyncio.run(reserve_one(1)).request_id == "r1"  # a fresh thread took it
     assert len(ledger.rows()) == 2
 
 

@@ -17,12 +17,13 @@ from urllib.parse import urlsplit, urlunsplit
 from .cache import ResponseCache, SingleFlight, cache_key
 from .cache.host_flight import HostFlight, HostLocks
 from .config import LLMConfig
-from .flow import Record, Request
+from .flow import Request
+from .ledger import CacheHit
 from .log import log_event
 
 __all__ = ["Answer", "CachedCalls", "endpoint"]
 
-Answer = tuple[dict[str, Any], Record | None]  # a response, and the ledger row it still needs
+Answer = tuple[dict[str, Any], CacheHit | None]  # a response, and the ledger row it still needs
 
 
 class CachedCalls:
@@ -173,19 +174,16 @@ class CachedCalls:
                 }
             ],
         )
-        record = Record(
-            "record_cache_hit",
-            {
-                "request_id": request.request_id,
-                "provider": str(stored.get("provider")),
-                "model": str(stored.get("model")),
-                "saved_usd": saved,
-                "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-                "completion_tokens": int(usage.get("completion_tokens", 0)),
-                "latency_ms": elapsed_ms,
-                "strategy": str(self._config.fallback_strategy),
-                "caller": request.caller,
-            },
+        record = CacheHit(
+            request_id=request.request_id,
+            provider=str(stored.get("provider")),
+            model=str(stored.get("model")),
+            saved_usd=saved,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            latency_ms=elapsed_ms,
+            strategy=str(self._config.fallback_strategy),
+            caller=request.caller,
         )
         if self._config.log_requests:
             log_event(

@@ -19,9 +19,9 @@ from .cache import ResponseCache
 from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
 from .exceptions import LLMValidationError
-from .flow import Outcome, Record, Request, Services, Sleep, fallback_flow
+from .flow import Outcome, Request, Services, Sleep, fallback_flow
 from .health import HealthPolicy, ProviderHealth
-from .ledger import Budget, CostLedger, LedgerWorker, UntrackedLedger
+from .ledger import Budget, CostLedger, Ledger, LedgerWorker, LedgerWrite, Settle, UntrackedLedger
 from .log import log_attempt
 from .ratelimit import RateLimiter
 from .tokens import estimate_prompt_tokens
@@ -249,7 +249,7 @@ class LLMClient:
                 if isinstance(operation, Sleep):
                     self._sleep(operation.seconds)
                     send = None
-                elif isinstance(operation, Record):
+                elif isinstance(operation, LedgerWrite):
                     send = _write_ledger(self.ledger, operation)
                 else:
                     send = _call_provider(operation.arguments)
@@ -270,8 +270,8 @@ class LLMClient:
                 if isinstance(operation, Sleep):
                     await asyncio.sleep(operation.seconds)
                     send = None
-                elif isinstance(operation, Record):
-                    send = await self._arecord(operation)
+                elif isinstance(operation, LedgerWrite):
+                    send = await self._awrite_ledger(operation)
                 else:
                     try:
                         send = Outcome(response=await providers.acomplete(operation.arguments))
@@ -280,16 +280,16 @@ class LLMClient:
         finally:
             flow.close()
 
-    async def _arecord(self, record: Record) -> Outcome:
+    async def _awrite_ledger(self, write: LedgerWrite) -> Outcome:
         """A ledger write from a coroutine: on the ledger's writer thread, off the loop."""
         ledger = self.ledger
         if not isinstance(ledger, CostLedger):  # untracked: nothing to wait for
-            return _write_ledger(ledger, record)
+            return _write_ledger(ledger, write)
         try:
-            value = await LedgerWorker.for_ledger(ledger).call(record.method, **record.kwargs)
+            value = await LedgerWorker.for_ledger(ledger).call(write)
         except Exception as error:
             return Outcome(error=error)
-        if record.method == "settle":  # the alerts it fired, announced here on the loop
+        if isinstance(write, Settle):  # the alerts it fired, announced here on the loop
             for alert in value or ():
                 ledger.announce(alert)
             value = None
@@ -304,7 +304,7 @@ class LLMClient:
 
     async def _adeliver(self, answer: Answer) -> dict[str, Any]:
         response, record = answer
-        if record is not None and (error := (await self._arecord(record)).error):
+        if record is not None and (error := (await self._awrite_ledger(record)).error):
             raise error
         return response
 
@@ -361,9 +361,9 @@ def _call_provider(arguments: Mapping[str, Any]) -> Outcome:
         return Outcome(error=error)
 
 
-def _write_ledger(ledger: Any, record: Record) -> Outcome:
+def _write_ledger(ledger: Ledger, write: LedgerWrite) -> Outcome:
     try:
-        return Outcome(value=getattr(ledger, record.method)(**record.kwargs))
+        return Outcome(value=ledger.write(write))
     except Exception as error:  # a refusal, or a ledger failure the flow raises
         return Outcome(error=error)
 

@@ -1,20 +1,20 @@
 """The fallback loop's decisions, written once for the sync and the async client.
 
 :func:`fallback_flow` is a generator that does no I/O and never sleeps. It yields
-:class:`Call` when it wants a provider called, :class:`Record` when it wants the
-ledger written (a reservation, a settlement) and :class:`Sleep` when it wants to
-wait; the driver (``LLMClient.chat_completion`` inline with ``time.sleep``,
-``achat_completion`` with ``await``, ledger writes on the ledger's writer thread)
-performs the operation and sends back an :class:`Outcome`. Everything else (order,
-availability, budgets, rate limits, retries, classification, health, what the ledger
-rows say, the response dict) is decided here, so the two clients cannot drift apart.
+:class:`Call` when it wants a provider called, a ledger write (:class:`Reserve`,
+:class:`Settle`, from :mod:`leadfactory.llm.ledger.writes`) when it wants the ledger
+written and :class:`Sleep` when it wants to wait; the driver
+(``LLMClient.chat_completion`` inline with ``time.sleep``, ``achat_completion`` with
+``await``, ledger writes on the ledger's writer thread) performs the operation and
+sends back an :class:`Outcome`. Everything else (order, availability, budgets, rate
+limits, retries, classification, health, what the ledger rows say, the response dict)
+is decided here, so the two clients cannot drift apart.
 (One exception: a reservation given back on cancellation is written inline, since a
 closing generator cannot yield.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
@@ -32,12 +32,12 @@ from .exceptions import (
     LLMValidationError,
 )
 from .health import ProviderHealth
-from .ledger import Budget, Reservation
+from .ledger import Budget, Ledger, LedgerWrite, Reservation, Reserve, Settle
 from .providers import call_arguments
 from .ratelimit import Denied, RateLimiter
 from .strategies import FallbackPlan, RequestSize, plan_fallback
 
-__all__ = ["Call", "Outcome", "Record", "Request", "Services", "Sleep", "fallback_flow"]
+__all__ = ["Call", "Outcome", "Request", "Services", "Sleep", "fallback_flow"]
 
 _MAX_BACKOFF = 30.0
 
@@ -58,24 +58,12 @@ class Sleep:
 
 
 @dataclass(frozen=True)
-class Record:
-    """Write the ledger: ``ledger.<method>(**kwargs)``; its result comes back as ``value``.
-
-    A driver may do it inline (the sync client) or on the ledger's writer thread (the
-    async client, see :mod:`leadfactory.llm.ledger.writer`).
-    """
-
-    method: str  # "reserve" or "settle"
-    kwargs: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class Outcome:
     """What the driver saw: a response dict (or a ledger result), or the exception raised."""
 
     response: dict[str, Any] | None = None
     error: BaseException | None = None
-    value: Any = None  # what a Record returned
+    value: Any = None  # what a ledger write returned
 
 
 @dataclass(frozen=True)
@@ -99,7 +87,7 @@ class Services:
     config: LLMConfig
     limiter: RateLimiter
     health: ProviderHealth
-    ledger: Any  # CostLedger, or an untracked stand-in with the same methods
+    ledger: Ledger  # CostLedger, or the untracked stand-in
     budget: Budget
     timer: Callable[[], float]  # monotonic seconds, for latency
     log: Callable[..., None]
@@ -132,7 +120,9 @@ class _Walk:
         self.errors[name] = error
 
 
-Operation = Call | Sleep | Record
+# A ledger write is done inline (the sync client) or on the ledger's writer thread (the
+# async client, see leadfactory.llm.ledger.writer); its result comes back as ``value``.
+Operation = Call | Sleep | LedgerWrite
 
 
 def fallback_flow(services: Services, request: Request) -> Generator[Operation, Outcome, dict]:
@@ -281,17 +271,17 @@ def _attempt(
             walk.skip(name, "rate_limited", error)
             walk.rate_limited.append(error)
         return None
-    reservation_request = {
-        "request_id": request.request_id,
-        "provider": name,
-        "model": model,
-        "estimated_usd": provider.estimate_cost(estimate_tokens),
-        "budget": services.budget,
-        "strategy": str(services.config.fallback_strategy),
-        "caller": request.caller,
-    }
+    reserve = Reserve(
+        request_id=request.request_id,
+        provider=name,
+        model=model,
+        estimated_usd=provider.estimate_cost(estimate_tokens),
+        budget=services.budget,
+        strategy=str(services.config.fallback_strategy),
+        caller=request.caller,
+    )
     try:
-        reserved = yield Record("reserve", reservation_request)
+        reserved = yield reserve
     except GeneratorExit:  # cancelled while reserving (the async writer gives the row back)
         services.limiter.release(permit)
         raise
@@ -338,14 +328,13 @@ def _attempt(
     finally:
         if not settled:  # cancelled mid-call (or mid-settlement): give the reservation back
             services.limiter.release(permit)
-            with contextlib.suppress(ValueError):  # unless the settlement got there first
-                services.ledger.settle(reservation, outcome="error", error_class="Cancelled")
+            services.ledger.release(reservation)  # unless the settlement got there first
 
 
 def _settle(
     reservation: Reservation, settlement: dict[str, Any]
-) -> Generator[Record, Outcome, None]:
-    done = yield Record("settle", {"reservation": reservation, **settlement})
+) -> Generator[Settle, Outcome, None]:
+    done = yield Settle(reservation, **settlement)
     if done.error is not None:
         raise done.error
 

@@ -2,6 +2,8 @@
 
 ::
 
+    protocol.py       Ledger: what a ledger backend implements (the seam)
+    writes.py         Reserve, Settle, Release, CacheHit: the writes, as values
     budget.py         limits, periods, refusals and alerts, with no I/O
     sqlite_ledger.py  CostLedger: the ledger on one SQLite file
     schema.py         that file's migrations; statements.py: the SQL it runs
@@ -21,18 +23,26 @@ from .budget import (
     period_key,
     utc_iso,
 )
+from .protocol import Ledger
 from .sqlite_ledger import CostLedger
 from .untracked import UntrackedLedger
 from .writer import LedgerWorker
+from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle
 
 __all__ = [
     "Budget",
     "BudgetAlert",
+    "CacheHit",
     "CostLedger",
+    "Ledger",
     "LedgerBusyError",
     "LedgerWorker",
+    "LedgerWrite",
     "Period",
+    "Release",
     "Reservation",
+    "Reserve",
+    "Settle",
     "UntrackedLedger",
     "alerts_due",
     "budget_refusal",

@@ -10,13 +10,11 @@ Every thread and process of a pipeline may share one ledger file.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,14 +37,16 @@ from .budget import (
     usd_text,
     utc_iso,
 )
+from .protocol import Ledger
 from .schema import open_ledger_file
+from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
 __all__ = ["CostLedger"]
 
 T = TypeVar("T")
 
 
-class CostLedger:
+class CostLedger(Ledger):
     """The ledger file at ``path``: reserve and settle around each provider call.
 
     ``clock`` returns an aware datetime (now, UTC, by default); ``on_alert`` is called once
@@ -84,79 +84,22 @@ class CostLedger:
             base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
         return base / "leadfactory-llm" / "ledger.db"
 
-    def reserve(
-        self,
-        *,
-        request_id: str,
-        provider: str,
-        model: str,
-        estimated_usd: float,
-        budget: Budget,
-        strategy: str | None = None,
-        caller: str | None = None,
-    ) -> Reservation:
-        """Check the budgets and hold ``estimated_usd``, in one write transaction.
+    def write(self, write: LedgerWrite) -> Any:
+        """Do one write in its own transaction (see :meth:`Ledger.write`)."""
+        item = self._work(write)
+        return item.finish(self._transaction(item.write, single_statement=item.alone))
 
-        Raises LLMQuotaExceededError, writing nothing, when a limit would be exceeded.
-        """
-        return self._run(self._reserve_work(_arguments(locals())))
+    def run_batch(self, writes: Sequence[LedgerWrite], *, announce: bool = True) -> list[Any]:
+        """Several writes in one transaction (see :meth:`Ledger.run_batch`).
 
-    def settle(
-        self,
-        reservation: Reservation,
-        *,
-        outcome: str,
-        cost_usd: float = 0.0,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        latency_ms: float = 0.0,
-        error_class: str | None = None,
-        model: str | None = None,
-        estimated: bool = False,
-    ) -> None:
-        """Replace the reservation by the real cost (0 for a failure); send due alerts.
-
-        ``estimated``: ``cost_usd`` is the client's estimate, not the provider's usage.
-        """
-        return self._run(self._settle_work(_arguments(locals())))
-
-    def record_cache_hit(
-        self,
-        *,
-        request_id: str,
-        provider: str,
-        model: str,
-        saved_usd: float,
-        prompt_tokens: int,
-        completion_tokens: int,
-        latency_ms: float,
-        strategy: str | None = None,
-        caller: str | None = None,
-    ) -> None:
-        """Record a request answered from the cache, with the cost it saved."""
-        return self._run(self._cache_hit_work(_arguments(locals())))
-
-    def run_batch(
-        self, operations: Sequence[tuple[str, dict[str, Any]]], *, announce: bool = True
-    ) -> list[Any]:
-        """Run several writes (``reserve``, ``settle``, ``record_cache_hit``) in one transaction.
-
-        Each ``(method, kwargs)`` behaves as the method would: its result, or the exception
-        it raises, is at its index in the returned list (a refusal writes nothing and
-        spoils nothing else). One COMMIT for the lot: the async client's writer thread
-        groups the writes of concurrent requests this way. With ``announce=False`` a
-        settlement's result is the list of budget alerts it fired, for the caller to
-        :meth:`announce` where it likes (the async client: on its event loop).
+        Each behaves as :meth:`write` would: its result, or the exception it raises, is at
+        its index (a refusal writes nothing and spoils nothing else). One COMMIT for the
+        lot: the async client's writer thread groups concurrent requests' writes this way.
         """
         prepared: list[_Work | Exception] = []
-        for method, kwargs in operations:
+        for write in writes:
             try:
-                public, build = self._WRITES[method]
-            except KeyError:
-                prepared.append(ValueError(f"run_batch: {method!r} is not a ledger write"))
-                continue
-            try:  # checked against the public method's signature, defaults filled in
-                prepared.append(build(self, _bind(public, kwargs)))
+                prepared.append(self._work(write))
             except (TypeError, ValueError) as exc:
                 prepared.append(exc)
 
@@ -180,41 +123,42 @@ class CostLedger:
             for item, result in zip(prepared, results, strict=True)
         ]
 
-    def _run(self, item: _Work) -> Any:
-        return item.finish(self._transaction(item.write, single_statement=item.alone))
+    def _work(self, write: LedgerWrite) -> _Work:
+        """The SQL of ``write``, checked first (TypeError, ValueError)."""
+        check_write(write)
+        match write:
+            case Reserve():
+                return self._reserve_work(write)
+            case Settle():
+                return self._settle_work(write)
+            case Release():
+                return self._release_work(write)
+            case CacheHit():
+                return self._cache_hit_work(write)
+        raise AssertionError(write)  # check_write lets only the four kinds through
 
-    def _reserve_work(self, a: dict[str, Any]) -> _Work:
-        """:meth:`reserve`'s write; ``a`` holds its arguments."""
-        estimated_usd, budget, provider = a["estimated_usd"], a["budget"], a["provider"]
-        _check_non_negative(estimated_usd=estimated_usd)
-
+    def _reserve_work(self, w: Reserve) -> _Work:
         def write(conn: sqlite3.Connection) -> Reservation:
             now = self._now()
-            spent, refusal = self._budget_check(conn, now, provider, estimated_usd, budget)
+            spent, refusal = self._budget_check(conn, now, w.provider, w.estimated_usd, w.budget)
             if refusal is not None:
                 raise refusal
-            row = (utc_iso(now), a["request_id"], provider, a["model"], a["strategy"], "pending")
-            args = (*row, 0, 0, 0, estimated_usd, 0, 0, 0, a["caller"])
+            row = (utc_iso(now), w.request_id, w.provider, w.model, w.strategy, "pending")
+            args = (*row, 0, 0, 0, w.estimated_usd, 0, 0, 0, w.caller)
             row_id = conn.execute(sql.INSERT_CALL, args).lastrowid
-            return Reservation(row_id, a["request_id"], provider, estimated_usd, budget, spent)
+            return Reservation(row_id, w.request_id, w.provider, w.estimated_usd, w.budget, spent)
 
         return _Work(write)
 
-    def _settle_work(self, a: dict[str, Any]) -> _Work:
-        """:meth:`settle`'s write and alerts; ``a`` holds its arguments."""
-        reservation, cost_usd = a["reservation"], a["cost_usd"]
-        if a["outcome"] not in ("success", "error"):
-            raise ValueError(f"outcome must be 'success' or 'error', not {a['outcome']!r}")
-        prompt_tokens, completion_tokens = a["prompt_tokens"], a["completion_tokens"]
-        _check_non_negative(cost_usd=cost_usd, tokens=min(prompt_tokens, completion_tokens))
-        tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
-        args = (a["outcome"], cost_usd, *tokens, a["latency_ms"], a["error_class"], a["model"])
-        args += (int(bool(a["estimated"])),)
-        budget = reservation.budget
-        alert_possible = budget is not None and may_alert(budget, reservation.spent, cost_usd)
+    def _settle_work(self, w: Settle) -> _Work:
+        reservation, budget = w.reservation, w.reservation.budget
+        tokens = (w.prompt_tokens, w.completion_tokens, w.prompt_tokens + w.completion_tokens)
+        args = (w.outcome, w.cost_usd, *tokens, w.latency_ms, w.error_class, w.model)
+        args += (int(bool(w.estimated)), reservation.row_id)
+        alert_possible = budget is not None and may_alert(budget, reservation.spent, w.cost_usd)
 
         def write(conn: sqlite3.Connection) -> list[BudgetAlert]:
-            if conn.execute(sql.SETTLE_CALL, (*args, reservation.row_id)).rowcount != 1:
+            if conn.execute(sql.SETTLE_CALL, args).rowcount != 1:
                 raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
             if not alert_possible:
                 return []
@@ -233,24 +177,23 @@ class CostLedger:
         # No alert possible: the UPDATE alone is the write, atomic without BEGIN/COMMIT.
         return _Work(write, announce, alone=not alert_possible)
 
-    def _cache_hit_work(self, a: dict[str, Any]) -> _Work:
-        """:meth:`record_cache_hit`'s write; ``a`` holds its arguments."""
-        _check_non_negative(saved_usd=a["saved_usd"])
-        prompt_tokens, completion_tokens = a["prompt_tokens"], a["completion_tokens"]
-        tokens = (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
-        row = (a["request_id"], a["provider"], a["model"], a["strategy"], "cache_hit", *tokens)
-        tail = (0, a["saved_usd"], a["latency_ms"], 1, a["caller"])
+    def _release_work(self, w: Release) -> _Work:
+        args = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, w.reservation.row_id)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(sql.SETTLE_CALL, args)  # no row changed: settled already, fine
+
+        return _Work(write, alone=True)
+
+    def _cache_hit_work(self, w: CacheHit) -> _Work:
+        tokens = (w.prompt_tokens, w.completion_tokens, w.prompt_tokens + w.completion_tokens)
+        row = (w.request_id, w.provider, w.model, w.strategy, "cache_hit", *tokens)
+        tail = (0, w.saved_usd, w.latency_ms, 1, w.caller)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(sql.INSERT_CALL, (utc_iso(self._now()), *row, *tail))
 
-        return _Work(write)
-
-    _WRITES: dict[str, tuple[Callable[..., Any], Callable[..., _Work]]] = {
-        "reserve": (reserve, _reserve_work),
-        "settle": (settle, _settle_work),
-        "record_cache_hit": (record_cache_hit, _cache_hit_work),
-    }
+        return _Work(write, alone=True)
 
     def reset(self, provider: str | None = None) -> None:
         """From now on budgets count only new rows (of ``provider``, or of all)."""
@@ -388,33 +331,3 @@ class _Work:
             self.after(result)
             return None
         return result
-
-
-def _arguments(names: Mapping[str, Any]) -> dict[str, Any]:
-    """A public write's arguments (its ``locals()``) for its ``_*_work`` builder."""
-    return {k: v for k, v in names.items() if k != "self"}
-
-
-def _bind(method: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``kwargs`` completed with ``method``'s defaults; TypeError as a call would raise."""
-    defaults, required = _parameters(method)
-    unknown = kwargs.keys() - defaults.keys() - required
-    missing = required - kwargs.keys()
-    if unknown or missing:
-        problem = f"unexpected {sorted(unknown)}" if unknown else f"missing {sorted(missing)}"
-        raise TypeError(f"{method.__name__}() arguments: {problem}")
-    return {**defaults, **kwargs}
-
-
-@functools.cache
-def _parameters(method: Callable[..., Any]) -> tuple[dict[str, Any], frozenset[str]]:
-    """(defaults, required names) of ``method``'s parameters after ``self``."""
-    parameters = list(inspect.signature(method).parameters.values())[1:]
-    defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
-    return defaults, frozenset(p.name for p in parameters if p.default is p.empty)
-
-
-def _check_non_negative(**values: float) -> None:
-    for name, value in values.items():
-        if not value >= 0:  # NaN too
-            raise ValueError(f"{name} must be >= 0, got {value!r}")

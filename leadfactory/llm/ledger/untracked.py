@@ -1,7 +1,8 @@
 """The ledger's stand-in when cost tracking is off (``LLM_COST_TRACKING=false``).
 
-It has :class:`~leadfactory.llm.ledger.CostLedger`'s public methods, so code written
-against ``client.ledger`` works either way. Nothing is written: reads answer as an empty
+It implements the :class:`~leadfactory.llm.ledger.Ledger` protocol as
+:class:`~leadfactory.llm.ledger.CostLedger` does, so code written against
+``client.ledger`` works either way. Nothing is written: reads answer as an empty
 ledger would (no spend, no rows, no alerts), and ``path`` is None. Daily and monthly
 limits cannot be counted, but the per-request cap still holds, since it needs no history.
 """
@@ -15,27 +16,41 @@ from typing import Any
 
 from ..exceptions import LLMQuotaExceededError
 from .budget import Budget, BudgetAlert, Period, Reservation, budget_refusal
+from .protocol import Ledger
 from .sqlite_ledger import CostLedger
+from .writes import LedgerWrite, Reserve, check_write
 
 __all__ = ["UntrackedLedger"]
 
 
-class UntrackedLedger:
-    """Same public methods as :class:`~leadfactory.llm.ledger.CostLedger`; records nothing."""
+class UntrackedLedger(Ledger):
+    """The :class:`Ledger` protocol, recording nothing (see the module docstring)."""
 
     path = None
     default_path = staticmethod(CostLedger.default_path)
 
     # -- writes: checked, then forgotten --------------------------------------------------
 
-    def reserve(
-        self, *, request_id: str, provider: str, estimated_usd: float, budget: Budget, **_: Any
-    ) -> Reservation:
-        """Refuse a request over the per-request cap; otherwise a reservation of nothing."""
-        self.check(provider=provider, estimated_usd=estimated_usd, budget=budget)
-        return Reservation(
-            row_id=0, request_id=request_id, provider=provider, estimated_usd=estimated_usd
-        )
+    def write(self, write: LedgerWrite) -> Any:
+        """Refuse a reservation over the per-request cap; otherwise remember nothing."""
+        check_write(write)
+        if isinstance(write, Reserve):
+            self.check(
+                provider=write.provider, estimated_usd=write.estimated_usd, budget=write.budget
+            )
+            return Reservation(0, write.request_id, write.provider, write.estimated_usd)
+        return None
+
+    def run_batch(self, writes: Sequence[LedgerWrite], *, announce: bool = True) -> list[Any]:
+        """As :meth:`CostLedger.run_batch`: each result, or the exception it raised, in order
+        (no settlement fires an alert here, whatever ``announce`` says)."""
+        results: list[Any] = []
+        for write in writes:
+            try:
+                results.append(self.write(write))
+            except (LLMQuotaExceededError, TypeError, ValueError) as exc:
+                results.append(exc)
+        return results
 
     def check(self, *, provider: str, estimated_usd: float, budget: Budget) -> None:
         per_request_only = replace(budget, daily_limit=None, monthly_limit=None)
@@ -48,28 +63,6 @@ class UntrackedLedger:
         )
         if refusal is not None:
             raise refusal
-
-    def settle(self, reservation: Reservation, **_: Any) -> None:
-        return None
-
-    def record_cache_hit(self, **_: Any) -> None:
-        return None
-
-    def run_batch(
-        self, operations: Sequence[tuple[str, dict[str, Any]]], *, announce: bool = True
-    ) -> list[Any]:
-        """As :meth:`CostLedger.run_batch`: each result, or the exception it raised, in order
-        (no settlement fires an alert here, whatever ``announce`` says)."""
-        results: list[Any] = []
-        for method, kwargs in operations:
-            if method not in ("reserve", "settle", "record_cache_hit"):
-                results.append(ValueError(f"not a ledger write: {method!r}"))
-                continue
-            try:
-                results.append(getattr(self, method)(**kwargs))
-            except (LLMQuotaExceededError, TypeError, ValueError) as exc:
-                results.append(exc)
-        return results
 
     def reset(self, provider: str | None = None) -> None:
         return None
@@ -94,13 +87,5 @@ class UntrackedLedger:
     def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
         return []
 
-    # -- lifetime -----------------------------------------------------------------------
-
     def close(self) -> None:
         return None
-
-    def __enter__(self) -> UntrackedLedger:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -22,14 +22,15 @@ from typing import Any
 from ..log import log_event
 from .budget import Reservation
 from .sqlite_ledger import CostLedger
+from .writes import LedgerWrite, Release
 
 __all__ = ["LedgerWorker"]
 
 MAX_BATCH = 256  # writes per transaction at the most
 IDLE_SECONDS = 30.0  # a writer thread with nothing to do for this long ends
 
-# (method, kwargs, loop, future); no loop and no future for a write nobody awaits
-_Item = tuple[str, dict[str, Any], asyncio.AbstractEventLoop | None, asyncio.Future | None]
+# (write, loop, future); no loop and no future for a write nobody awaits
+_Item = tuple[LedgerWrite, asyncio.AbstractEventLoop | None, asyncio.Future | None]
 _WORKERS: weakref.WeakKeyDictionary[CostLedger, LedgerWorker] = weakref.WeakKeyDictionary()
 _WORKERS_LOCK = threading.Lock()
 
@@ -58,11 +59,12 @@ class LedgerWorker:
                 worker = _WORKERS[ledger] = cls(ledger)
             return worker
 
-    async def call(self, method: str, **kwargs: Any) -> Any:
-        """``await`` what ``ledger.<method>(**kwargs)`` returns (or raises)."""
+    async def call(self, write: LedgerWrite) -> Any:
+        """``await`` what ``ledger.run_batch([write], announce=False)`` gives for it
+        (returned, or raised): for a settlement, the alerts it fired, to announce."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
-        self._submit((method, kwargs, loop, future))
+        self._submit((write, loop, future))
         return await future
 
     def running(self) -> bool:
@@ -102,10 +104,10 @@ class LedgerWorker:
             try:
                 if ledger is None:
                     raise RuntimeError("the ledger was closed and collected")
-                operations = [(m, kw) for m, kw, _, _ in batch]
+                writes = [write for write, _, _ in batch]
                 # Alerts come back with their settlement: the awaiting coroutine announces
                 # them on its own loop, so a slow callback never holds up this thread.
-                results: list[Any] = ledger.run_batch(operations, announce=False)
+                results: list[Any] = ledger.run_batch(writes, announce=False)
             except BaseException as exc:  # the transaction failed: every write in it did
                 results = [exc] * len(batch)
             del ledger
@@ -115,7 +117,7 @@ class LedgerWorker:
     def _deliver(self, batch: list[_Item], results: list[Any]) -> None:
         """Hand each result to its coroutine: one wake-up per event loop per batch."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
-        for (_, _, loop, future), result in zip(batch, results, strict=True):
+        for (_, loop, future), result in zip(batch, results, strict=True):
             if loop is None or future is None:
                 if isinstance(result, BaseException):
                     log_event(logging.WARNING, f"ledger write failed: {result}")
@@ -131,8 +133,7 @@ class LedgerWorker:
     def release(self, result: Any) -> None:
         """Give back a reservation whose caller was cancelled while it was being made."""
         if isinstance(result, Reservation):
-            kwargs = {"reservation": result, "outcome": "error", "error_class": "Cancelled"}
-            self._submit(("settle", kwargs, None, None))
+            self._submit((Release(result), None, None))
 
 
 def _resolve(pairs: list[tuple[asyncio.Future, Any]], worker: LedgerWorker) -> None:
