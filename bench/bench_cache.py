@@ -74,7 +74,8 @@ def main() -> None:
             finally:
                 cache.close()
 
-        ask(client, STORED, cached=False)  # stores the answer every hit case reads
+        ask(client, STORED, cached=False)  # stores the answer every hit case reads...
+        client.cache.flush()  # ...in the file now, not a moment later (the client writes behind)
         cases = {
             MISS: lambda i: ask(client, messages(f"Say hello, call {i}."), cached=False),
             HITS[0]: lambda _i: ask(client, STORED, cached=True),

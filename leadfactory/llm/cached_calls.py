@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .cache import ResponseCache, SingleFlight, cache_key
-from .cache.host_flight import HostFlight, HostLocks
+from .cache.host_flight import HostFlight
 from .config import LLMConfig
 from .flow import Request
 from .ledger import CacheHit
@@ -125,7 +125,7 @@ class CachedCalls:
             cache.set(
                 key, response, provider=provider, endpoint=self._endpoint_of(request)(provider)
             )
-            if flush and isinstance(cache.store, HostLocks):
+            if flush and self._hosts.locks() is not None:
                 cache.flush()
         return response
 
