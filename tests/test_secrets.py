@@ -16,6 +16,7 @@ that is not a leak. The full key, or its secret middle, is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import pickle
@@ -62,14 +63,35 @@ class Evidence:
     def error(self, where: str, error: BaseException) -> None:
         self.add(f"{where}: str", str(error))
         self.add(f"{where}: repr", repr(error))
-        self.add(f"{where}: traceback", "".join(traceback.format_exception(error)))
         self.add(f"{where}: pickle", pickle.dumps(error).decode("latin-1"))
+        self.chain(where, error)
         if isinstance(error, LLMError):
             self.add(f"{where}: metadata", error.metadata)
             for name, inner in getattr(error, "provider_errors", {}).items():
                 self.add(f"{where}: provider_errors[{name}] str", str(inner))
                 self.add(f"{where}: provider_errors[{name}] repr", repr(inner))
                 self.add(f"{where}: provider_errors[{name}] metadata", inner.metadata)
+                self.chain(f"{where}: provider_errors[{name}]", inner)
+
+    def chain(self, where: str, error: BaseException) -> None:
+        """The traceback (every cause and context), and what a user reads off each link:
+        its args and attributes, the SDK's body, the HTTP request's headers, the response."""
+        self.add(f"{where}: traceback", "".join(traceback.format_exception(error)))
+        link: BaseException | None = error
+        while link is not None:
+            at = f"{where}: {type(link).__name__}"
+            self.add(f"{at} args", link.args)
+            self.add(f"{at} vars", vars(link))
+            for holder in (link, getattr(link, "response", None)):
+                request = getattr(holder, "request", None)
+                headers = getattr(request, "headers", None)
+                if hasattr(headers, "multi_items"):
+                    self.add(f"{at} request headers", list(headers.multi_items()))
+            response = getattr(link, "response", None)
+            if hasattr(response, "content"):
+                with contextlib.suppress(Exception):  # a streamed response may be unread
+                    self.add(f"{at} response", response.content.decode("latin-1"))
+            link = link.__cause__ or link.__context__
 
     def response(self, where: str, response: dict) -> None:
         self.add(where, json.dumps(response))
