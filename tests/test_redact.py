@@ -104,3 +104,13 @@ def test_redact_leaves_short_or_missing_secrets_alone():
     error = ValueError("nothing secret")
     redact_chain(error, [None])
     assert error.args == ("nothing secret",)
+
+
+def test_url_passwords_are_redacted_without_being_named():
+    text = "for url 'http://pipeline:pa55word@127.0.0.1:8080/v1' and redis://:pw@h:6379/0"
+    assert redact(text, []) == (
+        f"for url 'http://pipeline:{REDACTED}@127.0.0.1:8080/v1' and redis://:{REDACTED}@h:6379/0"
+    )
+    assert (
+        redact("https://host/v1 and user@example.com", []) == "https://host/v1 and user@example.com"
+    )

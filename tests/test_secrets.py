@@ -568,3 +568,30 @@ def test_a_process_using_the_sentinel_shows_no_key(children):
     found.add("script stderr", err)
     found.files("script files", children["script"].home)  # ledger, cache, their -wal
     found.assert_clean(minimum=3)
+
+
+def test_no_password_from_a_base_url_in_the_chain(keyed_env, evidence, tmp_path):
+    """A base URL with a password (``http://user:password@host``): the httpx errors behind
+    an LLMError repeat the URL in their message and their request; neither shows it."""
+    name = "custom_password"
+    try:
+        url = keyed_env.add_provider(name, protocol="openai")
+    except ValueError:  # the simulator lives for the session
+        url = keyed_env.base_url(name)
+    config = LLMConfig(enable_caching=False)
+    config.providers[name] = ProviderConfig(
+        name=name,
+        api_key="sk-another-key-0000",
+        default_model="openai/custom-model",
+        base_url=url.replace("http://", f"http://pipeline:{SENTINEL_KEY}@"),
+        cost_per_1k_tokens=0.01,
+        max_retries=0,
+    )
+    client = LLMClient(config)
+    for fault in (Fault.UNAUTHORIZED, Fault.SERVER_ERROR, Fault.MALFORMED, Fault.RESET):
+        keyed_env.set_fault(name, fault)
+        with pytest.raises(LLMError) as caught:
+            client.chat_completion(USER, model=name, max_tokens=20)
+        evidence.error(f"{fault.name}", caught.value)
+    finish(evidence, tmp_path, client)
+    evidence.assert_clean(minimum=10)

@@ -20,9 +20,11 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    field_serializer,
     field_validator,
 )
 
+from .redact import redact
 from .settings_env import BUILTIN_PROVIDERS, PROVIDER_HELP, configuration_errors, normalise_url
 
 __all__ = ["FallbackStrategy", "ModelFacts", "ModelPrice", "ProviderConfig"]
@@ -173,6 +175,16 @@ class ProviderConfig(BaseModel):
     def secret_key(self) -> str | None:
         """The API key in clear, for the one place that hands it to LiteLLM."""
         return self.api_key.get_secret_value() if self.api_key else None
+
+    @field_serializer("base_url")
+    def _public_base_url(self, value: str | None) -> str | None:
+        """Dumps show the URL without its password, as they show the key masked."""
+        return redact(value, ()) if value else value
+
+    def __repr_args__(self) -> Any:
+        """The fields, with a password in ``base_url`` replaced (the key is a SecretStr)."""
+        for name, value in super().__repr_args__():
+            yield name, redact(value, ()) if isinstance(value, str) else value
 
     def _setting_hint(self, field: str) -> str:
         """Where to set ``field``: the variable a built-in provider reads, and the field.

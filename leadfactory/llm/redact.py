@@ -1,17 +1,20 @@
 """Keeping keys out of what a user can print: messages, and whole exception chains.
 
-:func:`redact` replaces secret values in a text. :func:`redact_chain` does it, in place,
-for every exception in a cause/context chain (the LiteLLM, vendor SDK and httpx
-exceptions an :class:`~leadfactory.llm.exceptions.LLMError` keeps as ``__cause__``):
-their ``args``, string attributes (``message``, ``body``...), and the headers and body of
-the HTTP request and response they hold. Types and status codes stay as they were, so
-the chain still says what happened; only the secret texts go.
+:func:`redact` replaces secret values in a text, and the password of any URL in it
+(``https://user:password@host`` becomes ``https://user:[redacted]@host``).
+:func:`redact_chain` does it, in place, for every exception in a cause/context chain
+(the LiteLLM, vendor SDK and httpx exceptions an
+:class:`~leadfactory.llm.exceptions.LLMError` keeps as ``__cause__``): their ``args``,
+string attributes (``message``, ``body``...), and the URL, headers and body of the HTTP
+request and response they hold. Types and status codes stay as they were, so the chain
+still says what happened; only the secret texts go.
 
 Nothing here imports LiteLLM or httpx; HTTP objects are recognised by their attributes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -20,6 +23,7 @@ __all__ = ["REDACTED", "exception_chain", "redact", "redact_chain"]
 REDACTED = "[redacted]"
 _MIN_SECRET = 4  # shorter values would redact ordinary text
 _MAX_DEPTH = 6  # nesting of bodies and attributes searched
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@")
 
 
 def _usable(secrets: Iterable[str | None]) -> tuple[str, ...]:
@@ -27,9 +31,11 @@ def _usable(secrets: Iterable[str | None]) -> tuple[str, ...]:
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every secret value replaced."""
+    """``text`` with every secret value, and every URL's password, replaced."""
     for secret in _usable(secrets):
         text = text.replace(secret, REDACTED)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(rf"\g<head>{REDACTED}@", text)
     return text
 
 
@@ -47,10 +53,9 @@ def redact_chain(error: BaseException, secrets: Iterable[str | None]) -> None:
     """Replace the secrets in every exception of ``error``'s chain, in place.
 
     Both ``__cause__`` and ``__context__`` links are followed (a traceback prints both).
+    URL passwords are replaced even when ``secrets`` is empty.
     """
     usable = _usable(secrets)
-    if not usable:
-        return
     pending, seen = [error], set()
     while pending:
         link = pending.pop()
@@ -95,6 +100,9 @@ def _scrub_http(value: Any, secrets: tuple[str, ...], depth: int) -> None:
     state = getattr(value, "__dict__", None)
     if not isinstance(state, dict) or headers is None:
         return  # not an HTTP message
+    url = state.get("url")  # a request's URL object, which may hold a password
+    if url is not None and not isinstance(url, str) and redact(str(url), secrets) != str(url):
+        state["url"] = type(url)(redact(str(url), secrets))
     for name in ("_content", "_text", "_json"):  # a response's body, read and cached
         if name in state:
             state[name] = _scrubbed(state[name], secrets, depth + 1)

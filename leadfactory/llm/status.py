@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import LLMQuotaExceededError
+from .redact import redact
 
 if TYPE_CHECKING:
     from .client import LLMClient
@@ -54,7 +55,7 @@ def provider_status(client: LLMClient, services: Services) -> dict[str, dict[str
             "available": reason is None,
             "unavailable_reason": reason,
             "model": provider.default_model,
-            "base_url": provider.base_url,
+            "base_url": redact(provider.base_url, ()) if provider.base_url else None,
             "priority": provider.priority,
             "cost_per_1k_tokens": provider.cost_per_1k_tokens,
             "daily_cost": float(used.get("daily_cost", 0.0)),
