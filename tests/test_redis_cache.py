@@ -5,6 +5,7 @@ server is away. The store's own behaviour is in tests/contract/."""
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 from loguru import logger
@@ -111,6 +112,7 @@ def test_a_cache_on_a_server_that_is_away_answers_from_memory_with_one_warning(
     sim_env, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("LLM_CACHE_URL", NOTHING_LISTENS)
+    monkeypatch.setenv("LLM_REDIS_KEY_PREFIX", f"{uuid.uuid4().hex}:")  # a link of its own
     monkeypatch.setenv("OLLAMA_ENABLED", "false")
     warnings: list[str] = []
     sink = logger.add(lambda m: warnings.append(str(m)), level="WARNING")

@@ -20,10 +20,9 @@ from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
 from .exceptions import LLMValidationError
 from .flow import Outcome, Request, Services, Sleep, fallback_flow
-from .health import HealthPolicy, ProviderHealth
+from .health import HealthPolicy
 from .ledger import Budget, CostLedger, Ledger, LedgerWorker, LedgerWrite, Settle, UntrackedLedger
 from .log import log_attempt
-from .ratelimit import RateLimiter
 from .tokens import estimate_prompt_tokens
 from .validation import check_caller, check_messages, check_parameters
 
@@ -56,8 +55,9 @@ class LLMClient:
         self._ledger = ledger
         self._cache = cache
         self._on_budget_alert = on_budget_alert
-        self._limiter = RateLimiter(clock=clock)
-        self._health = ProviderHealth(
+        self._limiter = shared_state.limiter(self.config, clock)
+        self._health = shared_state.health(
+            self.config,
             HealthPolicy(
                 failure_threshold=self.config.cooldown_failures,
                 cooldown=max(self.config.cooldown_seconds, 1e-9),

@@ -31,10 +31,10 @@ from .exceptions import (
     LLMRateLimitError,
     LLMValidationError,
 )
-from .health import ProviderHealth
 from .ledger import Budget, Ledger, LedgerWrite, Reservation, Reserve, Settle
 from .providers import call_arguments
-from .ratelimit import Denied, RateLimiter
+from .ratelimit import Denied
+from .shared_state import Health, Limiter
 from .strategies import FallbackPlan, RequestSize, plan_fallback
 
 __all__ = ["Call", "Outcome", "Request", "Services", "Sleep", "fallback_flow"]
@@ -85,8 +85,8 @@ class Services:
     """The shared state one client's requests read and update."""
 
     config: LLMConfig
-    limiter: RateLimiter
-    health: ProviderHealth
+    limiter: Limiter  # this process's RateLimiter, or the Redis one (shared_state)
+    health: Health
     ledger: Ledger  # CostLedger, or the untracked stand-in
     budget: Budget
     timer: Callable[[], float]  # monotonic seconds, for latency

@@ -81,6 +81,13 @@ class HealthPolicy:
                     metadata={"field": name, "value": value},
                 )
 
+    def counts(self, error: BaseException) -> bool:
+        """Whether ``error`` counts towards a trip: of a counted kind, and not raised in
+        this process (``metadata["local_error"]``, e.g. a cassette without the request)."""
+        return isinstance(error, self.counted) and not getattr(error, "metadata", {}).get(
+            "local_error"
+        )
+
     def cooldown_after(self, trips: int) -> float:
         """Cooldown length for the ``trips``-th consecutive opening (1 = first)."""
         return min(self.max_cooldown, self.cooldown * self.growth ** (trips - 1))
@@ -168,14 +175,9 @@ class ProviderHealth:
             self._breakers.pop(provider, None)
 
     def record_failure(self, provider: str, error: BaseException) -> None:
-        """Count ``error`` if it is of a counted kind; trip or re-open as the policy says.
-
-        A failure raised in this process (``metadata["local_error"]``, e.g. a recorded
-        cassette without the request) says nothing about the provider: not counted.
-        """
-        if not isinstance(error, self.policy.counted):
-            return
-        if getattr(error, "metadata", {}).get("local_error"):
+        """Count ``error`` if the policy :meth:`~HealthPolicy.counts` it; trip or re-open
+        as the policy says."""
+        if not self.policy.counts(error):
             return
         with self._lock:
             breaker = self._breakers.setdefault(provider, _Breaker())

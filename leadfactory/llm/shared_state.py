@@ -1,21 +1,73 @@
-"""Which backend holds the state that processes and hosts may share, by configuration.
+"""Where the state that processes and hosts may share lives, chosen by configuration.
 
 With no URL everything is here as before: the SQLite cache file, and rate limits,
-pauses and cooldowns in this process's memory. ``LLM_CACHE_URL`` puts the cache on
-Redis; ``LLM_REDIS_URL`` puts the limits, pauses and cooldowns there. redis-py is
-imported only when a URL is set.
+pauses and cooldowns in this process's memory (so per process). ``LLM_CACHE_URL``
+puts the cache on Redis; ``LLM_REDIS_URL`` puts the limits, pauses and cooldowns there,
+shared by every process and host using the same server. redis-py is imported only
+when a URL is set. :class:`Limiter` and :class:`Health` are the seams the flow uses:
+the in-process classes and the Redis ones both fit them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .health import HealthCheck, HealthPolicy, ProviderHealth
+from .ratelimit import Denied, Permit, RateLimiter
 
 if TYPE_CHECKING:
     from .cache.store import CacheStore
     from .config import LLMConfig
     from .redis_link import RedisLink
 
-__all__ = ["cache_store", "link_for"]
+__all__ = [
+    "Health",
+    "Limiter",
+    "backend_lines",
+    "cache_store",
+    "describe_backends",
+    "health",
+    "limiter",
+]
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """RPM/TPM windows and pauses per provider (:class:`RateLimiter` is one)."""
+
+    @property
+    def window(self) -> float: ...
+
+    def configure(self, provider: str, *, rpm: int | None, tpm: int | None) -> None: ...
+
+    def acquire(self, provider: str, tokens: int) -> Permit | Denied: ...
+
+    def correct(self, permit: Permit, actual_tokens: int) -> None: ...
+
+    def release(self, permit: Permit) -> None: ...
+
+    def pause(self, provider: str, seconds: float) -> None: ...
+
+    def paused_until(self, provider: str) -> float | None: ...
+
+    def status(self, provider: str) -> dict: ...
+
+
+@runtime_checkable
+class Health(Protocol):
+    """A circuit breaker per provider (:class:`ProviderHealth` is one)."""
+
+    policy: HealthPolicy
+
+    def check(self, provider: str) -> HealthCheck: ...
+
+    def record_success(self, provider: str) -> None: ...
+
+    def record_failure(self, provider: str, error: BaseException) -> None: ...
+
+    def status(self, provider: str) -> dict: ...
 
 
 def link_for(config: LLMConfig, setting: str) -> RedisLink | None:
@@ -28,6 +80,30 @@ def link_for(config: LLMConfig, setting: str) -> RedisLink | None:
     return shared_link(url.get_secret_value(), config.redis_key_prefix)
 
 
+def limiter(config: LLMConfig, clock: Callable[[], float] = time.monotonic) -> Limiter:
+    """This process's limiter, or the Redis one (over it) when ``LLM_REDIS_URL`` is set."""
+    local = RateLimiter(clock=clock, window=config.rate_limit_window)
+    link = link_for(config, "redis_url")
+    if link is None:
+        return local
+    from .redis_limits import RedisRateLimiter
+
+    return RedisRateLimiter(link, local)
+
+
+def health(
+    config: LLMConfig, policy: HealthPolicy, clock: Callable[[], float] = time.monotonic
+) -> Health:
+    """This process's breakers, or the Redis ones (over them) with ``LLM_REDIS_URL``."""
+    local = ProviderHealth(policy, clock=clock)
+    link = link_for(config, "redis_url")
+    if link is None:
+        return local
+    from .redis_health import RedisProviderHealth
+
+    return RedisProviderHealth(link, local)
+
+
 def cache_store(config: LLMConfig) -> CacheStore | None:
     """The Redis store ``LLM_CACHE_URL`` names, or None (the cache's own SQLite file)."""
     link = link_for(config, "cache_url")
@@ -38,16 +114,30 @@ def cache_store(config: LLMConfig) -> CacheStore | None:
     return RedisStore(link)
 
 
-def describe_backends(config: LLMConfig, *, probe: bool = True) -> dict[str, Any]:
-    """Where the shared state lives and (``probe``) whether its server answers now."""
-    report: dict[str, Any] = {}
+def describe_backends(config: LLMConfig) -> dict[str, dict[str, Any]]:
+    """Where the shared state lives and whether its server answers now (a round trip)."""
+    report: dict[str, dict[str, Any]] = {}
     for name, setting, local in (
-        ("limits_and_cooldowns", "redis_url", "this process only (no LLM_REDIS_URL)"),
-        ("cache", "cache_url", "SQLite file"),
+        ("limits", "redis_url", "per process (set LLM_REDIS_URL to share them)"),
+        ("cache", "cache_url", "SQLite file on this machine"),
     ):
         link = link_for(config, setting)
         if link is None:
-            report[name] = {"backend": local, "answers": None}
+            report[name] = {"backend": local, "shared": False, "answers": None}
         else:
-            report[name] = {"backend": link.public, "answers": link.ping() if probe else None}
+            report[name] = {"backend": link.public, "shared": True, "answers": link.ping()}
     return report
+
+
+def backend_lines(backends: dict[str, dict[str, Any]]) -> list[str]:
+    """:func:`describe_backends` in words, for ``leadfactory-llm status``."""
+    lines = ["shared state:"]
+    for name, label in (("limits", "rate limits, pauses, cooldowns"), ("cache", "cache")):
+        backend = backends[name]
+        answers = {
+            None: "",
+            True: ", answers",
+            False: ", NOT ANSWERING: each process uses its own state until it does",
+        }[backend["answers"]]
+        lines.append(f"  {label}: {backend['backend']}{answers}")
+    return lines

@@ -26,9 +26,11 @@ def load_config() -> Any:
 
 def command_status(args: argparse.Namespace) -> int:
     from ..client import LLMClient
+    from ..shared_state import backend_lines, describe_backends
 
     with LLMClient(load_config()) as client:
         status = client.get_provider_status()
+        backends = describe_backends(client.config)
     if args.json:
         print_json(status)
     else:
@@ -57,6 +59,7 @@ def command_status(args: argparse.Namespace) -> int:
                 f"\n(not configured: {', '.join(missing)}; "
                 f"set {' or '.join(missing.values())} to use them)"
             )
+        print("\n" + "\n".join(backend_lines(backends)))
     if not any(info["available"] for info in status.values()):
         sys.stdout.flush()
         return report("no provider can take a call now (see the note column)", NO_PROVIDER_HINT)
