@@ -384,6 +384,58 @@ def test_malformed(sim: Simulator, client: httpx.Client, provider: str) -> None:
         r.json()
 
 
+# protocol -> where a non-streamed answer keeps (its text, its completion count)
+ANSWER_FIELDS = {
+    "openai": (("choices", 0, "message", "content"), ("usage", "completion_tokens")),
+    "anthropic": (("content", 0, "text"), ("usage", "output_tokens")),
+    "ollama": (("message", "content"), ("eval_count",)),
+}
+
+
+def dig(body: Any, path: tuple) -> Any:
+    for step in path:
+        body = body[step]
+    return body
+
+
+@pytest.mark.parametrize("provider", PROTOCOLS)
+@pytest.mark.parametrize(
+    ("fault", "count"),
+    [(Fault.NEGATIVE_USAGE, -5), (Fault.HUGE_USAGE, 10**30), (Fault.ABSURD_USAGE, 2 * 10**12)],
+)
+def test_usage_faults_report_their_count(
+    sim: Simulator, client: httpx.Client, provider: str, fault: Fault, count: int
+) -> None:
+    sim.set_fault(provider, fault, times=1)
+    text, completion = ANSWER_FIELDS[provider]
+    body = call(sim, client, provider).json()
+    assert dig(body, completion) == count
+    assert dig(body, text) == REPLY.format(provider)  # the answer itself is served
+    if provider == "openai":
+        assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + count
+    words = len(REPLY.format(provider).split())
+    assert dig(call(sim, client, provider).json(), completion) == words  # times=1: over
+
+
+@pytest.mark.parametrize("provider", PROTOCOLS)
+def test_no_usage_and_empty_choices(sim: Simulator, client: httpx.Client, provider: str) -> None:
+    sim.set_fault(provider, Fault.NO_USAGE, times=1)
+    body = call(sim, client, provider).json()
+    assert "usage" not in body and "eval_count" not in body and "prompt_eval_count" not in body
+    sim.set_fault(provider, Fault.EMPTY_CHOICES, times=1)
+    body = call(sim, client, provider).json()
+    if provider == "openai":
+        assert body["choices"] == [] and body["usage"]["completion_tokens"] > 0
+    else:  # no choices in these shapes: the answer's text is empty
+        assert body.get("content", body.get("message", {}).get("content")) in ([], "")
+    sim.set_fault("ollama", Fault.EMPTY_CHOICES, times=1)  # Ollama's OpenAI-compatible /v1
+    v1 = client.post(
+        sim.base_url("ollama") + "/v1/chat/completions",
+        json={"model": "llama3:8b", "messages": MESSAGES},
+    ).json()
+    assert v1["choices"] == [] and v1["usage"]["prompt_tokens"] > 0
+
+
 @pytest.mark.parametrize("provider", PROTOCOLS)
 def test_truncated(sim: Simulator, client: httpx.Client, provider: str) -> None:
     sim.set_fault(provider, "truncated")

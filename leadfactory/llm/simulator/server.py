@@ -329,6 +329,8 @@ class Simulator:
         ``delay`` (seconds) is for DELAY, and per byte for TRICKLE; ``retry_after``
         (seconds, or an HTTP date) for RATE_LIMIT. REFUSE ignores ``times``: only
         clear_faults() or set_fault(OK) ends it.
+        The answer faults (NO_USAGE, NEGATIVE_USAGE, HUGE_USAGE, ABSURD_USAGE, EMPTY_CHOICES)
+        spoil a non-streamed answer (see :func:`.faults.misbehave`).
         """
         p, fault = self._get(provider), Fault(str(fault))
         if times is not None and times < 1:

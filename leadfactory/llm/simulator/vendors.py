@@ -1,7 +1,8 @@
-"""What the simulated vendors say: routes, answer bodies and error bodies per wire protocol.
+"""What the simulated vendors say: routes and answer bodies per wire protocol.
 
 Pure functions from a parsed request to a :data:`Response`; nothing here touches a socket.
-The HTTP side (listening, refusing, hanging, truncating) is in :mod:`.server`.
+What a faulty provider says instead is in :mod:`.faults`; the HTTP side (listening,
+refusing, hanging, truncating) is in :mod:`.server`.
 """
 
 from __future__ import annotations
@@ -13,101 +14,26 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
+from .faults import (
+    ANSWER_FAULTS,
+    ERRORS,
+    IRE,
+    MALFORMED_BODIES,
+    PROTOCOLS,
+    Fault,
+    Response,
+    error_response,
+    json_response,
+    misbehave,
+    vendor_error,
+)
+
+__all__ = ["PROTOCOLS", "REQUEST_ID_HEADER", "Fault", "Request", "completion", "respond"]
+
 OLLAMA_MODEL = "llama3:8b"  # always listed by GET /api/tags
-PROTOCOLS = ("openai", "anthropic", "ollama")
-
-Response = tuple[int, str, bytes, dict[str, str]]  # status, content type, body, extra headers
-
-
-class Fault(StrEnum):
-    """What a provider does with its next requests (see :meth:`Simulator.set_fault`)."""
-
-    OK = "ok"
-    REFUSE = "refuse"
-    RESET = "reset"
-    HANG = "hang"
-    DELAY = "delay"
-    TRICKLE = "trickle"  # the answer, one byte every ``delay`` seconds
-    RATE_LIMIT = "rate_limit"
-    INSUFFICIENT_QUOTA = "insufficient_quota"
-    BAD_REQUEST = "400"
-    UNAUTHORIZED = "401"
-    FORBIDDEN = "403"
-    NOT_FOUND = "404"
-    SERVER_ERROR = "500"
-    UNAVAILABLE = "503"
-    MALFORMED = "malformed"
-    TRUNCATED = "truncated"
-
-
-_IRE, _QUOTA = "invalid_request_error", "insufficient_quota"
-# fault: (status, OpenAI error type, OpenAI error code, Anthropic error type)
-ERRORS: dict[Fault, tuple[int, str, str | None, str]] = {
-    Fault.RATE_LIMIT: (429, "requests", "rate_limit_exceeded", "rate_limit_error"),
-    Fault.INSUFFICIENT_QUOTA: (429, _QUOTA, _QUOTA, _QUOTA),
-    Fault.BAD_REQUEST: (400, _IRE, None, _IRE),
-    Fault.UNAUTHORIZED: (401, _IRE, "invalid_api_key", "authentication_error"),
-    Fault.FORBIDDEN: (403, _IRE, None, "permission_error"),
-    Fault.NOT_FOUND: (404, _IRE, "model_not_found", "not_found_error"),
-    Fault.SERVER_ERROR: (500, "server_error", None, "api_error"),
-    Fault.UNAVAILABLE: (503, "server_error", None, "overloaded_error"),  # Anthropic really uses 529
-}
-# fault: (OpenAI, Anthropic, Ollama) error message; {model} is filled in
-_MESSAGES: dict[Fault, tuple[str, str, str]] = {
-    Fault.RATE_LIMIT: (
-        "Rate limit reached for {model} in organization org-sim on requests per min (RPM): "
-        "Limit 3, Used 3, Requested 1. Please try again in 20s.",
-        "Number of requests has exceeded your per-minute rate limit.",
-        "rate limit exceeded",
-    ),
-    Fault.INSUFFICIENT_QUOTA: (
-        "You exceeded your current quota, please check your plan and billing details.",
-        "Your credit balance is too low to access the Anthropic API. "
-        "Please go to Plans & Billing to upgrade or purchase credits.",
-        "insufficient quota",
-    ),
-    Fault.BAD_REQUEST: (
-        "Invalid request (simulated).",
-        "Invalid request (simulated).",
-        "invalid request",
-    ),
-    Fault.UNAUTHORIZED: (
-        "Incorrect API key provided. "
-        "You can find your API key at https://platform.openai.com/account/api-keys.",
-        "invalid x-api-key",
-        "unauthorized",
-    ),
-    Fault.FORBIDDEN: (
-        "You are not allowed to sample from this model",
-        "Your API key does not have permission to use the specified resource.",
-        "forbidden",
-    ),
-    Fault.NOT_FOUND: (
-        "The model `{model}` does not exist or you do not have access to it.",
-        "model: {model}",
-        'model "{model}" not found, try pulling it first',
-    ),
-    Fault.SERVER_ERROR: (
-        "The server had an error while processing your request. Sorry about that!",
-        "Internal server error",
-        "an unknown error was encountered while running the model",
-    ),
-    Fault.UNAVAILABLE: (
-        "The engine is currently overloaded, please try again later.",
-        "Overloaded",
-        "server busy, please try again.  maximum pending requests exceeded",
-    ),
-}
-_MALFORMED = {
-    "openai": b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [',
-    "anthropic": b'{"id": "msg_broken", "type": "message", "content": [{"type": "text", ',
-    "ollama": b'{"model": "broken", "message": {"role": "assistant", "content": "',
-}
 REQUEST_ID_HEADER = {"openai": "x-request-id", "anthropic": "request-id"}
-_OLLAMA_OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
 
 
 @dataclass
@@ -158,40 +84,6 @@ def completion(
     return Completion(str(model or ""), reply, prompt, len(reply.split()), truncated)
 
 
-# -- errors -------------------------------------------------------------------------------
-
-
-def _json(status: int, obj: Any) -> Response:
-    return status, "application/json", json.dumps(obj).encode(), {}
-
-
-def _vendor_error(
-    protocol: str, status: int, message: str, kind: str, code: str | None
-) -> Response:
-    """An error body shaped as ``protocol`` shapes it (``kind`` is the error type)."""
-    if protocol == "openai":
-        return _json(
-            status, {"error": {"message": message, "type": kind, "param": None, "code": code}}
-        )
-    if protocol == "anthropic":
-        return _json(status, {"type": "error", "error": {"type": kind, "message": message}})
-    return _json(status, {"error": message})
-
-
-def _error(protocol: str, fault: Fault, model: str, shape: str | None = None) -> Response:
-    """The answer to an error fault, from the tables above.
-
-    ``shape`` is the body's wire format when it differs from the protocol's: Ollama's
-    OpenAI-compatible ``/v1`` routes answer with Ollama's messages in OpenAI's shape.
-    """
-    status, openai_type, code, anthropic_type = ERRORS[fault]
-    message = _MESSAGES[fault][PROTOCOLS.index(protocol)].format(model=model)
-    kind = anthropic_type if protocol == "anthropic" else openai_type
-    if protocol == "ollama":  # Ollama's /v1 errors: a type by status, never a code
-        kind, code = _OLLAMA_OPENAI_TYPES.get(status, "api_error"), None
-    return _vendor_error(shape or protocol, status, message, kind, code)
-
-
 def respond(
     backend: Backend,
     protocol: str,
@@ -206,7 +98,7 @@ def respond(
     shape = "openai" if v1 else protocol
     if fault in ERRORS:
         model = str(req.json.get("model", "")) if isinstance(req.json, dict) else ""
-        response = _error(protocol, fault, model, shape)
+        response = error_response(protocol, fault, model, shape)
         if fault is Fault.RATE_LIMIT:
             retry = retry_after
             if not isinstance(retry, str):
@@ -217,13 +109,16 @@ def respond(
         return response
     if handler is None:
         if protocol == "ollama":
-            return _json(404, {"error": "404 page not found"})
-        kind = "not_found_error" if protocol == "anthropic" else _IRE
+            return json_response(404, {"error": "404 page not found"})
+        kind = "not_found_error" if protocol == "anthropic" else IRE
         message = f"Invalid URL ({req.method} {req.path})"
-        return _vendor_error(protocol, 404, message, kind, None)
+        return vendor_error(protocol, 404, message, kind, None)
     if fault is Fault.MALFORMED:
-        return 200, "application/json", _MALFORMED[shape], {}
-    return handler(backend, req)
+        return 200, "application/json", MALFORMED_BODIES[shape], {}
+    response = handler(backend, req)
+    if fault in ANSWER_FAULTS and response[:2] == (200, "application/json"):
+        return json_response(200, misbehave(shape, fault, json.loads(response[2])))
+    return response
 
 
 def is_generation(protocol: str, req: Request) -> bool:
@@ -265,7 +160,7 @@ def _now_iso() -> str:
 def _openai_chat(p: Backend, req: Request) -> Response:
     b = req.json
     if not isinstance(b, dict) or not isinstance(b.get("messages"), list):
-        return _error("openai", Fault.BAD_REQUEST, "")
+        return error_response("openai", Fault.BAD_REQUEST, "")
     c = p.complete(
         b.get("model"),
         _messages(b["messages"]),
@@ -287,7 +182,7 @@ def _openai_chat(p: Backend, req: Request) -> Response:
     if not b.get("stream"):
         message = {"role": "assistant", "content": c.text, "refusal": None}
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-        return _json(200, {**base, "choices": [choice], "usage": usage})
+        return json_response(200, {**base, "choices": [choice], "usage": usage})
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
@@ -304,7 +199,7 @@ def _openai_chat(p: Backend, req: Request) -> Response:
 def _anthropic_messages(p: Backend, req: Request) -> Response:
     b = req.json
     if not isinstance(b, dict) or not isinstance(b.get("messages"), list):
-        return _error("anthropic", Fault.BAD_REQUEST, "")
+        return error_response("anthropic", Fault.BAD_REQUEST, "")
     system = [("system", _text(b["system"]))] if b.get("system") else []
     c = p.complete(b.get("model"), system + _messages(b["messages"]), b.get("max_tokens"))
     stop = "max_tokens" if c.truncated else "end_turn"
@@ -320,7 +215,7 @@ def _anthropic_messages(p: Backend, req: Request) -> Response:
         "usage": usage,
     }
     if not b.get("stream"):
-        return _json(200, message)
+        return json_response(200, message)
     start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     block = {"type": "text", "text": ""}
     events = [
@@ -346,7 +241,7 @@ def _ollama(p: Backend, req: Request, generate: bool) -> Response:
     """``POST /api/chat`` (or ``/api/generate``); Ollama streams unless ``"stream": false``."""
     b = req.json
     if not isinstance(b, dict) or (not generate and not isinstance(b.get("messages"), list)):
-        return _error("ollama", Fault.BAD_REQUEST, "")
+        return error_response("ollama", Fault.BAD_REQUEST, "")
     if generate:
         msgs = [("system", _text(b["system"]))] if b.get("system") else []
         msgs.append(("user", _text(b.get("prompt"))))
@@ -376,7 +271,7 @@ def _ollama(p: Backend, req: Request, generate: bool) -> Response:
     if generate:
         final["context"] = list(range(1, c.prompt_tokens + c.completion_tokens + 1))
     if not stream:
-        return _json(200, final)
+        return json_response(200, final)
     chunks = [
         {"model": c.model, "created_at": now, **part(t), "done": False} for t in _pieces(c.text)
     ]
@@ -406,13 +301,13 @@ def _ollama_tags(p: Backend, req: Request) -> Response:
         }
         for m in names
     ]
-    return _json(200, {"models": models})
+    return json_response(200, {"models": models})
 
 
 def _ollama_show(p: Backend, req: Request) -> Response:
     """``POST /api/show``, which LiteLLM may ask for a model's context length."""
     model_info = {"general.architecture": "llama", "llama.context_length": 8192}
-    return _json(
+    return json_response(
         200, {"template": "{{ .Prompt }}", "details": _OLLAMA_DETAILS, "model_info": model_info}
     )
 
@@ -430,7 +325,7 @@ ROUTES: dict[str, dict[tuple[str, str], Handler]] = {
     "ollama": {
         ("GET", "/"): _ollama_running,
         ("HEAD", "/"): _ollama_running,
-        ("GET", "/api/version"): lambda p, r: _json(200, {"version": "0.6.0"}),
+        ("GET", "/api/version"): lambda p, r: json_response(200, {"version": "0.6.0"}),
         ("GET", "/api/tags"): _ollama_tags,
         ("POST", "/api/show"): _ollama_show,
         ("POST", "/api/chat"): lambda p, r: _ollama(p, r, generate=False),
