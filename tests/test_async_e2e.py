@@ -22,6 +22,7 @@ from leadfactory.llm import (
     LLMTimeoutError,
     LLMValidationError,
 )
+from leadfactory.llm.ledger_worker import LedgerWorker
 from leadfactory.llm.simulator import Fault
 
 from .conftest import SENTINEL_KEY
@@ -311,7 +312,7 @@ def test_retry_after_wait_is_an_asyncio_sleep(sim_env, monkeypatch):
     assert longest_gap < duration  # the ticker ran during the call
 
 
-def test_cancelled_call_leaves_no_pending_reservation(sim_env):
+def test_call_cancelled_after_sending_is_charged_its_reservation(sim_env):
     sim_env.set_fault("openai", Fault.HANG)
     client = make_client("openai", None)
     client.config.providers["openai"].timeout = 5
@@ -327,9 +328,14 @@ def test_cancelled_call_leaves_no_pending_reservation(sim_env):
     started = time.perf_counter()
     asyncio.run(main())
     assert time.perf_counter() - started < 4  # cancelled, not waiting out the 5 s timeout
-    rows = client.ledger.rows()
-    assert [(r["outcome"], r["cost_usd"]) for r in rows] == [("error", 0)]
-    assert client.ledger.spend(period="day") == 0
+    assert LedgerWorker.for_ledger(client.ledger).drain()
+    [row] = client.ledger.rows()
+    assert (row["outcome"], row["error_class"], row["estimated"]) == ("error", "Cancelled", 1)
+    price = client.config.providers["openai"].cost_per_1k_tokens
+    assert row["completion_tokens"] == 5  # the provider may bill the whole answer
+    assert row["cost_usd"] == pytest.approx(price * row["total_tokens"] / 1000)
+    assert row["cost_usd"] > 0
+    assert client.ledger.spend(period="day") == pytest.approx(row["cost_usd"])
 
 
 def test_wait_for_timeout_cancels_cleanly(sim_env):

@@ -259,7 +259,10 @@ class LLMClient:
     async def _arun(self, request: Request) -> dict[str, Any]:
         if not providers.litellm_loaded():  # seconds of import: not on the event loop
             await asyncio.to_thread(providers.load_litellm)
-        flow = fallback_flow(self._services(), request)
+        services = self._services()
+        if isinstance(services.ledger, CostLedger):  # behind the writes under way, in order
+            services.settle_on_close = LedgerWorker.for_ledger(services.ledger).write_later
+        flow = fallback_flow(services, request)
         send: Outcome | None = None
         try:
             while True:

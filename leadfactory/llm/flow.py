@@ -9,20 +9,31 @@ written and :class:`Sleep` when it wants to wait; the driver
 sends back an :class:`Outcome`. Everything else (order, availability, budgets, rate
 limits, retries, classification, health, what the ledger rows say, the response dict)
 is decided here, so the two clients cannot drift apart.
-(One exception: a reservation given back on cancellation is written inline, since a
-closing generator cannot yield.)
+(One exception: the settlement of an attempt cancelled mid-call goes to
+``Services.settle_on_close``, since a closing generator cannot yield.) What an attempt
+is charged is decided in :mod:`.charges`; ``attempts[]`` entries are made in :mod:`.attempts`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from .classify import classify, retry_same_provider
+from .attempts import (
+    Walk,
+    all_rate_limited,
+    attempt_entry,
+    cooling_error,
+    no_providers_message,
+    rate_limit_error,
+)
+from .charges import finish_answer, read_outcome, settlement, worst_case
+from .classify import retry_same_provider
 from .config import LLMConfig, ProviderConfig
 from .exceptions import (
     AllProvidersFailedError,
@@ -31,7 +42,7 @@ from .exceptions import (
     LLMRateLimitError,
     LLMValidationError,
 )
-from .ledger import Budget, Ledger, LedgerWrite, Reservation, Reserve, Settle
+from .ledger import Budget, Ledger, LedgerWrite, Release, Reservation, Reserve, Settle
 from .providers import call_arguments
 from .ratelimit import Denied
 from .shared_state import Health, Limiter
@@ -93,31 +104,17 @@ class Services:
     log: Callable[..., None]
     count_tokens: Callable[[list[dict[str, Any]]], int]  # prompt tokens of messages
     arguments_for: Callable[..., dict[str, Any]] = call_arguments  # a Call's LiteLLM arguments
+    # A write made while the flow closes (it cannot yield then): the async driver queues
+    # it behind the writes under way; by default it is written inline.
+    settle_on_close: Callable[[LedgerWrite], None] | None = None
 
+    def __post_init__(self) -> None:
+        if self.settle_on_close is None:
+            self.settle_on_close = self._settle_inline
 
-@dataclass
-class _Walk:
-    """What happened to each provider during one pass over the order."""
-
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    errors: dict[str, LLMError] = field(default_factory=dict)
-    first_error: LLMError | None = None
-    budget_refusals: list[LLMQuotaExceededError] = field(default_factory=list)
-    rate_limited: list[LLMRateLimitError] = field(default_factory=list)
-    tried: int = 0
-
-    def skip(self, name: str, reason: str, error: LLMError) -> None:
-        self.attempts.append(
-            {
-                "provider": name,
-                "outcome": "skipped",
-                "reason": reason,
-                "error": type(error).__name__,
-                "detail": str(error),
-                "ms": 0.0,
-            }
-        )
-        self.errors[name] = error
+    def _settle_inline(self, write: LedgerWrite) -> None:
+        with contextlib.suppress(ValueError):  # the settlement under way got there first
+            self.ledger.write(write)
 
 
 # A ledger write is done inline (the sync client) or on the ledger's writer thread (the
@@ -141,11 +138,11 @@ def fallback_flow(services: Services, request: Request) -> Generator[Operation, 
             RequestSize(request.prompt_tokens or 0, request.max_tokens, request.model),
         )
     if not plan.order:
-        raise AllProvidersFailedError({}, message=_no_providers_message(config))
+        raise AllProvidersFailedError({}, message=no_providers_message(config))
     waited = 0.0
     attempts: list[dict[str, Any]] = []
     while True:
-        walk = _Walk()
+        walk = Walk()
         response = yield from _walk(services, request, plan, walk)
         attempts += walk.attempts
         if response is not None:
@@ -161,14 +158,14 @@ def fallback_flow(services: Services, request: Request) -> Generator[Operation, 
                 yield Sleep(wait)
                 waited += wait
                 continue
-            raise _all_rate_limited(walk.rate_limited, wait)
+            raise all_rate_limited(walk.rate_limited, wait)
         if walk.budget_refusals:
             raise walk.budget_refusals[0]
         raise AllProvidersFailedError(walk.errors, metadata={"attempts": attempts})
 
 
 def _walk(
-    services: Services, request: Request, plan: FallbackPlan, walk: _Walk
+    services: Services, request: Request, plan: FallbackPlan, walk: Walk
 ) -> Generator[Operation, Outcome, dict | None]:
     for index, name in enumerate(plan.order):
         if walk.tried >= plan.max_tries:
@@ -181,7 +178,7 @@ def _walk(
         assert provider is not None
         check = services.health.check(name)
         if not check.allowed:
-            walk.skip(name, "cooling_down", _cooling_error(name, check.reason))
+            walk.skip(name, "cooling_down", cooling_error(name, check.reason))
             continue
         fallback_left = walk.tried + 1 < plan.max_tries and any(
             _unusable(later, services.config.providers.get(later)) is None
@@ -205,7 +202,7 @@ def _try_provider(
     services: Services,
     request: Request,
     provider: ProviderConfig,
-    walk: _Walk,
+    walk: Walk,
     fallback_left: bool,
 ) -> Generator[Operation, Outcome, dict | None]:
     """Up to 1 + max_retries attempts on one provider, as tenacity's policy decides.
@@ -216,6 +213,8 @@ def _try_provider(
     delays: list[float] = []
 
     def worth_retrying(error: BaseException) -> bool:
+        if isinstance(error, LLMError) and error.metadata.get("empty_answer"):
+            return False  # asked again, a provider tends to repeat it: ask the next one
         if fallback_left and isinstance(error, LLMError) and error.metadata.get("refused"):
             return False
         return retry_same_provider(error)
@@ -258,13 +257,13 @@ def _attempt(
     services: Services,
     request: Request,
     provider: ProviderConfig,
-    walk: _Walk,
+    walk: Walk,
 ) -> Generator[Operation, Outcome, tuple[dict | None, LLMError | None] | None]:
     name, model = provider.name, request.model or provider.default_model
     estimate_tokens = (request.prompt_tokens or 0) + request.max_tokens
     permit = services.limiter.acquire(name, estimate_tokens)
     if isinstance(permit, Denied):
-        error = _rate_limit_error(permit)
+        error = rate_limit_error(permit)
         if math.isinf(permit.wait):
             walk.skip(name, "too_large", LLMValidationError(str(error), provider=name))
         else:
@@ -293,42 +292,49 @@ def _attempt(
         walk.budget_refusals.append(reserved.error)
         return None
     reservation: Reservation = reserved.value
-    arguments = services.arguments_for(
-        provider, request.messages, model=request.model, params=request.params
-    )
-    started = services.timer()
-    settled = False
+    settled = sent = False
+    in_flight: dict[str, Any] | None = None  # a settlement yielded and not yet confirmed
     try:
+        arguments = services.arguments_for(
+            provider, request.messages, model=request.model, params=request.params
+        )
+        started = services.timer()
+        sent = True  # from here on the provider may have the request, and may bill it
         outcome = yield Call(name, arguments)
         elapsed_ms = (services.timer() - started) * 1000.0
-        if outcome.error is None and outcome.response is not None:
-            response = _finish(services, request, provider, outcome.response, elapsed_ms)
-            services.limiter.correct(permit, response["usage"]["total_tokens"])
-            yield from _settle(reservation, _success_settlement(response, elapsed_ms))
+        response, error, charge = read_outcome(outcome, request, provider)
+        if charge is not None:
+            services.limiter.correct(permit, charge.total_tokens)
+        if response is not None:
+            assert charge is not None
+            finish_answer(request, provider, response, charge, elapsed_ms)
+            in_flight = settlement(provider, "success", charge, elapsed_ms)
+            yield from _settle(reservation, in_flight)
             settled = True
             services.health.record_success(name)
-            walk.attempts.append(_attempt_entry(name, "success", None, elapsed_ms))
+            walk.attempts.append(attempt_entry(name, "success", None, elapsed_ms))
             services.log(response=response, provider=name, latency_ms=elapsed_ms)
             return response, None
-        error = classify(outcome.error, name, secrets=[provider.secret_key()])
-        error.__cause__ = outcome.error
-        failure = {
-            "outcome": "error",
-            "latency_ms": elapsed_ms,
-            "error_class": type(error).__name__,
-        }
-        yield from _settle(reservation, failure)
+        assert error is not None
+        in_flight = settlement(provider, "error", charge, elapsed_ms, type(error).__name__)
+        yield from _settle(reservation, in_flight)
         settled = True
         services.health.record_failure(name, error)
         if isinstance(error, LLMRateLimitError) and error.retry_after:
             services.limiter.pause(name, error.retry_after)
-        walk.attempts.append(_attempt_entry(name, "error", error, elapsed_ms))
+        walk.attempts.append(attempt_entry(name, "error", error, elapsed_ms))
         services.log(error=error, provider=name, latency_ms=elapsed_ms, model=model)
         return None, error
     finally:
-        if not settled:  # cancelled mid-call (or mid-settlement): give the reservation back
+        if not settled and in_flight is None and not sent:  # never asked: give it back
             services.limiter.release(permit)
-            services.ledger.release(reservation)  # unless the settlement got there first
+            services.settle_on_close(Release(reservation))
+        elif not settled:  # cancelled or interrupted: charge what may have been billed
+            if in_flight is None:  # the answer never came
+                charge = worst_case(request, "cancelled after it was sent")
+                in_flight = settlement(provider, "error", charge, 0.0, "Cancelled")
+            # Written after any settlement already under way, which wins if it lands.
+            services.settle_on_close(Settle(reservation, **in_flight))
 
 
 def _settle(
@@ -337,75 +343,3 @@ def _settle(
     done = yield Settle(reservation, **settlement)
     if done.error is not None:
         raise done.error
-
-
-def _success_settlement(response: dict[str, Any], elapsed_ms: float) -> dict[str, Any]:
-    usage = response["usage"]
-    return {
-        "outcome": "success",
-        "cost_usd": response["cost"],
-        "prompt_tokens": usage["prompt_tokens"],
-        "completion_tokens": usage["completion_tokens"],
-        "latency_ms": elapsed_ms,
-    }
-
-
-def _finish(
-    services: Services,
-    request: Request,
-    provider: ProviderConfig,
-    response: dict[str, Any],
-    elapsed_ms: float,
-) -> dict[str, Any]:
-    response["provider"] = provider.name
-    response["cost"] = provider.estimate_cost(response["usage"]["total_tokens"])
-    response["cached"] = False
-    response["latency_ms"] = round(elapsed_ms, 3)
-    response["request_id"] = request.request_id
-    return response
-
-
-def _attempt_entry(
-    name: str, outcome: str, error: LLMError | None, elapsed_ms: float
-) -> dict[str, Any]:
-    return {
-        "provider": name,
-        "outcome": outcome,
-        "error": type(error).__name__ if error else None,
-        "detail": str(error) if error else None,
-        "ms": round(elapsed_ms, 3),
-    }
-
-
-def _cooling_error(name: str, reason: str) -> LLMError:
-    from .exceptions import LLMConnectionError
-
-    return LLMConnectionError(f"{name}: {reason}", provider=name)
-
-
-def _rate_limit_error(denied: Denied) -> LLMRateLimitError:
-    wait = None if math.isinf(denied.wait) else denied.wait
-    return LLMRateLimitError(
-        f"{denied.provider}: {denied.detail}",
-        provider=denied.provider,
-        retry_after=wait,
-        metadata={"limit": denied.reason},
-    )
-
-
-def _all_rate_limited(errors: list[LLMRateLimitError], wait: float) -> LLMRateLimitError:
-    names = ", ".join(e.provider or "?" for e in errors)
-    return LLMRateLimitError(
-        f"Every available provider is rate limited ({names}); retry after {wait:.2f}s",
-        retry_after=wait,
-        metadata={"providers": [e.provider for e in errors]},
-    )
-
-
-def _no_providers_message(config: LLMConfig) -> str:
-    if not config.providers:
-        return (
-            "No providers available: none is configured "
-            "(set OPENAI_API_KEY, ANTHROPIC_API_KEY or OLLAMA_HOST)"
-        )
-    return "No providers available: every configured provider is disabled"

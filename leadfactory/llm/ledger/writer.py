@@ -12,6 +12,7 @@ COMMITs. A request still returns only after its settlement is committed.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import queue
@@ -48,6 +49,8 @@ class LedgerWorker:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._done = threading.Condition()
+        self._unfinished = 0  # writes queued and not yet delivered
         self.batches = 0  # transactions run, for tests and benchmarks
 
     @classmethod
@@ -65,17 +68,40 @@ class LedgerWorker:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         self._submit((write, loop, future))
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Cancelled after the result came but before this coroutine resumed: nobody
+            # will take the reservation it may hold, so give it back here.
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.release(future.result())
+            raise
+
+    def write_later(self, write: LedgerWrite) -> None:
+        """Queue ``write``, not awaited.
+
+        Written after every write queued before it (a settlement under way wins over a
+        later one for the same row); a failure is logged. See :meth:`drain`.
+        """
+        self._submit((write, None, None))
 
     def running(self) -> bool:
         """Whether this process has a writer thread now."""
         thread = self._thread
         return thread is not None and self._pid == os.getpid() and thread.is_alive()
 
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until every write queued so far is done; False if ``timeout`` passed first."""
+        with self._done:
+            return self._done.wait_for(lambda: self._unfinished <= 0, timeout)
+
     def _submit(self, item: _Item) -> None:
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's queue and thread are not ours
                 self._pid, self._queue, self._thread = os.getpid(), queue.SimpleQueue(), None
+                self._done, self._unfinished = threading.Condition(), 0
+        with self._done:
+            self._unfinished += 1
         self._queue.put(item)
         with self._lock:  # after the put: a thread that is leaving has seen the queue empty
             if self._thread is None or not self._thread.is_alive():
@@ -113,13 +139,17 @@ class LedgerWorker:
             del ledger
             self.batches += 1
             self._deliver(batch, results)
+            with self._done:
+                self._unfinished -= len(batch)
+                self._done.notify_all()
 
     def _deliver(self, batch: list[_Item], results: list[Any]) -> None:
         """Hand each result to its coroutine: one wake-up per event loop per batch."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
         for (_, loop, future), result in zip(batch, results, strict=True):
             if loop is None or future is None:
-                if isinstance(result, BaseException):
+                # (a ValueError: a settlement found its row settled by the one under way)
+                if isinstance(result, BaseException) and not isinstance(result, ValueError):
                     log_event(logging.WARNING, f"ledger write failed: {result}")
             else:
                 by_loop.setdefault(loop, []).append((future, result))
@@ -144,3 +174,13 @@ def _resolve(pairs: list[tuple[asyncio.Future, Any]], worker: LedgerWorker) -> N
             future.set_exception(result)
         else:
             future.set_result(result)
+
+
+@atexit.register
+def _drain_all() -> None:
+    """At exit, let the writes nobody awaits (settlements of cancelled calls) land first."""
+    with _WORKERS_LOCK:
+        workers = list(_WORKERS.values())
+    for worker in workers:
+        if worker.running():
+            worker.drain(timeout=5.0)
