@@ -124,6 +124,25 @@ def test_a_reservation_whose_caller_was_cancelled_is_given_back(ledger):
     assert (row["outcome"], row["error_class"], row["reserved_usd"]) == ("error", "Cancelled", 0)
 
 
+def test_a_reservation_cancelled_after_it_arrived_is_given_back(ledger):
+    """The narrow window: the result is set, then the task is cancelled before it resumes."""
+    worker = LedgerWorker.for_ledger(ledger)
+
+    async def main():
+        task = asyncio.create_task(worker.call("reserve", **reserve_kwargs(0)))
+        await asyncio.sleep(0)  # the task submits its write
+        assert worker.drain(5)  # written; its result is queued for this loop
+        await asyncio.sleep(0)  # the result is set: the task is due to resume
+        task.cancel()  # ...but is cancelled first
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert worker.drain(5)
+    assert [(r["outcome"], r["error_class"]) for r in ledger.rows()] == [("error", "Cancelled")]
+    assert ledger.spend() == 0
+
+
 def test_async_client_settles_before_it_answers(sim_env, tmp_path):
     client = LLMClient(LLMConfig(enable_caching=False, ledger_path=tmp_path / "l.db"))
 
