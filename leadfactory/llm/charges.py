@@ -26,10 +26,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .classify import _chain as cause_chain  # the cause chain, as classify walks it
 from .classify import classify
 from .exceptions import LLMError, LLMProviderError, LLMTimeoutError
 from .log import log_event
@@ -269,13 +270,4 @@ def _connect_timeout(error: BaseException) -> bool:
     if httpx is None:
         return False
     before_sending = (httpx.ConnectTimeout, httpx.PoolTimeout)
-    return any(isinstance(link, before_sending) for link in _chain(error))
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    link: BaseException | None = error
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        yield link
-        link = link.__cause__ or link.__context__
+    return any(isinstance(link, before_sending) for link in cause_chain(error))
