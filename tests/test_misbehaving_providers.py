@@ -1,5 +1,6 @@
-"""Providers that answer 200 but misbehave: usage missing, negative, huge or absurd, or no
-answer at all. Real HTTP against the simulator, sync and async, for each wire protocol.
+"""Providers that answer 200 but misbehave: usage missing, negative, huge or absurd, no
+answer at all, or an answer trickled past the deadline. Real HTTP against the simulator,
+sync and async, for each wire protocol.
 
 The rule under test: a call that may have reached a provider is charged, a charge is
 never a crash, and usage outside what the request could have produced is replaced by a
@@ -30,6 +31,7 @@ TABLE = {
     Fault.HUGE_USAGE: "served, completion clamped",
     Fault.ABSURD_USAGE: "served, completion clamped",
     Fault.EMPTY_CHOICES: "falls back, charged",
+    Fault.TRICKLE: "falls back, charged the reservation",  # cut off at the attempt's deadline
 }
 
 
@@ -66,8 +68,11 @@ def make_client(failing: str, *, caching: bool = False) -> LLMClient:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("fault", list(TABLE), ids=lambda f: f.value)
 def test_misbehaving_provider_table(sim_env, driver, protocol, fault):
-    sim_env.set_fault(protocol, fault)
+    sim_env.set_fault(protocol, fault, delay=0.05)  # TRICKLE: a byte every 50 ms
     client = make_client(protocol, caching=True)
+    if fault is Fault.TRICKLE:
+        client.config.providers[protocol].timeout = 0.5
+        client.config.providers[protocol].max_retries = 0
     response = DRIVERS[driver](client)
     rows = client.ledger.rows()
     assert all(r["outcome"] != "pending" for r in rows)
@@ -100,8 +105,13 @@ def test_misbehaving_provider_table(sim_env, driver, protocol, fault):
     assert response["provider"] == BACKUP[protocol]
     failed = [r for r in rows if r["provider"] == protocol]
     assert [r["outcome"] for r in failed] == ["error"]  # not retried on the same provider
-    assert failed[0]["error_class"] == "LLMProviderError"
     assert sim_env.request_count(protocol) == 1
+    if outcome == "falls back, charged the reservation":  # the provider may bill it anyway
+        assert failed[0]["error_class"] == "LLMTimeoutError" and failed[0]["estimated"] == 1
+        assert failed[0]["completion_tokens"] == MAX_TOKENS
+        assert failed[0]["cost_usd"] == pytest.approx(price * failed[0]["total_tokens"] / 1000)
+        return
+    assert failed[0]["error_class"] == "LLMProviderError"
     if outcome == "falls back, charged":  # it reached the provider, which reported its usage
         assert failed[0]["prompt_tokens"] > 0 and failed[0]["estimated"] == 0
         assert failed[0]["cost_usd"] == pytest.approx(price * failed[0]["total_tokens"] / 1000)
