@@ -266,8 +266,10 @@ def _media_parts(messages: list[dict[str, Any]]) -> int:
 
 def _connect_timeout(error: BaseException) -> bool:
     """True when a connect or pool timeout (nothing was sent) is in the cause chain."""
-    httpx = sys.modules.get("httpx")
-    if httpx is None:
-        return False
-    before_sending = (httpx.ConnectTimeout, httpx.PoolTimeout)
+    before_sending = tuple(
+        getattr(module, name)
+        for module in (sys.modules.get("httpx"), sys.modules.get("httpcore"))
+        if module is not None
+        for name in ("ConnectTimeout", "PoolTimeout")
+    )
     return any(isinstance(link, before_sending) for link in cause_chain(error))

@@ -1,0 +1,107 @@
+"""What an attempt is charged (leadfactory.llm.charges), alone: no simulator, no LiteLLM."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from leadfactory.llm.charges import (
+    answer_charge,
+    completion_bound,
+    empty_answer_error,
+    failure_charge,
+    prompt_bound,
+)
+from leadfactory.llm.exceptions import LLMProviderError, LLMTimeoutError
+from leadfactory.llm.flow import Request
+from leadfactory.llm.tokens import estimate_prompt_tokens, estimate_text_tokens
+
+MESSAGES = [{"role": "user", "content": "Name the capital of France, in one word."}]
+REQUEST = Request(
+    request_id="r",
+    messages=MESSAGES,
+    params={"temperature": 0, "max_tokens": 10},
+    max_tokens=10,
+    prompt_tokens=estimate_prompt_tokens(MESSAGES),
+)
+PROMPT = REQUEST.prompt_tokens
+TEXT = "Paris, the capital."
+
+
+def answer(usage: dict | None, text: str = TEXT) -> dict:
+    body: dict = {"choices": [{"message": {"role": "assistant", "content": text}}]}
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def usage(prompt, completion) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion}
+
+
+def test_the_bounds():
+    assert completion_bound(REQUEST) == 2 * 10 + 256
+    two = Request("r", MESSAGES, {"max_tokens": 10, "n": 2}, 10, PROMPT)
+    assert completion_bound(two) == 2 * completion_bound(REQUEST)
+    params = estimate_text_tokens('{"temperature": 0}')
+    assert prompt_bound(REQUEST) == 4 * (PROMPT + params) + 4096
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+    with_image = Request("r", image, {"max_tokens": 10}, 10)
+    assert prompt_bound(with_image) >= 2 * 4096
+
+
+@pytest.mark.parametrize(
+    ("reported", "charged", "estimated"),
+    [
+        (usage(12, 5), (12, 5), False),  # believable: as reported
+        (None, (PROMPT, estimate_text_tokens(TEXT)), True),  # no usage at all
+        (usage(0, 0), (PROMPT, estimate_text_tokens(TEXT)), True),  # LiteLLM's zeros
+        (usage(12, -5), (12, estimate_text_tokens(TEXT)), True),  # negative: estimated
+        (usage(-1, 5), (PROMPT, 5), True),
+        (usage(12, 10**30), (12, 276), True),  # huge: clamped to the bound
+        (usage(12, 2 * 10**12), (12, 276), True),
+        (usage(10**9, 5), (prompt_bound(REQUEST), 5), True),
+        (usage(12, 7.5), (12, estimate_text_tokens(TEXT)), True),  # not a whole number
+        (usage(12, True), (12, estimate_text_tokens(TEXT)), True),
+    ],
+)
+def test_usage_is_charged_within_bounds(reported, charged, estimated):
+    charge = answer_charge(answer(reported), REQUEST, "openai")
+    assert (charge.prompt_tokens, charge.completion_tokens) == charged
+    assert charge.estimated is estimated and bool(charge.why) is estimated
+
+
+def test_an_empty_answer_may_report_no_completion():
+    charge = answer_charge(answer(usage(12, 0), text=""), REQUEST, "openai")
+    assert (charge.prompt_tokens, charge.completion_tokens, charge.estimated) == (12, 0, False)
+
+
+def test_empty_answers():
+    assert empty_answer_error(answer(None), "openai") is None
+    tool_call = {"choices": [{"message": {"tool_calls": [{"id": "t"}]}}]}
+    assert empty_answer_error(tool_call, "openai") is None
+    for empty in ({"choices": []}, {}, answer(None, text=""), {"choices": [{"message": None}]}):
+        error = empty_answer_error(empty, "openai")
+        assert isinstance(error, LLMProviderError) and error.metadata["empty_answer"]
+        assert error.provider == "openai" and "empty answer" in str(error)
+
+
+def timeout_caused_by(cause: BaseException) -> LLMTimeoutError:
+    error = LLMTimeoutError("openai: timed out", provider="openai")
+    error.__cause__ = cause
+    return error
+
+
+def test_a_timeout_after_sending_is_charged_the_reservation():
+    charge = failure_charge(timeout_caused_by(httpx.ReadTimeout("slow")), REQUEST)
+    assert charge is not None and charge.estimated
+    assert (charge.prompt_tokens, charge.completion_tokens) == (PROMPT, 10)
+
+
+@pytest.mark.parametrize("cause", [httpx.ConnectTimeout("no"), httpx.PoolTimeout("busy")])
+def test_a_timeout_before_sending_is_free(cause):
+    assert failure_charge(timeout_caused_by(cause), REQUEST) is None
+
+
+def test_other_failures_are_free():
+    assert failure_charge(LLMProviderError("openai: HTTP 500", provider="openai"), REQUEST) is None
