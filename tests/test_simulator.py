@@ -806,7 +806,8 @@ def test_start_stop_many_times_does_not_leak() -> None:
     for _ in range(50):
         with Simulator() as sim, new_client(2) as c:
             assert call(sim, c, "openai").status_code == 200
-    assert threading.active_count() == threads
+    # <=: another test's idle writer or checkpoint thread may end meanwhile
+    assert threading.active_count() <= threads
     assert simulator_threads() == sims
     assert open_fds() <= fds + 2
 
