@@ -30,10 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .classify import _chain as cause_chain  # the cause chain, as classify walks it
 from .classify import classify
 from .exceptions import LLMError, LLMProviderError, LLMTimeoutError
 from .log import log_event
+from .redact import exception_chain as cause_chain
 from .tokens import estimate_prompt_tokens, estimate_text_tokens
 
 if TYPE_CHECKING:
