@@ -132,7 +132,7 @@ def prompt_bound(request: Request) -> int:
     four times the estimate of what is sent is a bound, before framing and media.
     """
     params = {k: v for k, v in request.params.items() if k != "max_tokens"}
-    sent = estimate_prompt_tokens(request.messages)
+    sent = request.prompt_tokens or estimate_prompt_tokens(request.messages)
     sent += estimate_text_tokens(json.dumps(params, ensure_ascii=False, default=str))
     return 4 * sent + FRAMING_TOKENS + MEDIA_TOKENS * _media_parts(request.messages)
 
