@@ -22,7 +22,7 @@ from leadfactory.llm import (
     LLMTimeoutError,
     LLMValidationError,
 )
-from leadfactory.llm.ledger_worker import LedgerWorker
+from leadfactory.llm.ledger import LedgerWorker
 from leadfactory.llm.simulator import Fault
 
 from .conftest import SENTINEL_KEY

@@ -15,7 +15,7 @@ import random
 import pytest
 
 from leadfactory.llm import LLMClient, LLMConfig, LLMError
-from leadfactory.llm.ledger_worker import LedgerWorker
+from leadfactory.llm.ledger import LedgerWorker
 from leadfactory.llm.simulator import Fault
 
 USER = [{"role": "user", "content": "Name one prime number."}]

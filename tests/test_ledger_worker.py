@@ -129,7 +129,7 @@ def test_a_reservation_cancelled_after_it_arrived_is_given_back(ledger):
     worker = LedgerWorker.for_ledger(ledger)
 
     async def main():
-        task = asyncio.create_task(worker.call("reserve", **reserve_kwargs(0)))
+        task = asyncio.create_task(worker.call(reserve(0)))
         await asyncio.sleep(0)  # the task submits its write
         assert worker.drain(5)  # written; its result is queued for this loop
         await asyncio.sleep(0)  # the result is set: the task is due to resume
