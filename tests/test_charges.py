@@ -10,10 +10,12 @@ from leadfactory.llm.charges import (
     completion_bound,
     empty_answer_error,
     failure_charge,
+    finish_answer,
     prompt_bound,
 )
 from leadfactory.llm.exceptions import LLMProviderError, LLMTimeoutError
 from leadfactory.llm.flow import Request
+from leadfactory.llm.provider_config import ProviderConfig
 from leadfactory.llm.tokens import estimate_prompt_tokens, estimate_text_tokens
 
 MESSAGES = [{"role": "user", "content": "Name the capital of France, in one word."}]
@@ -105,3 +107,17 @@ def test_a_timeout_before_sending_is_free(cause):
 
 def test_other_failures_are_free():
     assert failure_charge(LLMProviderError("openai: HTTP 500", provider="openai"), REQUEST) is None
+
+
+def test_the_answer_keeps_the_usage_details_beside_the_charged_counts():
+    details = {"cached_tokens": 4}
+    response = answer({**usage(12, 10**30), "prompt_tokens_details": details})
+    charge = answer_charge(response, REQUEST, "openai")
+    provider = ProviderConfig(name="openai", default_model="gpt-4", api_key="sk-test")
+    finish_answer(REQUEST, provider, response, charge, 1.0)
+    assert response["usage"] == {
+        "prompt_tokens": 12,
+        "completion_tokens": 276,
+        "total_tokens": 288,
+        "prompt_tokens_details": details,
+    }

@@ -114,9 +114,17 @@ def finish_answer(
     charge: Charge,
     elapsed_ms: float,
 ) -> None:
-    """``response`` as the client returns it: its charged usage and cost, and our keys."""
-    usage = {"prompt_tokens": charge.prompt_tokens, "completion_tokens": charge.completion_tokens}
-    response["usage"] = {**usage, "total_tokens": charge.total_tokens}
+    """``response`` as the client returns it: its charged usage and cost, and our keys.
+
+    The usage's detail counts (cached, reasoning tokens) are kept beside the charged ones.
+    """
+    reported = response.get("usage")
+    response["usage"] = {
+        **(reported if isinstance(reported, dict) else {}),
+        "prompt_tokens": charge.prompt_tokens,
+        "completion_tokens": charge.completion_tokens,
+        "total_tokens": charge.total_tokens,
+    }
     response["provider"] = provider.name
     response["cost"] = provider.estimate_cost(charge.total_tokens)
     response["cached"] = False
