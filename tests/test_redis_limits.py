@@ -219,3 +219,14 @@ def test_redis_py_is_imported_only_when_a_url_is_set(tmp_path):
     shared = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert json.loads(plain.stdout.strip().lower()) is False, plain.stderr
     assert json.loads(shared.stdout.strip().lower()) is True, shared.stderr
+
+
+def test_the_window_is_a_setting(monkeypatch, redis_prefix):
+    from leadfactory.llm import LLMClient
+
+    monkeypatch.setenv("LLM_RATE_LIMIT_WINDOW", "2.5")
+    assert LLMClient()._limiter.window == 2.5
+    monkeypatch.setenv("LLM_REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("LLM_REDIS_KEY_PREFIX", redis_prefix)
+    shared = LLMClient()._limiter
+    assert isinstance(shared, RedisRateLimiter) and shared.window == 2.5

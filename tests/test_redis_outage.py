@@ -147,3 +147,6 @@ def test_status_names_the_backends_and_whether_they_answer(
     assert f"rate limits, pauses, cooldowns: {public_url(REDIS_URL)}, answers" in out
     assert "cache: redis://127.0.0.1:9/0, NOT ANSWERING" in out
     assert "pw-secret" not in out
+    main(["config", "check"])
+    out = capsys.readouterr().out
+    assert "cache: redis://127.0.0.1:9/0, NOT ANSWERING" in out and "pw-secret" not in out

@@ -77,6 +77,9 @@ def command_config_check(args: argparse.Namespace) -> int:
     problems = config.validate()
     order = config.get_provider_order()
     print(f"strategy: {config.fallback_strategy.value}; order: {' -> '.join(order) or '(none)'}")
+    from ..shared_state import backend_lines, describe_backends
+
+    print("\n".join(backend_lines(describe_backends(config))))
     if not problems:
         print("configuration OK")
         return 0
