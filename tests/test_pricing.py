@@ -15,6 +15,15 @@ from leadfactory.llm.exceptions import LLMConfigurationError
 from leadfactory.llm.pricing import PriceSource, charge, price_for, token_usage, worst_case_cost
 from leadfactory.llm.provider_config import ModelPrice, ProviderConfig
 
+
+@pytest.fixture(autouse=True)
+def fresh_decisions():
+    """Each test decides its prices anew (some replace the map)."""
+    pricing._resolve.cache_clear()
+    yield
+    pricing._resolve.cache_clear()
+
+
 # OpenAI's reasoning model o3-mini, as OpenAI reports it (LiteLLM passes it through).
 OPENAI_CACHED_REASONING = {
     "prompt_tokens": 2000,
@@ -180,11 +189,18 @@ def test_each_source_wins_in_turn_for_one_model(monkeypatch):
     assert (mapped.input, mapped.output, mapped.cache_read) == (2.5e-6, 1e-5, 1.25e-6)
 
     monkeypatch.setattr(pricing, "map_entry", lambda *_: None)  # a map without the model
-    pricing._resolve.cache_clear()
+    pricing._resolve.cache_clear()  # decide again, with that map
     default = price_for(without_blended)
     assert default.source is PriceSource.DEFAULT
     assert default.input == default.output == pytest.approx(0.03 / 1000, abs=1e-15)
-    pricing._resolve.cache_clear()
+
+
+def test_the_price_is_decided_once_per_provider_and_model(monkeypatch):
+    provider = ProviderConfig(name="openai", api_key="k", default_model="gpt-4o")
+    first = price_for(provider)
+    monkeypatch.setattr(pricing, "map_entry", lambda *_: None)  # no second lookup happens
+    assert price_for(provider) is first
+    assert price_for(provider.model_copy()) is first  # an equal configuration: same decision
 
 
 def test_an_unknown_model_of_a_custom_provider_is_unpriced():
