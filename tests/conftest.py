@@ -35,6 +35,15 @@ def child_environment(home: Path) -> dict[str, str]:
     return env
 
 
+def list_cost(client, provider: str, prompt_tokens: int, completion_tokens: int) -> float:
+    """What the client charges for these counts on ``provider``'s own model, nothing cached:
+    prompt tokens at the model's input price plus completion tokens at its output price."""
+    from leadfactory.llm.pricing import price_for
+
+    price = price_for(client.config.providers[provider])
+    return prompt_tokens * price.input + completion_tokens * price.output
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path, monkeypatch) -> Iterator[None]:
     """No test sees the developer's keys, .env, ledger or cache."""

@@ -15,6 +15,7 @@ from leadfactory.llm.charges import (
 )
 from leadfactory.llm.exceptions import LLMProviderError, LLMTimeoutError
 from leadfactory.llm.flow import Request
+from leadfactory.llm.pricing import price_for
 from leadfactory.llm.provider_config import ProviderConfig
 from leadfactory.llm.tokens import estimate_prompt_tokens, estimate_text_tokens
 
@@ -114,7 +115,7 @@ def test_the_answer_keeps_the_usage_details_beside_the_charged_counts():
     response = answer({**usage(12, 10**30), "prompt_tokens_details": details})
     charge = answer_charge(response, REQUEST, "openai")
     provider = ProviderConfig(name="openai", default_model="gpt-4", api_key="sk-test")
-    finish_answer(REQUEST, provider, response, charge, 1.0)
+    finish_answer(REQUEST, provider, response, charge, price_for(provider), 1.0)
     assert response["usage"] == {
         "prompt_tokens": 12,
         "completion_tokens": 276,

@@ -21,7 +21,7 @@ from leadfactory.llm import (
 )
 from leadfactory.llm.simulator import Fault
 
-from .conftest import SENTINEL_KEY
+from .conftest import SENTINEL_KEY, list_cost
 
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 PROTOCOLS = ["openai", "anthropic", "ollama"]
@@ -84,8 +84,8 @@ def check_normal_answer(sim, client: LLMClient, response: dict, protocol: str) -
     assert response["choices"][0]["message"]["role"] == "assistant"
     usage = response["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
-    price = client.config.providers[protocol].cost_per_1k_tokens
-    assert response["cost"] == pytest.approx(usage["total_tokens"] / 1000 * price)
+    charged = list_cost(client, protocol, usage["prompt_tokens"], usage["completion_tokens"])
+    assert response["cost"] == pytest.approx(charged)
     assert response["cached"] is False and response["latency_ms"] > 0
     assert response["attempts"] == [
         {
@@ -148,10 +148,10 @@ def check_fallback(sim, client: LLMClient, response: dict, protocol: str, fault:
     ] * expected_attempts
     assert all(r["reserved_usd"] == 0 for r in failed)
     if fault in BILLED_FAULTS:  # the provider may have answered after we stopped waiting
-        price = client.config.providers[protocol].cost_per_1k_tokens
         for r in failed:  # charged what was reserved: the prompt and the whole max_tokens
             assert r["estimated"] == 1 and r["completion_tokens"] == 20
-            assert r["cost_usd"] == pytest.approx(price * r["total_tokens"] / 1000)
+            charged = list_cost(client, protocol, r["prompt_tokens"], r["completion_tokens"])
+            assert r["cost_usd"] == pytest.approx(charged)
     else:
         assert all(r["cost_usd"] == 0 and r["estimated"] == 0 for r in failed)  # not charged
     [won] = [r for r in rows if r["provider"] == backup]

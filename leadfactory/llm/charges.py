@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from .classify import classify
 from .exceptions import LLMError, LLMProviderError, LLMTimeoutError
 from .log import log_event
+from .pricing import Price, TokenUsage, token_usage
 from .redact import exception_chain as cause_chain
 from .tokens import estimate_prompt_tokens, estimate_text_tokens
 
@@ -66,10 +67,24 @@ class Charge:
     completion_tokens: int
     estimated: bool = False
     why: str = ""  # what was estimated or clamped, for the log
+    cache_read_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens, written to it
+    reasoning_tokens: int = 0  # of completion_tokens
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def billed(self) -> TokenUsage:
+        """These counts split the way a price applies to them."""
+        cached = self.cache_read_tokens + self.cache_write_tokens
+        return TokenUsage(
+            input_tokens=self.prompt_tokens - cached,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            output_tokens=self.completion_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
 
 
 def read_outcome(
@@ -88,7 +103,7 @@ def read_outcome(
 
 
 def settlement(
-    provider: ProviderConfig,
+    price: Price,
     outcome: str,
     charge: Charge | None,
     elapsed_ms: float,
@@ -98,7 +113,7 @@ def settlement(
     charge = charge or Charge(0, 0)
     return {
         "outcome": outcome,
-        "cost_usd": provider.estimate_cost(charge.total_tokens),
+        "cost_usd": price.cost(charge.billed()),
         "prompt_tokens": charge.prompt_tokens,
         "completion_tokens": charge.completion_tokens,
         "latency_ms": elapsed_ms,
@@ -112,6 +127,7 @@ def finish_answer(
     provider: ProviderConfig,
     response: dict[str, Any],
     charge: Charge,
+    price: Price,
     elapsed_ms: float,
 ) -> None:
     """``response`` as the client returns it: its charged usage and cost, and our keys.
@@ -126,7 +142,7 @@ def finish_answer(
         "total_tokens": charge.total_tokens,
     }
     response["provider"] = provider.name
-    response["cost"] = provider.estimate_cost(charge.total_tokens)
+    response["cost"] = price.cost(charge.billed())
     response["cached"] = False
     response["latency_ms"] = round(elapsed_ms, 3)
     response["request_id"] = request.request_id
@@ -180,7 +196,18 @@ def answer_charge(response: Mapping[str, Any], request: Request, provider: str) 
         estimate=text,
         notes=notes,
     )
-    charge = Charge(prompt, completion, estimated=bool(notes), why="; ".join(notes))
+    # The cache and reasoning counts, within the charged ones (impossible ones clamped).
+    split = token_usage({**usage, "prompt_tokens": prompt, "completion_tokens": completion})
+    notes += split.clamped
+    charge = Charge(
+        prompt,
+        completion,
+        estimated=bool(notes),
+        why="; ".join(notes),
+        cache_read_tokens=split.cache_read_tokens,
+        cache_write_tokens=split.cache_write_tokens,
+        reasoning_tokens=split.reasoning_tokens,
+    )
     if charge.estimated:
         log_event(
             logging.WARNING,

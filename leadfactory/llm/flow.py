@@ -43,6 +43,7 @@ from .exceptions import (
     LLMValidationError,
 )
 from .ledger import Budget, Ledger, LedgerWrite, Release, Reservation, Reserve, Settle
+from .pricing import price_for, worst_case_cost
 from .providers import call_arguments
 from .ratelimit import Denied
 from .shared_state import Health, Limiter
@@ -260,6 +261,7 @@ def _attempt(
     walk: Walk,
 ) -> Generator[Operation, Outcome, tuple[dict | None, LLMError | None] | None]:
     name, model = provider.name, request.model or provider.default_model
+    price = price_for(provider, model)  # decided once per (provider, model)
     estimate_tokens = (request.prompt_tokens or 0) + request.max_tokens
     permit = services.limiter.acquire(name, estimate_tokens)
     if isinstance(permit, Denied):
@@ -274,7 +276,7 @@ def _attempt(
         request_id=request.request_id,
         provider=name,
         model=model,
-        estimated_usd=provider.estimate_cost(estimate_tokens),
+        estimated_usd=worst_case_cost(price, request.prompt_tokens or 0, request.max_tokens),
         budget=services.budget,
         strategy=str(services.config.fallback_strategy),
         caller=request.caller,
@@ -307,8 +309,8 @@ def _attempt(
             services.limiter.correct(permit, charge.total_tokens)
         if response is not None:
             assert charge is not None
-            finish_answer(request, provider, response, charge, elapsed_ms)
-            in_flight = settlement(provider, "success", charge, elapsed_ms)
+            finish_answer(request, provider, response, charge, price, elapsed_ms)
+            in_flight = settlement(price, "success", charge, elapsed_ms)
             yield from _settle(reservation, in_flight)
             settled = True
             services.health.record_success(name)
@@ -316,7 +318,7 @@ def _attempt(
             services.log(response=response, provider=name, latency_ms=elapsed_ms)
             return response, None
         assert error is not None
-        in_flight = settlement(provider, "error", charge, elapsed_ms, type(error).__name__)
+        in_flight = settlement(price, "error", charge, elapsed_ms, type(error).__name__)
         yield from _settle(reservation, in_flight)
         settled = True
         services.health.record_failure(name, error)
@@ -332,7 +334,7 @@ def _attempt(
         elif not settled:  # cancelled or interrupted: charge what may have been billed
             if in_flight is None:  # the answer never came
                 charge = worst_case(request, "cancelled after it was sent")
-                in_flight = settlement(provider, "error", charge, 0.0, "Cancelled")
+                in_flight = settlement(price, "error", charge, 0.0, "Cancelled")
             # Written after any settlement already under way, which wins if it lands.
             services.settle_on_close(Settle(reservation, **in_flight))
 
