@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -14,7 +16,8 @@ from leadfactory.llm.charges import (
     prompt_bound,
 )
 from leadfactory.llm.exceptions import LLMProviderError, LLMTimeoutError
-from leadfactory.llm.flow import Request
+from leadfactory.llm.flow import Call, Outcome, Request, fallback_flow
+from leadfactory.llm.ledger import Release, Reservation, Reserve, Settle
 from leadfactory.llm.pricing import price_for
 from leadfactory.llm.provider_config import ProviderConfig
 from leadfactory.llm.tokens import estimate_prompt_tokens, estimate_text_tokens
@@ -122,3 +125,62 @@ def test_the_answer_keeps_the_usage_details_beside_the_charged_counts():
         "total_tokens": 288,
         "prompt_tokens_details": details,
     }
+
+
+# -- a flow closed mid-attempt (a cancelled task, Ctrl-C): driven alone -------------------
+
+
+def closing_flow(until: type, arguments_for=None) -> tuple[Any, list, Any]:
+    """A flow driven until it yields an operation of type ``until``; what it writes on close."""
+    from tests.test_flow import Script, answer, make_request, services
+
+    script = Script({"openai": [answer()]})
+    flow_services = services(script, names=("openai",))
+    if arguments_for is not None:
+        flow_services.arguments_for = arguments_for
+    written: list = []
+    flow_services.settle_on_close = written.append
+    flow = fallback_flow(flow_services, make_request())
+    send = None
+    while not isinstance(operation := flow.send(send), until):
+        send = script.perform(operation)
+    return flow, written, operation
+
+
+def test_a_flow_closed_mid_call_charges_what_was_reserved():
+    from tests.test_flow import MAX_TOKENS, PROMPT_TOKENS
+
+    flow, written, _ = closing_flow(Call)
+    flow.close()
+    [write] = written
+    assert isinstance(write, Settle) and (write.outcome, write.error_class) == (
+        "error",
+        "Cancelled",
+    )
+    assert write.estimated and (write.prompt_tokens, write.completion_tokens) == (
+        PROMPT_TOKENS,
+        MAX_TOKENS,
+    )
+    assert write.cost_usd == pytest.approx(0.03 * (PROMPT_TOKENS + MAX_TOKENS) / 1000)
+
+
+def test_a_flow_closed_while_settling_repeats_the_settlement_under_way():
+    flow, written, settling = closing_flow(Settle)
+    flow.close()
+    assert written == [settling] and settling.outcome == "success" and not settling.estimated
+
+
+def test_a_flow_closed_while_reserving_writes_nothing():
+    flow, written, _ = closing_flow(Reserve)
+    flow.close()
+    assert written == []  # the driver gives back a reservation that lands later
+
+
+def test_an_attempt_that_fails_before_sending_gives_the_reservation_back():
+    def broken(*_: Any, **__: Any) -> dict:
+        raise RuntimeError("no arguments")
+
+    flow, written, _ = closing_flow(Reserve, arguments_for=broken)
+    with pytest.raises(RuntimeError):
+        flow.send(Outcome(value=Reservation(1, "r1", "openai", 0.001)))
+    assert [type(w) for w in written] == [Release]

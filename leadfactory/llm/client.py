@@ -254,7 +254,7 @@ class LLMClient:
                 else:
                     send = _call_provider(operation.arguments)
         finally:
-            flow.close()  # interrupted mid-call: the flow releases its reservation
+            flow.close()  # interrupted mid-call: the flow settles (sent) or releases (not sent)
 
     async def _arun(self, request: Request) -> dict[str, Any]:
         if not providers.litellm_loaded():  # seconds of import: not on the event loop
