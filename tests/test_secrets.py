@@ -241,7 +241,9 @@ def test_no_key_in_anything_a_fault_leaves(keyed_env, evidence, tmp_path, protoc
     evidence.assert_clean(minimum=20)
 
 
-@pytest.mark.parametrize("fault", [Fault.UNAUTHORIZED, Fault.SERVER_ERROR, Fault.REFUSE])
+@pytest.mark.parametrize(
+    "fault", [Fault.UNAUTHORIZED, Fault.SERVER_ERROR, Fault.REFUSE, Fault.ECHO_HEADERS]
+)
 def test_no_key_when_the_caller_logs_the_failure(keyed_env, evidence, tmp_path, fault):
     """What a pipeline does with a failure: log it with its traceback, through loguru
     (whose default handler shows variable values: diagnose=True) and through logging."""

@@ -35,6 +35,7 @@ class Fault(StrEnum):
     UNAVAILABLE = "503"
     MALFORMED = "malformed"
     TRUNCATED = "truncated"
+    ECHO_HEADERS = "echo_headers"  # a 400 quoting the request's headers, as some gateways do
     # A 200 answer whose usage or choices misbehave (see misbehave()).
     NO_USAGE = "no_usage"
     NEGATIVE_USAGE = "negative_usage"
@@ -49,6 +50,7 @@ ERRORS: dict[Fault, tuple[int, str, str | None, str]] = {
     Fault.RATE_LIMIT: (429, "requests", "rate_limit_exceeded", "rate_limit_error"),
     Fault.INSUFFICIENT_QUOTA: (429, _QUOTA, _QUOTA, _QUOTA),
     Fault.BAD_REQUEST: (400, IRE, None, IRE),
+    Fault.ECHO_HEADERS: (400, IRE, None, IRE),
     Fault.UNAUTHORIZED: (401, IRE, "invalid_api_key", "authentication_error"),
     Fault.FORBIDDEN: (403, IRE, None, "permission_error"),
     Fault.NOT_FOUND: (404, IRE, "model_not_found", "not_found_error"),
@@ -69,6 +71,7 @@ _MESSAGES: dict[Fault, tuple[str, str, str]] = {
         "Please go to Plans & Billing to upgrade or purchase credits.",
         "insufficient quota",
     ),
+    Fault.ECHO_HEADERS: ("Invalid request headers: {headers}",) * 3,
     Fault.BAD_REQUEST: (
         "Invalid request (simulated).",
         "Invalid request (simulated).",
@@ -124,14 +127,22 @@ def vendor_error(protocol: str, status: int, message: str, kind: str, code: str 
     return json_response(status, {"error": message})
 
 
-def error_response(protocol: str, fault: Fault, model: str, shape: str | None = None) -> Response:
+def error_response(
+    protocol: str,
+    fault: Fault,
+    model: str,
+    shape: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """The answer to an error fault, from the tables above.
 
     ``shape`` is the body's wire format when it differs from the protocol's: Ollama's
     OpenAI-compatible ``/v1`` routes answer with Ollama's messages in OpenAI's shape.
+    ``headers`` are the request's, which ECHO_HEADERS quotes back.
     """
     status, openai_type, code, anthropic_type = ERRORS[fault]
-    message = _MESSAGES[fault][PROTOCOLS.index(protocol)].format(model=model)
+    message = _MESSAGES[fault][PROTOCOLS.index(protocol)]
+    message = message.format(model=model, headers=json.dumps(headers or {}))
     kind = anthropic_type if protocol == "anthropic" else openai_type
     if protocol == "ollama":  # Ollama's /v1 errors: a type by status, never a code
         kind, code = _OLLAMA_OPENAI_TYPES.get(status, "api_error"), None

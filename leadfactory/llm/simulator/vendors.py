@@ -98,7 +98,7 @@ def respond(
     shape = "openai" if v1 else protocol
     if fault in ERRORS:
         model = str(req.json.get("model", "")) if isinstance(req.json, dict) else ""
-        response = error_response(protocol, fault, model, shape)
+        response = error_response(protocol, fault, model, shape, req.headers)
         if fault is Fault.RATE_LIMIT:
             retry = retry_after
             if not isinstance(retry, str):
