@@ -99,9 +99,9 @@ def test_the_settlement_that_crosses_the_threshold_sends_the_alert(tmp_path):
 
 
 def test_an_idle_checkpoint_thread_ends(tmp_path, monkeypatch):
-    import leadfactory.llm.sqlitedb as module
+    import leadfactory.llm.sqlitedb.checkpoint as module
 
-    monkeypatch.setattr(module, "CHECKPOINT_IDLE_SECONDS", 0.05)
+    monkeypatch.setattr(module, "IDLE_SECONDS", 0.05)
     ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
     checkpointer = ledger._file.checkpointer
     checkpointer.every = 2
