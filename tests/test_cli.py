@@ -199,9 +199,9 @@ def assert_one_error_line(err: str, *words: str) -> str:
 @pytest.mark.parametrize(
     "contents, says",
     [
-        (b"this is not sqlite at all" * 100, "file is not a database"),
+        (b"this is not sqlite at all" * 100, "is not a SQLite database"),
         (None, "is a folder"),
-        ("empty-sqlite", "no such table: calls"),
+        ("empty-sqlite", "is the SQLite database of something else (its own tables: other)"),
     ],
     ids=["garbage", "folder", "not-a-ledger"],
 )
@@ -283,8 +283,8 @@ def test_chat_with_an_empty_prompt(sim_env, monkeypatch, capsys):
 def test_unwritable_ledger_for_the_client_is_one_line(sim_env, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LLM_LEDGER_PATH", str(tmp_path / "a-file" / "ledger.db"))
     (tmp_path / "a-file").write_text("not a folder")
-    assert main(["status"]) == 1
-    assert_one_error_line(capsys.readouterr().err, "LLM_LEDGER_PATH")
+    assert main(["chat", "--no-cache", "hello"]) == 1  # status only reads: see test_ledger_files
+    assert_one_error_line(capsys.readouterr().err, "LLM_LEDGER_PATH", "cannot be created")
 
 
 def into_closed_pipe(*args: str) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import threading
 from datetime import UTC, datetime
 
@@ -189,3 +190,29 @@ def test_the_worker_does_not_keep_its_ledger_alive(tmp_path):
     gc.collect()
     assert alive() is None
     assert worker is not None
+
+
+def _write_through_the_worker(worker: LedgerWorker, results) -> None:
+    try:
+        reservation = asyncio.run(worker.call(reserve(7)))
+        results.put(reservation.request_id)
+    except BaseException as exc:
+        results.put(repr(exc))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_a_child_forked_while_the_writer_lock_was_held_writes(ledger):
+    worker = LedgerWorker.for_ledger(ledger)
+    asyncio.run(worker.call(reserve(0)))  # the parent's writer thread exists
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    with worker._lock:  # as a parent thread inside _submit would hold it at the fork
+        child = context.Process(target=_write_through_the_worker, args=(worker, results))
+        child.start()
+    child.join(timeout=60)
+    if child.is_alive():  # blocked on the inherited lock: fail, without hanging the suite
+        child.kill()
+        child.join()
+    assert child.exitcode == 0
+    assert results.get(timeout=5) == "r7"
+    assert {row["request_id"] for row in ledger.rows()} == {"r0", "r7"}

@@ -36,6 +36,16 @@ from .settings_env import (
 )
 from .settings_env import ProviderEnvironment as _ProviderEnvironment
 
+
+def _file_path(value: Any) -> Any:
+    """An empty path is a mistake (``LLM_LEDGER_PATH=`` would open the current folder)."""
+    if isinstance(value, str | Path) and not str(value).strip():
+        raise ValueError("is empty: unset it to use the default file, or give a file path")
+    return value
+
+
+FilePath = Annotated[Path | None, BeforeValidator(_file_path)]
+
 __all__ = [
     "BUILTIN_PROVIDERS",
     "CostConfig",
@@ -192,8 +202,8 @@ class LLMConfig(BaseSettings):
         description="Soft bound on the number of responses in the cache file; the least "
         "recently used go first.",
     )
-    cache_path: Path | None = Field(default=None, description="SQLite file of the response cache.")
-    ledger_path: Path | None = Field(default=None, description="SQLite file of the cost ledger.")
+    cache_path: FilePath = Field(default=None, description="SQLite file of the response cache.")
+    ledger_path: FilePath = Field(default=None, description="SQLite file of the cost ledger.")
     rate_limit_max_wait: NonNegativeFloat = Field(
         default=30.0,
         description="When every available provider is rate limited, the call sleeps until "

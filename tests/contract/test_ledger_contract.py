@@ -180,6 +180,7 @@ def test_an_untracked_ledger_answers_as_an_empty_one(backend):
     ledger.reset()
     assert (ledger.spend(), ledger.spend(period="month", provider="openai")) == (0.0, 0.0)
     assert (ledger.rows(), ledger.alerts(), ledger.provider_summary()) == ([], [], {})
+    assert ledger.totals(by="model") == []
     assert ledger.path is None
 
 
@@ -281,3 +282,24 @@ def test_the_provider_summary_counts_today_per_provider(recording):
     assert set(summary) == {"openai"}
     assert summary["openai"]["daily_cost"] == 0.5 and summary["openai"]["monthly_cost"] == 0.5
     assert (summary["openai"]["requests_today"], summary["openai"]["errors_today"]) == (2, 1)
+
+
+def test_totals_sum_the_settled_rows_per_grouping(recording):
+    ledger = recording.open()
+    spend_once(ledger, 0.25)
+    spend_once(ledger, 0.5)
+    reserve(ledger, 1.0)  # pending: not in the totals
+    (row,) = ledger.totals(by="provider")
+    assert (row["provider"], row["calls"], row["cost_usd"], row["estimated"]) == (
+        "openai",
+        2,
+        0.75,
+        0,
+    )
+    assert [r["day"] for r in ledger.totals()] == ["2026-11-25"]
+    assert ledger.totals(since=NOON + timedelta(hours=1)) == []
+
+
+def test_totals_reject_an_unknown_grouping(ledger):
+    with pytest.raises(ValueError, match="by must be one of"):
+        ledger.totals(by="week")  # type: ignore[arg-type]

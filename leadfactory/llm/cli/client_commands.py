@@ -26,9 +26,15 @@ def load_config() -> Any:
 
 def command_status(args: argparse.Namespace) -> int:
     from ..client import LLMClient
+    from ..ledger import CostLedger
     from ..shared_state import backend_lines, describe_backends
 
-    with LLMClient(load_config()) as client:
+    config = load_config()
+    ledger = None  # a reading command: the ledger is read as it is, never created
+    if config.cost_config.cost_tracking_enabled:
+        path = config.ledger_path or CostLedger.default_path()
+        ledger = CostLedger(path, read_only=True)
+    with LLMClient(config, ledger=ledger) as client:
         status = client.get_provider_status()
         backends = describe_backends(client.config)
     if args.json:
@@ -75,6 +81,11 @@ def command_config_check(args: argparse.Namespace) -> int:
         print(f"configuration problems:\n  - {error}")
         return 1
     problems = config.validate()
+    if config.cost_config.cost_tracking_enabled:  # the ledger file, looked at, not created
+        from ..ledger import CostLedger, ledger_problem
+
+        if problem := ledger_problem(config.ledger_path or CostLedger.default_path()):
+            problems.append(problem)
     order = config.get_provider_order()
     print(f"strategy: {config.fallback_strategy.value}; order: {' -> '.join(order) or '(none)'}")
     from ..shared_state import backend_lines, describe_backends

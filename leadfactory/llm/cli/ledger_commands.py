@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import argparse
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .output import PROG, BadValueError, CommandError, format_table, print_json
 
-_GROUPS = {
-    "day": ("substr(ts, 1, 10) AS day", "day", ["day"]),
-    "month": ("substr(ts, 1, 7) AS month", "month", ["month"]),
-    "provider": ("provider", "provider", ["provider"]),
-    "model": ("provider, model", "provider, model", ["provider", "model"]),
+_GROUP_COLUMNS = {
+    "day": ["day"],
+    "month": ["month"],
+    "provider": ["provider"],
+    "model": ["provider", "model"],
 }
-_SUMS = (
-    "COUNT(*) AS calls, SUM(outcome = 'error') AS errors, SUM(outcome = 'cache_hit') AS cache_hits,"
-    " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,"
-    " ROUND(SUM(cost_usd), 6) AS cost_usd, ROUND(SUM(saved_usd), 6) AS saved_usd"
-)
 _SUM_COLUMNS = [
     "calls",
     "errors",
@@ -67,7 +61,10 @@ def ledger_path(args: argparse.Namespace) -> Path:
 
 
 def costs_rows(path: Path, by: str, since: str | None) -> list[dict[str, Any]]:
-    """The ledger's sums grouped ``by``; the file is opened read-only."""
+    """The ledger's sums grouped ``by``; the file is opened read-only, nothing is created."""
+    from ..exceptions import LLMError
+    from ..ledger import CostLedger
+
     if not path.exists():
         raise CommandError(
             f"no ledger at {path}",
@@ -75,28 +72,15 @@ def costs_rows(path: Path, by: str, since: str | None) -> list[dict[str, Any]]:
         )
     if path.is_dir():
         raise CommandError(f"{path} is a folder, not a ledger file", f"`{PROG} path` prints one")
-    select, group, _ = _GROUPS[by]
-    where, params = "WHERE outcome != 'pending'", []
-    if since:
-        where += " AND ts >= ?"
-        params.append(since)
+    start = None if since is None else datetime.fromisoformat(since)
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            conn.row_factory = sqlite3.Row
-            # rows whose cost is an estimate (a file not yet migrated has none)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
-            estimated = "SUM(estimated)" if "estimated" in columns else "0"
-            query = (
-                f"SELECT {select}, {_SUMS}, {estimated} AS estimated FROM calls {where}"
-                f" GROUP BY {group} ORDER BY {group}"
-            )
-            return [dict(row) for row in conn.execute(query, params)]
-        finally:
-            conn.close()
-    except sqlite3.Error as error:
+        with CostLedger(path, read_only=True) as ledger:
+            return ledger.totals(by=by, since=start)  # type: ignore[arg-type]
+    except LLMError as error:
         raise CommandError(
-            f"cannot read the ledger {path}: {error}",
+            str(error),
             f"is it a ledger file, and readable by this user? `{PROG} path` prints the default one",
         ) from None
 
@@ -110,7 +94,7 @@ def command_costs(args: argparse.Namespace) -> int:
     elif not rows:
         print(f"no calls in {path}" + (f" since {args.since}" if since else ""))
     else:
-        print(format_table(rows, _GROUPS[args.by][2] + _SUM_COLUMNS))
+        print(format_table(rows, _GROUP_COLUMNS[args.by] + _SUM_COLUMNS))
         total = sum(row["cost_usd"] or 0 for row in rows)
         saved = sum(row["saved_usd"] or 0 for row in rows)
         print(f"\ntotal ${total:.6f} spent, ${saved:.6f} saved by the cache  ({path})")

@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from .client_commands import command_chat, command_config_check, command_status
-from .ledger_commands import _GROUPS, command_costs, command_path
+from .ledger_commands import _GROUP_COLUMNS, command_costs, command_path
 from .output import EXIT_USAGE, PROG, report
 
 
@@ -115,7 +115,9 @@ echo "Summarise: Acme Corp makes anvils." | {PROG} chat --strategy quality_optim
 {PROG} costs --ledger /path/to/ledger.db --by month
 """,
     )
-    costs.add_argument("--by", choices=list(_GROUPS), default="day", help="group rows by (day)")
+    costs.add_argument(
+        "--by", choices=list(_GROUP_COLUMNS), default="day", help="group rows by (day)"
+    )
     costs.add_argument(
         "--since",
         metavar="WHEN",

@@ -24,6 +24,7 @@ from .budget import (
     utc_iso,
 )
 from .protocol import Ledger
+from .schema import ledger_problem
 from .sqlite_ledger import CostLedger
 from .untracked import UntrackedLedger
 from .writer import LedgerWorker
@@ -46,6 +47,7 @@ __all__ = [
     "UntrackedLedger",
     "alerts_due",
     "budget_refusal",
+    "ledger_problem",
     "period_bounds",
     "period_key",
     "utc_iso",

@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from .budget import Budget, BudgetAlert, Period, Reservation
 from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle
 
-__all__ = ["Ledger"]
+__all__ = ["GROUPINGS", "Grouping", "Ledger"]
+
+Grouping = Literal["day", "month", "provider", "model"]  # how totals() groups rows
+GROUPINGS: tuple[str, ...] = get_args(Grouping)
 
 
 class Ledger(Protocol):
@@ -148,6 +151,12 @@ class Ledger(Protocol):
 
     def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
         """Ledger rows from ``since`` on, oldest first; with ``limit``, the newest ones."""
+        ...
+
+    def totals(self, *, by: Grouping = "day", since: datetime | None = None) -> list[dict]:
+        """Settled rows from ``since`` on, summed per ``by`` (``leadfactory-llm costs``):
+        the grouping's columns, then calls, errors, cache_hits, prompt_tokens,
+        completion_tokens, cost_usd, saved_usd and estimated (rows charged an estimate)."""
         ...
 
     # -- lifetime --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..exceptions import LedgerBusyError
+from ..exceptions import LedgerBusyError, LLMConfigurationError
 from ..sqlitedb import Migrations, SQLiteFile
 from .budget import NANOS_PER_USD
 
@@ -33,6 +33,7 @@ __all__ = [
     "MIGRATIONS",
     "MIGRATION_SET",
     "after_reset_sql",
+    "ledger_problem",
     "migrate",
     "migration",
     "nanos_sql",
@@ -46,8 +47,11 @@ MIGRATIONS = LEDGER_MIGRATIONS.steps  # in order; append only
 migration = LEDGER_MIGRATIONS
 
 
-def open_ledger_file(path: Path, *, busy_timeout: float) -> SQLiteFile:
-    """The ledger file, opened now (a bad path fails here) and migrated when needed."""
+def open_ledger_file(path: Path, *, busy_timeout: float, read_only: bool = False) -> SQLiteFile:
+    """The ledger file, opened now (a bad path fails here) and migrated when needed.
+
+    ``read_only``: nothing is created or changed (a missing file reads as an empty one).
+    """
 
     def busy(exc: sqlite3.OperationalError) -> LedgerBusyError:
         return LedgerBusyError(
@@ -55,9 +59,31 @@ def open_ledger_file(path: Path, *, busy_timeout: float) -> SQLiteFile:
             metadata={"path": str(path)},
         )
 
-    file = SQLiteFile(path, migrations=LEDGER_MIGRATIONS, busy_timeout=busy_timeout, on_busy=busy)
+    file = SQLiteFile(
+        path,
+        migrations=LEDGER_MIGRATIONS,
+        busy_timeout=busy_timeout,
+        read_only=read_only,
+        on_busy=busy,
+        on_unusable=lambda exc: unusable_ledger(exc.path, exc.reason),
+    )
     file.open()
     return file
+
+
+def unusable_ledger(path: Path, reason: str) -> LLMConfigurationError:
+    """The error for a ledger path that cannot serve, saying what to do."""
+    return LLMConfigurationError(
+        f"the cost ledger {path} {reason}: point LLM_LEDGER_PATH (or LLMConfig.ledger_path)"
+        " at a ledger file this user can write, or move this one out of the way",
+        metadata={"path": str(path), "problem": reason},
+    )
+
+
+def ledger_problem(path: Path) -> str | None:
+    """What would stop calls from using the ledger at ``path`` (None: nothing); creates nothing."""
+    reason = SQLiteFile(path, migrations=LEDGER_MIGRATIONS).problem()
+    return None if reason is None else str(unusable_ledger(path, reason))
 
 
 def pending(conn: sqlite3.Connection) -> list[str]:

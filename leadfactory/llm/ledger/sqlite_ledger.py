@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..exceptions import LLMQuotaExceededError
+from ..exceptions import LLMConfigurationError, LLMError, LLMQuotaExceededError
 from ..log import log_event
 from . import statements as sql
 from .budget import (
@@ -37,7 +37,7 @@ from .budget import (
     usd_text,
     utc_iso,
 )
-from .protocol import Ledger
+from .protocol import GROUPINGS, Grouping, Ledger
 from .schema import open_ledger_file
 from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
@@ -52,6 +52,9 @@ class CostLedger(Ledger):
     ``clock`` returns an aware datetime (now, UTC, by default); ``on_alert`` is called once
     per alert; reservations pending for over ``stale_after`` seconds stop counting; waits
     for other writers give up with :class:`LedgerBusyError` after ``busy_timeout`` seconds.
+    ``read_only``: for reports; nothing is created or changed (a missing file reads as an
+    empty ledger) and writes raise LLMError. A path that cannot serve (a folder, a damaged
+    or foreign file) raises LLMConfigurationError naming it.
     """
 
     def __init__(
@@ -62,20 +65,27 @@ class CostLedger(Ledger):
         on_alert: Callable[[BudgetAlert], None] | None = None,
         stale_after: float = 600.0,
         busy_timeout: float = 30.0,
+        read_only: bool = False,
     ) -> None:
         if stale_after <= 0:
             raise ValueError("stale_after must be a positive number of seconds")
         self.path = Path(path)
         self._clock, self._on_alert = clock, on_alert
         self._stale_after = timedelta(seconds=stale_after)
-        self._file = open_ledger_file(self.path, busy_timeout=busy_timeout)
+        self.read_only = read_only
+        self._file = open_ledger_file(self.path, busy_timeout=busy_timeout, read_only=read_only)
         self._transaction = self._file.transaction
 
     @staticmethod
     def default_path() -> Path:
         """``$LLM_LEDGER_PATH``, else ``leadfactory-llm/ledger.db`` in the user's data dir."""
-        if os.environ.get("LLM_LEDGER_PATH"):
-            return Path(os.environ["LLM_LEDGER_PATH"]).expanduser()
+        explicit = os.environ.get("LLM_LEDGER_PATH")
+        if explicit is not None and not explicit.strip():
+            raise LLMConfigurationError(
+                "LLM_LEDGER_PATH is empty: unset it to use the default ledger, or give a file path"
+            )
+        if explicit:
+            return Path(explicit).expanduser()
         if sys.platform == "darwin":
             base = Path.home() / "Library" / "Application Support"
         elif sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
@@ -86,6 +96,7 @@ class CostLedger(Ledger):
 
     def write(self, write: LedgerWrite) -> Any:
         """Do one write in its own transaction (see :meth:`Ledger.write`)."""
+        self._check_writable()
         item = self._work(write)
         return item.finish(self._transaction(item.write, single_statement=item.alone))
 
@@ -96,6 +107,7 @@ class CostLedger(Ledger):
         its index (a refusal writes nothing and spoils nothing else). One COMMIT for the
         lot: the async client's writer thread groups concurrent requests' writes this way.
         """
+        self._check_writable()
         prepared: list[_Work | Exception] = []
         for write in writes:
             try:
@@ -197,6 +209,7 @@ class CostLedger(Ledger):
 
     def reset(self, provider: str | None = None) -> None:
         """From now on budgets count only new rows (of ``provider``, or of all)."""
+        self._check_writable()
         args = (utc_iso(self._now()), provider)
         self._transaction(lambda conn: conn.execute(sql.INSERT_RESET, args))
         log_event(logging.INFO, f"cost tracking reset for {provider or 'all providers'}")
@@ -248,6 +261,21 @@ class CostLedger(Ledger):
             lambda c: c.execute(query, [*args, -1 if limit is None else limit]).fetchall()
         )
         return [dict(row) for row in reversed(rows)]
+
+    def totals(self, *, by: Grouping = "day", since: datetime | None = None) -> list[dict]:
+        """Settled rows summed per day, month, provider or model (see :meth:`Ledger.totals`)."""
+        if by not in GROUPINGS:
+            raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+        since_iso = None if since is None else utc_iso(since)
+        rows = self._read(lambda c: c.execute(*sql.totals(c, by, since_iso)).fetchall())
+        return [dict(row) for row in rows]
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise LLMError(
+                f"the cost ledger {self.path} was opened read-only, for reports: open it"
+                " without read_only=True to write it"
+            )
 
     def close(self) -> None:
         """Close this process's connection (a later call opens a new one)."""

@@ -5,6 +5,9 @@ Budget sums read ``spend_totals`` (see .schema), less the stale pending rows it 
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
 from .schema import after_reset_sql, nanos_sql
 
 INSERT_CALL = (
@@ -47,3 +50,33 @@ COUNTS_TODAY = (
     " GROUP BY provider"
 )
 ALERTS = "SELECT period, period_key, scope, threshold, limit_usd, spent_usd FROM alerts ORDER BY id"
+
+# What the ``costs`` report sums, per grouping: (select, group by).
+_GROUPS = {
+    "day": ("substr(ts, 1, 10) AS day", "day"),
+    "month": ("substr(ts, 1, 7) AS month", "month"),
+    "provider": ("provider", "provider"),
+    "model": ("provider, model", "provider, model"),
+}
+_SUMS = (
+    "COUNT(*) AS calls, SUM(outcome = 'error') AS errors, SUM(outcome = 'cache_hit') AS cache_hits,"
+    " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,"
+    " ROUND(SUM(cost_usd), 6) AS cost_usd, ROUND(SUM(saved_usd), 6) AS saved_usd"
+)
+
+
+def totals(conn: sqlite3.Connection, by: str, since: str | None) -> tuple[str, list[Any]]:
+    """The query (and its parameters) summing settled rows ``by`` a grouping."""
+    select, group = _GROUPS[by]
+    where, params = "WHERE outcome != 'pending'", []
+    if since:
+        where += " AND ts >= ?"
+        params.append(since)
+    # rows whose cost is an estimate (a file not migrated yet, read-only, has none)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    estimated = "SUM(estimated)" if "estimated" in columns else "0"
+    query = (
+        f"SELECT {select}, {_SUMS}, {estimated} AS estimated FROM calls {where}"
+        f" GROUP BY {group} ORDER BY {group}"
+    )
+    return query, params

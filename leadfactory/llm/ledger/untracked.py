@@ -16,7 +16,7 @@ from typing import Any
 
 from ..exceptions import LLMQuotaExceededError
 from .budget import Budget, BudgetAlert, Period, Reservation, budget_refusal
-from .protocol import Ledger
+from .protocol import GROUPINGS, Grouping, Ledger
 from .sqlite_ledger import CostLedger
 from .writes import LedgerWrite, Reserve, check_write
 
@@ -85,6 +85,11 @@ class UntrackedLedger(Ledger):
         return []
 
     def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
+        return []
+
+    def totals(self, *, by: Grouping = "day", since: datetime | None = None) -> list[dict]:
+        if by not in GROUPINGS:
+            raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
         return []
 
     def close(self) -> None:

@@ -34,6 +34,18 @@ IDLE_SECONDS = 30.0  # a writer thread with nothing to do for this long ends
 _Item = tuple[LedgerWrite, asyncio.AbstractEventLoop | None, asyncio.Future | None]
 _WORKERS: weakref.WeakKeyDictionary[CostLedger, LedgerWorker] = weakref.WeakKeyDictionary()
 _WORKERS_LOCK = threading.Lock()
+_LIVE: weakref.WeakSet[LedgerWorker] = weakref.WeakSet()  # every worker, for forks
+
+
+def _after_fork_in_child() -> None:
+    """A parent's thread may have held a worker's lock at the fork: every lock is new."""
+    global _WORKERS_LOCK
+    _WORKERS_LOCK = threading.Lock()
+    for worker in list(_LIVE):
+        worker._start_afresh()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class LedgerWorker:
@@ -52,6 +64,7 @@ class LedgerWorker:
         self._done = threading.Condition()
         self._unfinished = 0  # writes queued and not yet delivered
         self.batches = 0  # transactions run, for tests and benchmarks
+        _LIVE.add(self)
 
     @classmethod
     def for_ledger(cls, ledger: CostLedger) -> LedgerWorker:
@@ -94,6 +107,12 @@ class LedgerWorker:
         """Wait until every write queued so far is done; False if ``timeout`` passed first."""
         with self._done:
             return self._done.wait_for(lambda: self._unfinished <= 0, timeout)
+
+    def _start_afresh(self) -> None:
+        """In a forked child: the parent's lock, queue and thread are not ours."""
+        self._lock, self._pid = threading.Lock(), os.getpid()
+        self._queue, self._thread = queue.SimpleQueue(), None
+        self._done, self._unfinished = threading.Condition(), 0
 
     def _submit(self, item: _Item) -> None:
         with self._lock:

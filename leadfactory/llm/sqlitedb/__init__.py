@@ -25,7 +25,8 @@ inherited (SQLite's in-process lock records would otherwise shut it out of the f
 makes new locks, connections and threads on first use.
 
 Modules: ``file`` (SQLiteFile, private files), ``forks`` (connections across a fork),
-``busy`` (retries), ``migrations``, ``checkpoint`` (the background thread).
+``busy`` (retries), ``migrations``, ``checkpoint`` (the background thread),
+``problems`` (why a path cannot serve: a folder, a damaged or foreign file...).
 
 Migrations are one style: functions registered in order on a :class:`Migrations` set,
 applied once each by sqlite-utils' ``Migrations`` (recorded in ``_sqlite_migrations``
@@ -38,12 +39,14 @@ from .busy import is_busy, retry_busy
 from .checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
 from .file import SQLiteFile, create_private_file
 from .migrations import Migrations
+from .problems import UnusableFileError
 
 __all__ = [
     "BACKSTOP_PAGES",
     "BackgroundCheckpointer",
     "Migrations",
     "SQLiteFile",
+    "UnusableFileError",
     "create_private_file",
     "is_busy",
     "retry_busy",

@@ -14,6 +14,7 @@ from .busy import is_busy, retry_busy
 from .checkpoint import BACKSTOP_PAGES, BackgroundCheckpointer
 from .forks import Guarded
 from .migrations import Migrations
+from .problems import UnusableFileError, foreign_problem, path_problem, tables
 
 __all__ = ["SQLiteFile", "create_private_file"]
 
@@ -45,10 +46,12 @@ class SQLiteFile:
         busy_timeout: float = 30.0,
         read_only: bool = False,
         on_busy: Callable[[sqlite3.OperationalError], BaseException] | None = None,
+        on_unusable: Callable[[UnusableFileError], BaseException] | None = None,
         checkpoint_every: int = 256,
     ) -> None:
         self.path, self.migrations = Path(path), migrations
         self.busy_timeout, self.read_only, self._on_busy = busy_timeout, read_only, on_busy
+        self._on_unusable = on_unusable
         self._guarded = Guarded()
         self.checkpointer = BackgroundCheckpointer(
             self.path, every=checkpoint_every, busy_timeout=min(busy_timeout, _SQLITE_WAIT)
@@ -105,37 +108,87 @@ class SQLiteFile:
             if conn is not None:
                 conn.close()
 
+    def problem(self) -> str | None:
+        """Why this file cannot be opened as asked (None: it can), creating nothing."""
+        try:
+            if problem := path_problem(self.path, writing=not self.read_only):
+                return problem
+            if not self.path.exists():
+                return None
+            conn = sqlite3.connect(self._read_only_uri(), uri=True)
+            try:
+                return foreign_problem(conn, self.migrations, reading=self.read_only)
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError) as exc:
+            return f"cannot be read ({exc})"
+
     def _connection(self) -> sqlite3.Connection:
         """This process's connection, opened and prepared on first use (hold the lock)."""
         if (conn := self._guarded.conn) is not None:
             return conn
-        if self.read_only:
-            target, uri = f"{self.path.absolute().as_uri()}?mode=ro", True
-        else:
-            create_private_file(self.path)
-            target, uri = str(self.path), False
-        conn = sqlite3.connect(
-            target, uri=uri, timeout=min(self.busy_timeout, _SQLITE_WAIT),
-            isolation_level=None, check_same_thread=False,
-        )  # fmt: skip
+        blank = self.read_only and not self.path.exists()
+        problem = path_problem(self.path, writing=not self.read_only)
+        if problem and not blank:
+            raise UnusableFileError(self.path, problem)
+        conn = self._connect(blank)
         try:
-            if not self.read_only:
+            if self.read_only and not blank:
+                if problem := foreign_problem(conn, self.migrations, reading=True):
+                    raise UnusableFileError(self.path, problem)
+                if not tables(conn):  # an empty file reads as an empty database
+                    conn.close()
+                    conn = self._connect(blank := True)
+            if blank or not self.read_only:
                 self._prepare(conn)
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            if isinstance(exc, sqlite3.DatabaseError) and not is_busy(exc):
+                if isinstance(exc, UnusableFileError):
+                    raise
+                raise UnusableFileError(self.path, f"cannot be used ({exc})") from exc
             raise
         conn.row_factory = sqlite3.Row
         self._guarded.conn = conn
         return conn
 
+    def _connect(self, blank: bool) -> sqlite3.Connection:
+        if not self.read_only:
+            create_private_file(self.path)
+            target, uri = str(self.path), False
+        elif blank:  # read as an empty file would be: an empty database in memory
+            target, uri = "file:blank?mode=memory", True
+        else:
+            target, uri = self._read_only_uri(), True
+        timeout = min(self.busy_timeout, _SQLITE_WAIT)
+        try:
+            return sqlite3.connect(
+                target, uri=uri, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.OperationalError as exc:
+            raise UnusableFileError(self.path, f"cannot be opened ({exc})") from exc
+
+    def _read_only_uri(self) -> str:
+        """Read without creating anything: with no -wal file (no writer has work pending),
+        ``immutable`` needs no -shm either; with one, ``mode=ro`` shares the writers'."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        mode = "mode=ro" if wal.exists() else "immutable=1"
+        return f"{self.path.absolute().as_uri()}?{mode}"
+
     def _prepare(self, conn: sqlite3.Connection) -> None:
-        """WAL, ``synchronous=NORMAL``, pending migrations; only reads when up to date."""
+        """WAL, ``synchronous=NORMAL``, pending migrations; only reads when up to date.
+
+        Another application's database is refused before anything in it changes.
+        """
+        pending = self.migrations.pending(conn)
+        if pending and (problem := foreign_problem(conn, self.migrations)):
+            raise UnusableFileError(self.path, problem)
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         # Checkpoints run in the background (BackgroundCheckpointer), not in our commits.
         conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-        if self.migrations.pending(conn):
+        if pending:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 self.migrations.apply(conn)  # re-reads what is pending, under the write lock
@@ -148,6 +201,10 @@ class SQLiteFile:
     def _retrying(self, attempt: Callable[[], T]) -> T:
         try:
             return retry_busy(attempt, timeout=self.busy_timeout)
+        except UnusableFileError as exc:
+            if self._on_unusable is None:
+                raise
+            raise self._on_unusable(exc) from exc
         except sqlite3.OperationalError as exc:
             if self._on_busy is None or not is_busy(exc):
                 raise
