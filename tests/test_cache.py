@@ -973,3 +973,55 @@ def test_the_file_is_private(tmp_path):
         cache.set("k", response())
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+# -- write-behind ------------------------------------------------------------------------
+
+
+def test_write_behind_answers_are_in_memory_at_once_and_in_the_file_after_flush(db_path):
+    with ResponseCache(db_path, write_behind=True) as cache:
+        cache._writer._linger = 60.0  # the thread waits: only flush() writes here
+        cache.set("k", response())
+        assert cache.get("k", memory_only=True) == response()
+        with ResponseCache(db_path) as other:
+            assert other.get("k") is None  # not written yet
+        cache.flush()
+        with ResponseCache(db_path) as other:
+            assert other.get("k") == response()
+
+
+def test_write_behind_answers_reach_the_file_when_the_process_exits(db_path):
+    """No close(): the answers still queued are written at exit."""
+    code = (
+        "import sys; from leadfactory.llm.cache import ResponseCache;"
+        "cache = ResponseCache(sys.argv[1], write_behind=True);"
+        "cache._writer._linger = 60.0;"
+        "[cache.set(f'k{i}', {'answer': i}) for i in range(3)]"
+    )
+    subprocess.run([sys.executable, "-c", code, str(db_path)], check=True, timeout=60)
+    with ResponseCache(db_path) as reader:
+        assert [reader.get(f"k{i}") for i in range(3)] == [{"answer": i} for i in range(3)]
+
+
+def _flush_in_child(cache: ResponseCache) -> None:
+    cache.set("child", {"answer": "child"})
+    cache.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
+def test_a_forked_child_leaves_the_parents_queued_answers_to_the_parent(db_path):
+    import multiprocessing
+
+    cache = ResponseCache(db_path, write_behind=True)
+    cache._writer._linger = 60.0
+    cache.set("parent", {"answer": "parent"})
+    child = multiprocessing.get_context("fork").Process(target=_flush_in_child, args=(cache,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    with ResponseCache(db_path) as reader:
+        assert reader.get("child") == {"answer": "child"}
+        assert reader.get("parent") is None  # written once, by the parent
+    cache.close()
+    with ResponseCache(db_path) as reader:
+        assert reader.get("parent") == {"answer": "parent"}
