@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 __all__ = ["WriteBehind"]
 
-IDLE_SECONDS = 60.0  # a writer with no work for this long ends; the next answer starts one
+IDLE_SECONDS = 1.0  # a writer with no work for this long ends; the next answer starts one
 LINGER_SECONDS = 0.1  # a woken writer waits this long, so one transaction takes many answers
 
 
