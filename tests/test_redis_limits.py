@@ -107,6 +107,13 @@ def test_hosts_share_the_window(hosts):
     assert first.status("openai")["requests_in_window"] == 3
 
 
+def test_a_pause_is_cut_to_the_cap(hosts):
+    limiter = hosts()
+    assert limiter.pause("openai", 3600, cap=5) == 5
+    assert 4 < limiter.acquire("openai", 1).wait <= 5
+    assert limiter.pause("openai", -1) == 0.0
+
+
 def test_a_pause_on_one_host_holds_every_host(hosts):
     first, second = hosts(), hosts()
     first.pause("openai", 5)

@@ -197,15 +197,18 @@ class RedisRateLimiter:
         with contextlib.suppress(RedisUnavailable):  # else it leaves the window by itself
             self._link.run(lambda _: self._correct(keys, [-permit.ticket, change]))
 
-    def pause(self, provider: str, seconds: float) -> None:
-        """Pause ``provider`` on every host for ``seconds`` (extends, never shortens)."""
+    def pause(self, provider: str, seconds: float, *, cap: float = math.inf) -> float:
+        """Pause ``provider`` on every host for ``seconds``, at most ``cap`` (extends,
+        never shortens); returns the pause asked for, capped (0 when none)."""
         if not seconds > 0:
-            return
+            return 0.0
+        seconds = min(seconds, cap)
         milliseconds = max(1, math.ceil(min(seconds, 10**9) * 1000))
         try:
             self._link.run(lambda _: self._pause([self._keys(provider)[3]], [milliseconds]))
         except RedisUnavailable:
             self._local.pause(provider, seconds)
+        return seconds
 
     def paused_until(self, provider: str) -> float | None:
         """This process's clock time at which the pause ends, or None."""
