@@ -3,14 +3,20 @@
 LiteLLM caches its HTTP clients per process; a child forked after a call (multiprocessing's
 fork start method, gunicorn, celery prefork) would inherit the parent's pooled keep-alive
 sockets, and children writing on one socket read each other's answers. Each child here
-asks its own questions over every route at once and must get its own answers back.
+asks its own questions over every route at once and must get its own answers back; a
+parent thread is busy making calls (writing the ledger) at each fork; every child writes
+all its rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,13 +26,17 @@ from leadfactory.llm.simulator.vendors import OLLAMA_MODEL
 
 from .conftest import SENTINEL_KEY
 
-pytestmark = pytest.mark.skipif(
-    "fork" not in multiprocessing.get_all_start_methods(), reason="no fork start method"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        "fork" not in multiprocessing.get_all_start_methods(), reason="no fork start method"
+    ),
+    pytest.mark.slow,
+    pytest.mark.timeout(240),  # ~30 s on a loaded 2-core machine; a hung child fails sooner
+]
 
 CHILDREN = 8
 ROUNDS = 8  # per child, each over every route
-JOIN_SECONDS = 90  # a hung child is killed and fails the test, long before pytest's timeout
+JOIN_SECONDS = 150  # then a hung child is killed and reported, before pytest's timeout
 
 
 def routes(sim) -> dict[str, ProviderConfig]:
@@ -61,10 +71,11 @@ def routes(sim) -> dict[str, ProviderConfig]:
     return {provider.name: provider for provider in providers}
 
 
-def ask(client: LLMClient, provider: str, question: str) -> str | None:
+def ask(client: LLMClient, provider: str, question: str, caller: str = "parent") -> str | None:
     """The mix-up or failure, if any, of one call pinned to ``provider``."""
+    messages = [{"role": "user", "content": question}]
     try:
-        response = client.chat_completion([{"role": "user", "content": question}], model=provider)
+        response = client.chat_completion(messages, model=provider, caller=caller)
     except LLMError as error:
         return f"{question!r}: {type(error).__name__}: {error}"
     answer = response["choices"][0]["message"]["content"]
@@ -72,14 +83,25 @@ def ask(client: LLMClient, provider: str, question: str) -> str | None:
 
 
 def child(client: LLMClient, index: int, start, results) -> None:
-    start.wait(timeout=30)  # every child at once: they would share a socket at the same time
-    problems = [
+    try:
+        results.put((index, questions(client, index, start)))
+    except BaseException as error:  # reported, never a silent death
+        results.put((index, [f"child {index} raised {error!r}"]))
+
+
+def questions(client: LLMClient, index: int, start) -> list[str]:
+    with contextlib.suppress(threading.BrokenBarrierError):
+        start.wait(timeout=60)  # every child at once: they would share a socket at the same time
+    return [
         problem
         for round_ in range(ROUNDS)
         for provider in client.config.providers
-        if (problem := ask(client, provider, f"child {index} round {round_} via {provider}"))
+        if (
+            problem := ask(
+                client, provider, f"child {index} round {round_} via {provider}", f"child {index}"
+            )
+        )
     ]
-    results.put((index, problems))
 
 
 def test_forked_children_never_read_each_others_answers(sim):
@@ -95,8 +117,10 @@ def test_forked_children_never_read_each_others_answers(sim):
         context.Process(target=child, args=(client, index, start, results))
         for index in range(CHILDREN)
     ]
-    for process in children:
-        process.start()
+    with parent_thread_busy_calling(client):  # at the moment of every fork
+        for process in children:
+            time.sleep(0.02)  # forks land at different points of the thread's calls
+            process.start()
     reports = {}
     deadline = time.monotonic() + JOIN_SECONDS
     try:
@@ -114,15 +138,37 @@ def test_forked_children_never_read_each_others_answers(sim):
     assert sorted(reports) == list(range(CHILDREN)), "a child hung or died"
     problems = [problem for found in reports.values() for problem in found]
     assert problems == [], f"{len(problems)} of {CHILDREN * ROUNDS * len(config.providers)}"
-    rows = client.ledger.rows(limit=10_000)
-    asked = CHILDREN * ROUNDS * len(config.providers) + 2 * len(config.providers)
-    assert sum(row["outcome"] == "success" for row in rows) == asked
+    written = Counter(
+        row["caller"] for row in client.ledger.rows(limit=10_000) if row["outcome"] == "success"
+    )
+    every_child = {f"child {index}": ROUNDS * len(config.providers) for index in range(CHILDREN)}
+    assert written.pop("parent thread") > 0
+    assert written == {"parent": 2 * len(config.providers), **every_child}
+
+
+@contextlib.contextmanager
+def parent_thread_busy_calling(client: LLMClient) -> Iterator[None]:
+    """A thread of this process makes calls meanwhile: each writes the ledger twice, and
+    uses a pooled connection, so forks land inside a ledger write or a request."""
+    stop = threading.Event()
+
+    def keep_calling() -> None:
+        while not stop.is_set():
+            ask(client, "openai", "from a parent thread", caller="parent thread")
+
+    thread = threading.Thread(target=keep_calling)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 async def _aask(client: LLMClient, provider: str) -> str | None:
     question = f"parent async via {provider}"
     response = await client.achat_completion(
-        [{"role": "user", "content": question}], model=provider
+        [{"role": "user", "content": question}], model=provider, caller="parent"
     )
     answer = response["choices"][0]["message"]["content"]
     return None if answer.endswith(f"reply to: {question}") else answer
