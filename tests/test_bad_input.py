@@ -565,6 +565,8 @@ def assert_names(error: LLMConfigurationError, name: str) -> None:
         ("LLM_ENABLE_CACHING", "perhaps"),
         ("LLM_DEFAULT_TEMPERATURE", "3"),
         ("LLM_DEFAULT_MAX_TOKENS", "0"),
+        ("LLM_MAX_RETRY_AFTER", "forever"),
+        ("LLM_MAX_RETRY_AFTER", "0"),
         ("OPENAI_BASE_URL", "not-a-url"),
         ("ANTHROPIC_BASE_URL", "ftp://api.anthropic.com"),
         ("OPENAI_MAX_RETRIES", "-1"),
@@ -612,6 +614,7 @@ def test_malformed_url_names_the_variable(keyed_env, variable, value):
         "OPENAI_TIMEOUT",
         "OPENAI_RETRY_DELAY",
         "LLM_CACHE_TTL",
+        "LLM_MAX_RETRY_AFTER",
     ],
 )
 def test_infinite_setting_is_refused_or_works(sim_env, monkeypatch, variable):

@@ -66,6 +66,50 @@ def test_http_date_retry_after(sim_env):
     assert isinstance(error, LLMRateLimitError) and 100 < error.retry_after <= 120
 
 
+@pytest.mark.parametrize(("setting", "cap"), [(None, 600.0), ("45", 45.0)])
+def test_a_huge_retry_after_pauses_for_the_cap_and_says_so(sim_env, monkeypatch, setting, cap):
+    if setting is not None:
+        monkeypatch.setenv("LLM_MAX_RETRY_AFTER", setting)
+    clock = FakeClock()
+    client = client_for(clock)
+    sim_env.set_fault("ollama", Fault.RATE_LIMIT, retry_after=1_000_000_000)  # 31 years
+    response = client.chat_completion(USER)
+    assert response["provider"] == "openai"
+    first = response["attempts"][0]
+    assert (first["provider"], first["error"]) == ("ollama", "LLMRateLimitError")
+    assert (first["retry_after_requested"], first["paused_for"]) == (1_000_000_000, cap)
+    sim_env.clear_faults()
+    clock.now += cap - 1
+    assert client.chat_completion(USER)["attempts"][0]["reason"] == "rate_limited"
+    clock.now += 1
+    assert client.chat_completion(USER)["provider"] == "ollama"  # the pause is over
+
+
+def test_a_capped_retry_after_is_what_the_error_reports(sim_env):
+    client = client_for(FakeClock(), max_retry_after=120)
+    for name in ("openai", "anthropic"):
+        client.config.providers[name].enabled = False
+    sim_env.set_fault("ollama", Fault.RATE_LIMIT, retry_after=1_000_000_000)
+    with pytest.raises(Exception) as caught:
+        client.chat_completion(USER)
+    error = caught.value.provider_errors["ollama"]
+    assert isinstance(error, LLMRateLimitError) and error.retry_after == 120
+    assert error.metadata["retry_after_requested"] == 1_000_000_000
+
+
+def test_a_retry_after_within_the_cap_is_kept_as_is(sim_env):
+    clock = FakeClock()
+    client = client_for(clock, max_retry_after=60)
+    sim_env.set_fault("ollama", Fault.RATE_LIMIT, retry_after=59)
+    first = client.chat_completion(USER)["attempts"][0]
+    assert "retry_after_requested" not in first and "paused_for" not in first
+    sim_env.clear_faults()
+    clock.now += 58
+    assert client.chat_completion(USER)["attempts"][0]["reason"] == "rate_limited"
+    clock.now += 1
+    assert client.chat_completion(USER)["provider"] == "ollama"
+
+
 def test_local_rpm_limit_skips_to_next_provider(sim_env, monkeypatch):
     monkeypatch.setenv("OLLAMA_RATE_LIMIT_RPM", "2")
     clock = FakeClock()

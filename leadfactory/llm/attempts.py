@@ -53,13 +53,17 @@ class Walk:
 def attempt_entry(
     name: str, outcome: str, error: LLMError | None, elapsed_ms: float
 ) -> dict[str, Any]:
-    return {
+    entry = {
         "provider": name,
         "outcome": outcome,
         "error": type(error).__name__ if error else None,
         "detail": str(error) if error else None,
         "ms": round(elapsed_ms, 3),
     }
+    if error is not None and "retry_after_requested" in error.metadata:  # a capped pause
+        entry.update(retry_after_requested=error.metadata["retry_after_requested"])
+        entry.update(paused_for=getattr(error, "retry_after", None))
+    return entry
 
 
 def cooling_error(name: str, reason: str) -> LLMError:

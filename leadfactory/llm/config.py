@@ -210,6 +210,11 @@ class LLMConfig(BaseSettings):
         "one frees up, for at most this many seconds in total; past it the call raises "
         "`LLMRateLimitError`. `0` never waits.",
     )
+    max_retry_after: PositiveFloat = Field(
+        default=600.0,
+        description="Longest pause, in seconds, a provider's `Retry-After` may impose on "
+        "it; a longer one is cut to this, and the attempt in `attempts` says so.",
+    )
     cooldown_failures: PositiveInt = Field(
         default=3,
         description="Consecutive outage or credential failures (retries included) after "
