@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from leadfactory.llm import LLMClient, LLMConfig, LLMRateLimitError
@@ -108,6 +110,58 @@ def test_a_retry_after_within_the_cap_is_kept_as_is(sim_env):
     assert client.chat_completion(USER)["attempts"][0]["reason"] == "rate_limited"
     clock.now += 1
     assert client.chat_completion(USER)["provider"] == "ollama"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_rpm_window_counts_requests_when_they_leave(sim_env, monkeypatch, mode):
+    """The first call of a process imports LiteLLM (seconds: 5 here, on the fake clock).
+    A permit taken before the import would be dated 5 s before its request left, and
+    the window would admit a second request 55 s after the first one arrived."""
+    from leadfactory.llm import providers
+
+    monkeypatch.setenv("OLLAMA_RATE_LIMIT_RPM", "1")
+    clock = FakeClock()
+    client = client_for(clock)
+    client.config.providers["openai"].enabled = False
+    client.config.providers["anthropic"].enabled = False
+    imported, load, complete = [], providers.load_litellm, providers.complete
+    arrivals: list[float] = []
+
+    def load_slowly():  # as in a fresh process: the first import takes seconds
+        if not imported:
+            imported.append(True)
+            clock.now += 5
+        return load()
+
+    def arrive(arguments):
+        arrivals.append(clock.now)
+        return complete(arguments)
+
+    async def aarrive(arguments):
+        arrivals.append(clock.now)
+        return await acomplete(arguments)
+
+    acomplete = providers.acomplete
+    monkeypatch.setattr(providers, "litellm_loaded", lambda: bool(imported))
+    monkeypatch.setattr(providers, "load_litellm", load_slowly)
+    monkeypatch.setattr(providers, "complete", arrive)
+    monkeypatch.setattr(providers, "acomplete", aarrive)
+    monkeypatch.setattr("asyncio.sleep", _fake_asleep(clock))
+    for _ in range(2):
+        if mode == "sync":
+            client.chat_completion(USER)
+        else:
+            asyncio.run(client.achat_completion(USER))
+        clock.now += 55.5  # the next call comes 55.5 s after this one ended
+    assert imported and len(arrivals) == 2
+    assert arrivals[1] - arrivals[0] >= 60  # rpm=1: never two arrivals in one window
+
+
+def _fake_asleep(clock: FakeClock):
+    async def asleep(seconds: float) -> None:
+        clock.sleep(seconds)
+
+    return asleep
 
 
 def test_local_rpm_limit_skips_to_next_provider(sim_env, monkeypatch):

@@ -238,6 +238,7 @@ class LLMClient:
     # -- drivers -------------------------------------------------------------------
 
     def _run(self, request: Request) -> dict[str, Any]:
+        providers.load_litellm()  # seconds, the first time: before any rate-limit permit
         flow = fallback_flow(self._services(), request)
         send: Outcome | None = None
         try:
