@@ -1,10 +1,13 @@
 import math
+import multiprocessing
 import sys
 import threading
+import time
 
 import pytest
 
 from leadfactory.llm.exceptions import LLMConfigurationError
+from leadfactory.llm.health import ProviderHealth
 from leadfactory.llm.ratelimit import (
     Denied,
     Permit,
@@ -363,3 +366,40 @@ def test_threads_with_release_and_correct_keep_totals_consistent(clock, busy_swi
     status = limiter.status("p")
     assert status["requests_in_window"] == 8 * 200
     assert status["tokens_in_window"] == 8 * 200 * 7
+
+
+# -- forks ---------------------------------------------------------------------------------
+
+
+def _use_in_child(limiter: RateLimiter, health: ProviderHealth) -> None:
+    limiter.acquire("p", 1)  # blocks forever on a lock inherited held
+    health.record_success("p")
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+@pytest.mark.parametrize("holder", ["limiter", "health"])
+def test_a_child_forked_while_a_thread_holds_the_lock_can_use_it(holder):
+    limiter, health = RateLimiter(), ProviderHealth()
+    lock = limiter._lock if holder == "limiter" else health._lock
+    inside = threading.Event()
+
+    def hold_briefly() -> None:  # a thread in the middle of an update at the fork
+        with lock:
+            inside.set()
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=hold_briefly)
+    thread.start()
+    assert inside.wait(10)
+    child = multiprocessing.get_context("fork").Process(
+        target=_use_in_child, args=(limiter, health)
+    )
+    child.start()
+    thread.join()
+    child.join(timeout=20)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail(f"the child blocked on the {holder}'s lock it inherited held")
+    assert child.exitcode == 0
+    assert isinstance(limiter.acquire("p", 1), Permit)  # the parent goes on too

@@ -14,8 +14,8 @@ reports is given up on after one cooldown length, and another probe is allowed.
        |                                         +------- counted failure (grow) ------+
        +---------------------------- success (from any state) -------------------------+
 
-Nothing here sleeps or blocks; state sits behind one ``threading.Lock`` and the clock
-is injected (``time.monotonic`` by default).
+Nothing here sleeps or blocks; state sits behind one ``threading.Lock`` (taken around a
+fork: :mod:`.forksafe`) and the clock is injected (``time.monotonic`` by default).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .exceptions import (
     LLMConnectionError,
     LLMProviderError,
 )
+from .forksafe import guard_at_fork
 
 __all__ = [
     "COUNTED_FAILURES",
@@ -136,6 +137,7 @@ class ProviderHealth:
         self._clock = clock
         self._lock = threading.Lock()
         self._breakers: dict[str, _Breaker] = {}
+        guard_at_fork(self)  # a forked child never inherits the lock held
 
     def check(self, provider: str) -> HealthCheck:
         """May a request go to ``provider`` now? Claims the probe when one is due."""

@@ -8,7 +8,8 @@ or handed back entirely when the call never left the process (:meth:`RateLimiter
 Nothing here sleeps or blocks. :meth:`RateLimiter.acquire` returns either a
 :class:`Permit` or a :class:`Denied` saying how long to wait; the caller sleeps
 (``time.sleep`` or ``asyncio.sleep``) and asks again. All state sits behind one
-``threading.Lock``, held only for short arithmetic. The clock is injected
+``threading.Lock``, held only for short arithmetic (and taken around a fork, so a
+forked child never inherits it held: :mod:`.forksafe`). The clock is injected
 (``time.monotonic`` by default) so tests run on a fake one.
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .exceptions import LLMConfigurationError
+from .forksafe import guard_at_fork
 
 __all__ = [
     "Denied",
@@ -111,6 +113,7 @@ class RateLimiter:
         self._window = float(window)
         self._lock = threading.Lock()
         self._providers: dict[str, _ProviderState] = {}
+        guard_at_fork(self)  # a forked child never inherits the lock held
 
     @property
     def window(self) -> float:
