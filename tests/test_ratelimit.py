@@ -285,15 +285,6 @@ def test_pause_extends_but_never_shortens(clock, limiter):
     assert limiter.paused_until("p") == pytest.approx(clock.now + 20)
 
 
-def test_pause_is_capped(clock, limiter):
-    assert limiter.pause("p", 1e9, cap=600) == 600  # Retry-After: 31 years
-    assert limiter.paused_until("p") == pytest.approx(clock.now + 600)
-    assert limiter.pause("p", 30, cap=600) == 30  # within the cap: as asked
-    assert limiter.pause("p", 0, cap=600) == 0
-    clock.advance(600)
-    assert isinstance(limiter.acquire("p", 1), Permit)
-
-
 def test_pause_is_per_provider(limiter):
     limiter.pause("a", 5)
     assert isinstance(limiter.acquire("b", 1), Permit)

@@ -323,10 +323,11 @@ def _attempt(
         settled = True
         services.health.record_failure(name, error)
         if isinstance(error, LLMRateLimitError) and error.retry_after:
-            asked, cap = error.retry_after, services.config.max_retry_after
-            error.retry_after = services.limiter.pause(name, asked, cap=cap)
+            asked = error.retry_after
+            error.retry_after = min(asked, services.config.max_retry_after)
             if error.retry_after < asked:  # cut to max_retry_after: the attempt says so
                 error.metadata["retry_after_requested"] = asked
+            services.limiter.pause(name, error.retry_after)
         walk.attempts.append(attempt_entry(name, "error", error, elapsed_ms))
         services.log(error=error, provider=name, latency_ms=elapsed_ms, model=model)
         return None, error

@@ -197,21 +197,18 @@ class RateLimiter:
 
     # -- provider-imposed pauses ---------------------------------------------------
 
-    def pause(self, provider: str, seconds: float, *, cap: float = math.inf) -> float:
-        """Deny every acquire for ``provider`` for ``seconds`` (the provider's Retry-After),
-        but never for more than ``cap`` seconds; returns the pause asked for, capped.
+    def pause(self, provider: str, seconds: float) -> None:
+        """Deny every acquire for ``provider`` for ``seconds`` (the provider's Retry-After).
 
         Extends an existing pause, never shortens it; zero, negative or NaN does nothing.
         """
         if not seconds > 0:
-            return 0.0
-        seconds = min(seconds, cap)
+            return
         with self._lock:
             state = self._state(provider)
             until = self._clock() + seconds
             if state.paused_until is None or until > state.paused_until:
                 state.paused_until = until
-        return seconds
 
     def paused_until(self, provider: str) -> float | None:
         """Clock time at which the current pause ends, or None when not paused."""
