@@ -70,11 +70,21 @@ def resolve_path(token: str) -> bool:
     return (base / token).exists()
 
 
+def _declared(value: Any, name: str) -> bool:
+    """A field with no class attribute: pydantic's, a dataclass's, an annotation."""
+    if name in (getattr(value, "model_fields", None) or {}):
+        return True
+    if name in (getattr(value, "__dataclass_fields__", None) or {}):
+        return True
+    return any(name in vars(c).get("__annotations__", {}) for c in getattr(value, "__mro__", ()))
+
+
 def _attribute_chain(value: Any, rest: list[str]) -> bool:
-    for part in rest:
-        if not hasattr(value, part):
-            return False
-        value = getattr(value, part)
+    for index, part in enumerate(rest):
+        if hasattr(value, part):
+            value = getattr(value, part)
+        else:
+            return index == len(rest) - 1 and _declared(value, part)
     return True
 
 
@@ -141,6 +151,8 @@ def test_the_page_is_checked_at_all() -> None:
         ("dotted", "LLMClient.no_such_method"),
         ("dotted", "leadfactory.llm.no_such_module"),
         ("dotted", "cache.store.NoSuchStore"),
+        ("dotted", "LLMConfig.no_such_setting"),
+        ("dotted", "flow.Request.no_such_field"),
         ("name", "NoSuchLedger"),
     ],
 )
