@@ -162,3 +162,20 @@ def test_the_body_is_found_behind_litellms_synthetic_response():
     error = classify(exc, "anthropic")
     assert type(error).__name__ == "LLMQuotaExceededError"
     assert error.metadata["error_type"] == "insufficient_quota" and "no credit" in str(error)
+
+
+def test_an_answer_that_could_not_be_read_is_charged_never_retried():
+    from leadfactory.llm.classify import classify, retry_same_provider
+    from leadfactory.llm.providers import AnswerNotRead
+
+    try:
+        try:
+            raise KeyError("usage")
+        except KeyError as inner:
+            raise AnswerNotRead("KeyError") from inner
+    except AnswerNotRead as outer:
+        error = classify(outer, "anthropic")
+    assert type(error).__name__ == "LLMProviderError"
+    assert error.metadata["answered"] is True
+    assert "KeyError" in str(error)
+    assert not retry_same_provider(error)

@@ -15,8 +15,10 @@ is that a call that may have reached a provider is charged, and a charge never r
   vendor's framing and each image or file) and :func:`completion_bound` (twice
   ``max_tokens`` per choice, plus 256);
 - an attempt that failed after its request was sent but may still have been billed (cancelled
-  or timed out while waiting for the answer) is charged what was reserved for it: the
-  prompt estimate plus the whole ``max_tokens`` (:func:`worst_case`).
+  or timed out while waiting for the answer; or answered with a success status whose body
+  could not be read, such as an Anthropic answer without usage, which LiteLLM cannot
+  parse) is charged what was reserved for it: the prompt estimate plus the whole
+  ``max_tokens`` (:func:`worst_case`).
 
 Estimated and clamped charges are marked ``estimated`` on the ledger row and logged.
 """
@@ -221,10 +223,13 @@ def failure_charge(error: LLMError, request: Request) -> Charge | None:
     """What a failed attempt is charged: None (nothing) unless it may have been billed.
 
     A timeout after the request was sent is: the provider may have answered (and billed)
-    after the client stopped waiting. A timeout while connecting is not.
+    after the client stopped waiting. A timeout while connecting is not. So is an answer
+    the provider sent with a success status but this process could not read.
     """
     if isinstance(error, LLMTimeoutError) and not _connect_timeout(error):
         return worst_case(request, "timed out waiting for the answer")
+    if error.metadata.get("answered"):  # a success status, then an answer we could not read
+        return worst_case(request, "answered, but the answer could not be read")
     return None
 
 

@@ -46,6 +46,7 @@ from .exceptions import (
     LLMTimeoutError,
     LLMValidationError,
 )
+from .providers import AnswerNotRead
 from .redact import exception_chain, redact, redact_chain
 
 __all__ = ["RETRY_SAME_PROVIDER", "classify", "retry_same_provider"]
@@ -92,6 +93,13 @@ def classify(
             )
         return cls(redact(f"{provider}: {what}", secrets), provider=provider)
 
+    if isinstance(exc, AnswerNotRead):  # it reached the provider: charged, never retried
+        name = _type_name(exc.__cause__ or exc)
+        return LLMProviderError(
+            f"{provider}: answered, but its answer could not be read in this process ({name})",
+            provider=provider,
+            metadata={"local_error": name, "answered": True},
+        )
     local = _local_error(exc)
     if local is not None:
         name = _type_name(local)

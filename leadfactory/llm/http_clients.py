@@ -33,7 +33,7 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["client_for"]
+__all__ = ["client_for", "watch_answers"]
 
 # LiteLLM's route prefix -> which kind of client its handler accepts as ``client=``.
 _SDK_ROUTES = frozenset({"openai"})  # the OpenAI SDK: openai/, Ollama's /v1, custom endpoints
@@ -42,6 +42,22 @@ _LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keep
 
 # The monotonic time by which the request being sent in this context must be over.
 _deadline: ContextVar[float | None] = ContextVar("leadfactory_llm_deadline", default=None)
+# The HTTP statuses of the responses received for the call being made in this context.
+_statuses: ContextVar[list[int] | None] = ContextVar("leadfactory_llm_statuses", default=None)
+
+
+def watch_answers() -> list[int]:
+    """Start recording, for the call this context is about to make, the HTTP status of
+    every response its transport receives; returns the list they are appended to."""
+    statuses: list[int] = []
+    _statuses.set(statuses)
+    return statuses
+
+
+def _received(response: httpx.Response) -> None:
+    statuses = _statuses.get()
+    if statuses is not None:
+        statuses.append(response.status_code)
 
 
 def client_for(arguments: Mapping[str, Any], *, asynchronous: bool) -> Any | None:
@@ -315,6 +331,7 @@ class _DeadlineTransport(httpx.HTTPTransport):
         deadline = _deadline_of(request)
         with _until(deadline):
             response = super().handle_request(request)
+        _received(response)
         response.stream = _DeadlineBody(response.stream, deadline)
         return response
 
@@ -328,5 +345,6 @@ class _AsyncDeadlineTransport(httpx.AsyncHTTPTransport):
         deadline = _deadline_of(request)
         with _until(deadline):
             response = await super().handle_async_request(request)
+        _received(response)
         response.stream = _AsyncDeadlineBody(response.stream, deadline)
         return response

@@ -16,6 +16,7 @@ from typing import Any
 from .provider_config import ProviderConfig
 
 __all__ = [
+    "AnswerNotRead",
     "acomplete",
     "call_arguments",
     "complete",
@@ -129,16 +130,40 @@ def complete(arguments: Mapping[str, Any]) -> dict[str, Any]:
     It goes through this process's HTTP client (:mod:`.http_clients`): never a pooled
     connection inherited from a parent process, and ``timeout`` bounds the whole call.
     """
-    client = _http_clients().client_for(arguments, asynchronous=False)
-    response = load_litellm().completion(**arguments, client=client)
-    return to_openai_dict(response, route=arguments["model"])
+    clients = _http_clients()
+    client = clients.client_for(arguments, asynchronous=False)
+    answers = clients.watch_answers()
+    try:
+        response = load_litellm().completion(**arguments, client=client)
+        return to_openai_dict(response, route=arguments["model"])
+    except Exception as error:
+        _raise_if_answered(answers, error)
+        raise
 
 
 async def acomplete(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """One provider call on the running event loop (with that loop's HTTP client)."""
-    client = _http_clients().client_for(arguments, asynchronous=True)
-    response = await load_litellm().acompletion(**arguments, client=client)
-    return to_openai_dict(response, route=arguments["model"])
+    clients = _http_clients()
+    client = clients.client_for(arguments, asynchronous=True)
+    answers = clients.watch_answers()
+    try:
+        response = await load_litellm().acompletion(**arguments, client=client)
+        return to_openai_dict(response, route=arguments["model"])
+    except Exception as error:
+        _raise_if_answered(answers, error)
+        raise
+
+
+class AnswerNotRead(Exception):
+    """The provider answered with a success status, but reading its answer failed in this
+    process (``__cause__``: what LiteLLM or this module raised). The call reached the
+    provider, which may bill it: :mod:`.charges` charges it, marked estimated."""
+
+
+def _raise_if_answered(statuses: list[int], error: Exception) -> None:
+    """After a success status (retries are off: one request per call), a failure is ours."""
+    if any(200 <= status < 300 for status in statuses):
+        raise AnswerNotRead(type(error).__name__) from error
 
 
 def _http_clients() -> Any:
