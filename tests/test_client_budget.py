@@ -58,6 +58,17 @@ def test_daily_limit_switches_to_free_provider(sim_env, monkeypatch):
     assert "daily_cost_limit" in status["anthropic"]["unavailable_reason"]
 
 
+def test_status_checks_the_budget_at_the_models_price(sim_env, monkeypatch):
+    monkeypatch.setenv("LLM_MAX_COST_PER_REQUEST", "0.05")
+    with LLMClient(LLMConfig(enable_caching=False)) as client:
+        status = client.get_provider_status()
+    # default_max_tokens (1000) of gpt-4's output at $6e-5 a token (LiteLLM's map): $0.06
+    assert not status["openai"]["available"]
+    assert "max_cost_per_request" in status["openai"]["unavailable_reason"]
+    # claude-3-sonnet-20240229 is not in the map: the default $0.015 per 1,000 tokens
+    assert status["anthropic"]["available"]
+
+
 def test_daily_limit_with_no_free_provider_raises(sim_env, monkeypatch):
     monkeypatch.setenv("LLM_DAILY_COST_LIMIT", "0.001")
     with (

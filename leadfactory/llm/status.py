@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import LLMQuotaExceededError
+from .pricing import price_for, worst_case_cost
 from .redact import redact
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def provider_status(client: LLMClient, services: Services) -> dict[str, dict[str
             try:
                 services.ledger.check(
                     provider=name,
-                    estimated_usd=provider.estimate_cost(estimate_tokens),
+                    estimated_usd=worst_case_cost(price_for(provider), 0, estimate_tokens),
                     budget=services.budget,
                 )
             except LLMQuotaExceededError as refusal:
