@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 from .cache import ResponseCache, SingleFlight, cache_key
 from .cache.host_flight import HostFlight
@@ -20,6 +20,7 @@ from .config import LLMConfig
 from .flow import Request
 from .ledger import CacheHit
 from .log import log_event
+from .redact import split_public
 
 __all__ = ["Answer", "CachedCalls", "endpoint"]
 
@@ -209,13 +210,5 @@ def _endpoint(name: str, model: str, base_url: str | None) -> str:
 def _public_url(url: str | None) -> str:
     if not url:
         return "(default)"
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port is None else f"{host}:{port}"
+    parts, netloc = split_public(url)
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 __all__ = ["REDACTED", "exception_chain", "redact", "redact_chain"]
 
@@ -24,6 +25,19 @@ REDACTED = "[redacted]"
 _MIN_SECRET = 4  # shorter values would redact ordinary text
 _MAX_DEPTH = 6  # nesting of bodies and attributes searched
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@")
+
+
+def split_public(url: str) -> tuple[SplitResult, str]:
+    """``url`` split, and its ``host[:port]`` without user name or password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts, host if port is None else f"{host}:{port}"
 
 
 def _usable(secrets: Iterable[str | None]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .log import log_event
+from .redact import split_public
 
 __all__ = ["RETRY_AFTER", "RedisLink", "RedisUnavailable", "check_redis_url", "public_url"]
 
@@ -74,15 +75,7 @@ def check_redis_url(value: Any) -> Any:
 
 def public_url(url: str) -> str:
     """``url`` without user name, password or query: safe to print."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port is None else f"{host}:{port}"
+    parts, netloc = split_public(url)
     return f"{parts.scheme}://{netloc}{parts.path or '/0'}"
 
 

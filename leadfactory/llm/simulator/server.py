@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .vendors import (
-    PROTOCOLS,
     REQUEST_ID_HEADER,
     Completion,
     Fault,
     Request,
+    check_protocol,
     completion,
     is_generation,
     respond,
@@ -245,7 +245,7 @@ class Simulator:
         """``providers`` maps each provider name to its protocol: openai, anthropic or ollama."""
         providers = DEFAULT_PROVIDERS if providers is None else providers
         for protocol in providers.values():
-            _check_protocol(protocol)
+            check_protocol(protocol)
         self._providers: dict[str, _Provider] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -287,7 +287,7 @@ class Simulator:
 
     def add_provider(self, name: str, protocol: str = "openai") -> str:
         """Add a listener named ``name`` speaking ``protocol``; return its base URL."""
-        _check_protocol(protocol)
+        check_protocol(protocol)
         if name in self._providers:
             raise ValueError(f"provider {name!r} already exists")
         self._providers[name] = _Provider(name, protocol)
@@ -394,8 +394,3 @@ class Simulator:
             await asyncio.gather(*coroutines)
 
         asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
-
-
-def _check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")

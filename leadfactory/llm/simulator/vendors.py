@@ -30,7 +30,15 @@ from .faults import (
     vendor_error,
 )
 
-__all__ = ["PROTOCOLS", "REQUEST_ID_HEADER", "Fault", "Request", "completion", "respond"]
+__all__ = [
+    "PROTOCOLS",
+    "REQUEST_ID_HEADER",
+    "Fault",
+    "Request",
+    "check_protocol",
+    "completion",
+    "respond",
+]
 
 OLLAMA_MODEL = "llama3:8b"  # always listed by GET /api/tags
 REQUEST_ID_HEADER = {"openai": "x-request-id", "anthropic": "request-id"}
@@ -340,3 +348,9 @@ _GENERATORS = {  # the routes that faults apply to
     ROUTES["ollama"][("POST", "/api/generate")],
     ROUTES["ollama"][("POST", "/v1/chat/completions")],
 }
+
+
+def check_protocol(protocol: str) -> None:
+    """Raise ValueError unless ``protocol`` is one the simulator speaks."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}")
