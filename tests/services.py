@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import socket
-from urllib.parse import urlsplit
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -55,6 +58,23 @@ def require(name: str, url: str, default_port: int) -> str:
 def require_postgres() -> str:
     """The test PostgreSQL URL, or skip/fail with what to start."""
     return require("PostgreSQL", POSTGRES_URL, 5432)
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL whose ``search_path`` is a new empty schema, dropped afterwards (or skip)."""
+    import psycopg
+
+    url = require_postgres()
+    name = f"lf_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    separator = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{separator}options={quote(f'-csearch_path={name}')}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 def require_redis() -> str:

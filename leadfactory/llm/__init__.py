@@ -23,6 +23,7 @@ from .exceptions import (
     LLMConfigurationError,
     LLMConnectionError,
     LLMError,
+    LLMLedgerUnavailableError,
     LLMModelNotFoundError,
     LLMProviderError,
     LLMQuotaExceededError,
@@ -64,6 +65,7 @@ __all__ = [
     "LLMRateLimitError",
     "LLMTimeoutError",
     "LLMValidationError",
+    "LLMLedgerUnavailableError",
     "LedgerBusyError",
     "ProviderConfig",
 ]

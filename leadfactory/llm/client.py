@@ -76,9 +76,20 @@ class LLMClient:
     def ledger(self) -> CostLedger | UntrackedLedger:
         """The cost ledger (an untracked stand-in when LLM_COST_TRACKING is false)."""
         if self._ledger is None:
-            if self.config.cost_config.cost_tracking_enabled:
-                path = self.config.ledger_path or CostLedger.default_path()
-                self._ledger = CostLedger(path, on_alert=self._alert)
+            config = self.config
+            if config.cost_config.cost_tracking_enabled and config.ledger_url is not None:
+                from .postgres_ledger import PostgresLedger
+
+                self._ledger = PostgresLedger(
+                    config.ledger_url.get_secret_value(),
+                    on_alert=self._alert,
+                    stale_after=config.ledger_stale_after,
+                )
+            elif config.cost_config.cost_tracking_enabled:
+                path = config.ledger_path or CostLedger.default_path()
+                self._ledger = CostLedger(
+                    path, on_alert=self._alert, stale_after=config.ledger_stale_after
+                )
             else:
                 self._ledger = UntrackedLedger()
         return self._ledger
@@ -287,7 +298,7 @@ class LLMClient:
     async def _awrite_ledger(self, write: LedgerWrite) -> Outcome:
         """A ledger write from a coroutine: on the ledger's writer thread, off the loop."""
         ledger = self.ledger
-        if not isinstance(ledger, CostLedger):  # untracked: nothing to wait for
+        if isinstance(ledger, UntrackedLedger):  # nothing to wait for
             return _write_ledger(ledger, write)
         try:
             value = await LedgerWorker.for_ledger(ledger).call(write)

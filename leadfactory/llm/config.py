@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .dburl import check_postgres_setting
 from .exceptions import LLMConfigurationError
 from .provider_config import FallbackStrategy, ModelPrice, ProviderConfig
 from .redis_link import check_redis_url
@@ -110,6 +111,8 @@ def providers_from_environment() -> dict[str, ProviderConfig]:
 
 RedisURL = Annotated[SecretStr | None, BeforeValidator(check_redis_url)]
 """A redis:// URL; its password never shows in a repr or an error."""
+PostgresURL = Annotated[SecretStr | None, BeforeValidator(check_postgres_setting)]
+"""A postgresql:// URL; its password never shows in a repr or an error."""
 
 _SETTINGS = SettingsConfigDict(
     env_prefix="LLM_",
@@ -204,6 +207,17 @@ class LLMConfig(BaseSettings):
     )
     cache_path: FilePath = Field(default=None, description="SQLite file of the response cache.")
     ledger_path: FilePath = Field(default=None, description="SQLite file of the cost ledger.")
+    ledger_url: PostgresURL = Field(
+        default=None,
+        description="PostgreSQL database that holds the cost ledger instead of the SQLite "
+        "file (`postgresql://user@host:5432/db`), so hosts share one budget; see "
+        "scaling.md. Needs the `[postgres]` extra. Its password is never shown.",
+    )
+    ledger_stale_after: PositiveFloat = Field(
+        default=600.0,
+        description="Seconds after which a reservation still pending (its worker died "
+        "mid-call) stops counting against the budgets.",
+    )
     rate_limit_max_wait: NonNegativeFloat = Field(
         default=30.0,
         description="When every available provider is rate limited, the call sleeps until "

@@ -13,6 +13,7 @@
     ├── LLMValidationError         a bad request: ours (before any call) or the provider's 4xx
     │   └── LLMConfigurationError  a malformed setting, naming the variable or field
     ├── LedgerBusyError            the ledger file stayed locked by other writers too long
+    ├── LLMLedgerUnavailableError  the PostgreSQL ledger does not answer: no paid call is made
     └── AllProvidersFailedError    every provider tried failed (``provider_errors``)
 
 Errors that came from a provider keep the original exception as ``__cause__``, with the
@@ -37,6 +38,7 @@ __all__ = [
     "LLMRateLimitError",
     "LLMTimeoutError",
     "LLMValidationError",
+    "LLMLedgerUnavailableError",
     "LedgerBusyError",
 ]
 
@@ -142,6 +144,15 @@ class LLMConfigurationError(LLMValidationError, ValueError):
 
 class LedgerBusyError(LLMError):
     """Other writers kept the ledger file locked for longer than its ``busy_timeout``."""
+
+
+class LLMLedgerUnavailableError(LLMError):
+    """The ledger's database (``LLM_LEDGER_URL``) does not answer or refused the write.
+
+    No paid call is made without its reservation; free providers may still answer, and
+    their rows are then not written (a warning says so). ``metadata["ledger"]`` is the
+    ledger's URL without its password.
+    """
 
 
 class AllProvidersFailedError(LLMError):

@@ -1,0 +1,364 @@
+"""The cost ledger on PostgreSQL (``LLM_LEDGER_URL``): one budget for every host.
+
+Same public methods and semantics as :class:`~leadfactory.llm.ledger.CostLedger`;
+only the storage differs (schema and statements in :mod:`.postgres_schema`). psycopg 3
+and psycopg_pool are imported when the first ledger of this kind is opened.
+
+A reservation is inserted and committed first, then checked: the budget read after the
+commit sees every reservation committed before it, its own included, and the request
+is refused (its row deleted) when the spend passes a limit. Of two hosts reserving at
+once, the later check sees both, so admitted requests never pass a limit together;
+near a limit, two requests that would each fit alone may both be refused. No write
+takes a lock row that another holds in a different order; PostgreSQL's requests to
+retry (serialization failure 40001, deadlock 40P01) are retried here.
+
+When the database does not answer within ``timeout`` seconds, paid reservations and
+reads raise :class:`LLMLedgerUnavailableError`, so no paid call is made; a free
+request (estimate 0) goes on, its row unwritten, with a warning that says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import astuple
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from . import postgres_schema as sql
+from .exceptions import LLMConfigurationError, LLMLedgerUnavailableError, LLMQuotaExceededError
+from .ledger import (
+    Budget,
+    BudgetAlert,
+    CostLedger,
+    Period,
+    Reservation,
+    Spend,
+    _bind,
+    alerts_due,
+    budget_refusal,
+    period_bounds,
+    period_key,
+    utc_iso,
+)
+from .log import log_event
+from .migrations import NANOS_PER_USD
+from .postgres_pool import PostgresConnections
+from .postgres_writes import WRITERS, add, add_to_totals, checked, unwritten
+
+__all__ = ["PostgresLedger"]
+
+T = TypeVar("T")
+_RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: PostgreSQL says retry
+_INHERITED: list[Any] = []  # a parent's pools in a forked child: kept, never used or closed
+_WRITES = ("reserve", "settle", "record_cache_hit")
+
+
+class PostgresLedger:
+    """The ledger in the PostgreSQL database at ``url`` (see the module docstring).
+
+    ``clock``, ``on_alert`` and ``stale_after`` mean what they mean for
+    :class:`~leadfactory.llm.ledger.CostLedger`; ``timeout`` bounds the wait for a
+    connection; ``max_connections`` sizes this process's pool.
+    """
+
+    path = None
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_alert: Callable[[BudgetAlert], None] | None = None,
+        stale_after: float = 600.0,
+        timeout: float = 5.0,
+        max_connections: int = 8,
+    ) -> None:
+        if stale_after <= 0:
+            raise ValueError("stale_after must be a positive number of seconds")
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError:
+            raise LLMConfigurationError(
+                "LLM_LEDGER_URL names a PostgreSQL ledger, which needs psycopg 3 and"
+                " psycopg_pool: pip install 'leadfactory-llm[postgres]'"
+            ) from None
+        self._db = PostgresConnections(
+            url, timeout=timeout, max_connections=max_connections, prepare=sql.migrate
+        )
+        self.url = self._db.public_url
+        self._clock, self._on_alert = clock, on_alert
+        self._stale_after = timedelta(seconds=stale_after)
+        self._run = self._db.run
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger({self.url!r})"
+
+    announce = CostLedger.announce
+    _now = CostLedger._now
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def reserve(
+        self,
+        *,
+        request_id: str,
+        provider: str,
+        model: str,
+        estimated_usd: float,
+        budget: Budget,
+        strategy: str | None = None,
+        caller: str | None = None,
+    ) -> Reservation:
+        """Check the budgets and hold ``estimated_usd``; LLMQuotaExceededError when over."""
+        return self._one("reserve", locals())
+
+    def settle(
+        self,
+        reservation: Reservation,
+        *,
+        outcome: str,
+        cost_usd: float = 0.0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        latency_ms: float = 0.0,
+        error_class: str | None = None,
+        model: str | None = None,
+        estimated: bool = False,
+    ) -> None:
+        """Replace the reservation by the real cost (0 for a failure); send due alerts."""
+        return self._one("settle", locals())
+
+    def record_cache_hit(
+        self,
+        *,
+        request_id: str,
+        provider: str,
+        model: str,
+        saved_usd: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        latency_ms: float,
+        strategy: str | None = None,
+        caller: str | None = None,
+    ) -> None:
+        """Record a request answered from the cache, with the cost it saved."""
+        return self._one("record_cache_hit", locals())
+
+    def run_batch(
+        self, operations: Sequence[tuple[str, dict[str, Any]]], *, announce: bool = True
+    ) -> list[Any]:
+        """As :meth:`CostLedger.run_batch`: the writes in one transaction, each result in
+        order (or the exception it raised); reservations are checked after the commit."""
+        prepared: list[tuple[str, dict[str, Any]] | Exception] = []
+        for method, kwargs in operations:
+            try:
+                if method not in _WRITES:
+                    raise ValueError(f"run_batch: {method!r} is not a ledger write")
+                prepared.append(
+                    (method, checked(method, _bind(getattr(type(self), method), kwargs)))
+                )
+            except (TypeError, ValueError, LLMQuotaExceededError) as exc:
+                prepared.append(exc)
+        now = self._now()
+        try:
+            written = self._run(lambda conn: self._write(conn, prepared, now))
+        except LLMLedgerUnavailableError as down:
+            return [unwritten(item, down) for item in prepared]
+        results = []
+        for item, result in zip(prepared, written, strict=True):
+            if not isinstance(result, Exception):
+                try:
+                    result = self._after_commit(item, result, now, announce)
+                except (LLMQuotaExceededError, LLMLedgerUnavailableError) as exc:
+                    result = exc
+            results.append(result)
+        return results
+
+    def reset(self, provider: str | None = None) -> None:
+        """From now on budgets count only new rows (of ``provider``, or of all)."""
+
+        def work(conn: Any) -> None:
+            with conn.transaction():
+                conn.execute(sql.RESET_LOCK)  # waits for the writes in flight
+                conn.execute(sql.INSERT_RESET, [self._now(), provider])
+                conn.execute(sql.CLEAR_TOTALS, {"provider": provider})
+
+        self._run(work)
+        log_event(logging.INFO, f"cost tracking reset for {provider or 'all providers'}")
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def check(self, *, provider: str, estimated_usd: float, budget: Budget) -> None:
+        """Raise as :meth:`reserve` would, without writing anything."""
+        now = self._now()
+        spent = self._spent_total(now) if estimated_usd > 0 else (0.0, 0.0)
+        refusal = budget_refusal(
+            budget, provider=provider, estimated_usd=estimated_usd, spent=spent, now=now
+        )
+        if refusal is not None:
+            raise refusal
+
+    def spend(self, *, period: Period = "day", provider: str | None = None) -> float:
+        """Spend in the current period as the budgets count it (since the applicable reset)."""
+        if period not in ("day", "month"):
+            raise ValueError(f"period must be 'day' or 'month', not {period!r}")
+        spent = self._run(lambda conn: self._spent(conn, self._now()))
+        return spent.get(provider, (0.0, 0.0))[period == "month"]
+
+    def provider_summary(self) -> dict[str, dict[str, Any]]:
+        """Per provider with rows counted this month: budget-counted costs, today's counts."""
+
+        def work(conn: Any) -> dict[str, dict[str, Any]]:
+            now = self._now()
+            start, end = period_bounds(now, "day")
+            counts = conn.execute(sql.COUNTS_TODAY, {"day_start": start, "day_end": end})
+            today = {row[0]: row[1:] for row in counts}
+            summary = {}
+            for provider, (day, month) in self._spent(conn, now).items():
+                if provider is not None:
+                    requests, errors, hits = today.get(provider, (0, 0, 0))
+                    summary[provider] = {"daily_cost": day, "monthly_cost": month}
+                    summary[provider].update(
+                        requests_today=requests, errors_today=errors, cache_hits_today=hits
+                    )
+            return summary
+
+        return self._run(work)
+
+    def alerts(self) -> list[BudgetAlert]:
+        query = (
+            "SELECT period, period_key, scope, threshold, limit_usd, spent_usd"
+            " FROM alerts ORDER BY id"
+        )
+        return [BudgetAlert(*row) for row in self._run(lambda c: c.execute(query).fetchall())]
+
+    def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
+        """``calls`` rows from ``since`` on, oldest first; with ``limit``, the newest ones."""
+        from psycopg.rows import dict_row
+
+        where, args = ("WHERE ts >= %s", [since]) if since else ("", [])
+        query = f"SELECT * FROM calls {where} ORDER BY id DESC LIMIT %s"
+
+        def work(conn: Any) -> list[dict]:
+            with conn.cursor(row_factory=dict_row) as cursor:
+                return cursor.execute(query, [*args, limit]).fetchall()
+
+        rows = self._run(work)
+        return [{**row, "ts": utc_iso(row["ts"])} for row in reversed(rows)]
+
+    def ping(self) -> None:
+        """Raise :class:`LLMLedgerUnavailableError` unless the database answers."""
+        self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close this process's connections (a later call opens new ones)."""
+        self._db.close()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _one(self, method: str, arguments: dict[str, Any]) -> Any:
+        kwargs = {k: v for k, v in arguments.items() if k != "self"}
+        (result,) = self.run_batch([(method, kwargs)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _write(self, conn: Any, prepared: list, now: datetime) -> list[Any]:
+        """Every write of a batch in one transaction; totals added in one sorted upsert."""
+        deltas: Counter[tuple[str, str, str]] = Counter()
+        results: list[Any] = []
+        with conn.transaction():
+            conn.execute(sql.WRITE_LOCK)
+            for item in prepared:
+                if isinstance(item, Exception):
+                    results.append(item)
+                    continue
+                method, a = item
+                try:
+                    results.append(WRITERS[method](conn, a, now, deltas))
+                except ValueError as exc:
+                    results.append(exc)
+            add_to_totals(conn, deltas)
+        return results
+
+    def _after_commit(self, item: Any, result: Any, now: datetime, announce: bool) -> Any:
+        """A reservation's budget check (withdrawn if refused); a settlement's alerts."""
+        method, a = item
+        if method == "reserve":
+            return self._check_reservation(a, result, now)
+        if method != "settle" or not result:
+            return None
+        fired = self._send_alerts(a["reservation"].budget, now)
+        if not announce:
+            return fired
+        for alert in fired:
+            self.announce(alert)
+        return None
+
+    def _check_reservation(self, a: dict[str, Any], row_id: int, now: datetime) -> Reservation:
+        estimate, budget = a["estimated_usd"], a["budget"]
+        spent = None
+        if estimate > 0 and (budget.daily_limit is not None or budget.monthly_limit is not None):
+            day, month = self._spent_total(now)
+            spent = (max(day - estimate, 0.0), max(month - estimate, 0.0))
+            refusal = budget_refusal(
+                budget, provider=a["provider"], estimated_usd=estimate, spent=spent, now=now
+            )
+            if refusal is not None:
+                self._run(lambda conn: self._withdraw(conn, row_id))
+                raise refusal
+        return Reservation(row_id, a["request_id"], a["provider"], estimate, budget, spent)
+
+    def _withdraw(self, conn: Any, row_id: int) -> None:
+        deltas: Counter[tuple[str, str, str]] = Counter()
+        with conn.transaction():
+            conn.execute(sql.WRITE_LOCK)
+            for ts, provider, amount, counted in conn.execute(sql.WITHDRAW_CALL, [row_id]):
+                if counted:
+                    add(deltas, ts, provider, amount)
+            add_to_totals(conn, deltas)
+
+    def _send_alerts(self, budget: Budget, now: datetime) -> list[BudgetAlert]:
+        """The alerts due now that no host has sent yet: this call sends them."""
+        due = alerts_due(budget, spent=self._spent_total(now), now=now)
+
+        def work(conn: Any) -> list[BudgetAlert]:
+            return [
+                alert
+                for alert in due  # ON CONFLICT DO NOTHING: the first host's insert sends it
+                if conn.execute(sql.INSERT_ALERT, (now, *astuple(alert))).fetchone()
+            ]
+
+        return self._run(work) if due else []
+
+    def _spent(self, conn: Any, now: datetime) -> dict[str | None, Spend]:
+        """(day, month) spend per provider as budgets count it; the key None is the total."""
+        rows = conn.execute(sql.BUDGET_SPEND, self._spend_window(now)).fetchall()
+        totals = (None, sum(row[1] for row in rows), sum(row[2] for row in rows))
+        return {
+            provider: (day / NANOS_PER_USD, month / NANOS_PER_USD)
+            for provider, day, month in [*rows, totals]
+        }
+
+    def _spent_total(self, now: datetime) -> Spend:
+        return self._run(lambda conn: self._spent(conn, now))[None]
+
+    def _spend_window(self, now: datetime) -> dict[str, Any]:
+        return {
+            "day": period_key(now, "day"),
+            "month": period_key(now, "month"),
+            "day_start": period_bounds(now, "day")[0],
+            "month_start": period_bounds(now, "month")[0],
+            "cutoff": now - self._stale_after,
+        }
