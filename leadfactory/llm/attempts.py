@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import LLMConfig
-from .exceptions import LLMConnectionError, LLMError, LLMQuotaExceededError, LLMRateLimitError
+from .exceptions import LLMConnectionError, LLMError, LLMRateLimitError
 from .ratelimit import Denied
 
 __all__ = [
@@ -32,7 +32,7 @@ class Walk:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, LLMError] = field(default_factory=dict)
     first_error: LLMError | None = None
-    budget_refusals: list[LLMQuotaExceededError] = field(default_factory=list)
+    budget_refusals: list[LLMError] = field(default_factory=list)  # budget, or ledger down
     rate_limited: list[LLMRateLimitError] = field(default_factory=list)
     tried: int = 0
 

@@ -38,6 +38,7 @@ from .config import LLMConfig, ProviderConfig
 from .exceptions import (
     AllProvidersFailedError,
     LLMError,
+    LLMLedgerUnavailableError,
     LLMQuotaExceededError,
     LLMRateLimitError,
     LLMValidationError,
@@ -288,9 +289,12 @@ def _attempt(
         raise
     if reserved.error is not None:
         services.limiter.release(permit)
-        if not isinstance(reserved.error, LLMQuotaExceededError):
+        if isinstance(reserved.error, LLMLedgerUnavailableError):  # free providers go on
+            walk.skip(name, "ledger_unavailable", reserved.error)
+        elif isinstance(reserved.error, LLMQuotaExceededError):
+            walk.skip(name, "over_budget", reserved.error)
+        else:
             raise reserved.error
-        walk.skip(name, "over_budget", reserved.error)
         walk.budget_refusals.append(reserved.error)
         return None
     reservation: Reservation = reserved.value

@@ -1,0 +1,185 @@
+"""The PostgreSQL ledger's own behaviour: what the SQLite contract cannot see.
+
+Each test works in its own schema (tests/services.py), dropped afterwards; without a
+server they skip, saying what to start (CI fails instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import socket
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from leadfactory.llm import LLMConfig, LLMLedgerUnavailableError
+from leadfactory.llm.exceptions import LLMConfigurationError, LLMQuotaExceededError
+from leadfactory.llm.ledger import Budget
+from leadfactory.llm.postgres_ledger import PostgresLedger
+from leadfactory.llm.postgres_pool import PostgresConnections
+from leadfactory.llm.postgres_schema import MIGRATIONS
+
+from .services import postgres_schema
+
+PASSWORD = "pw-SENTINEL-3c9e1f"
+LIMITED = Budget(max_cost_per_request=1.0, daily_limit=0.05, monthly_limit=10.0)
+
+
+@pytest.fixture
+def url():
+    with postgres_schema() as schema_url:
+        yield schema_url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def with_password(url: str) -> str:
+    return url.replace("://postgres@", f"://postgres:{PASSWORD}@", 1)
+
+
+def totals_match_rows(url: str) -> None:
+    """The running totals equal the sum of the rows they count (nothing reset here)."""
+    with psycopg.connect(url) as conn:
+        totals = conn.execute(
+            "SELECT provider, sum(spent_nano_usd) FROM spend_totals WHERE period = 'month'"
+            " GROUP BY provider ORDER BY provider"
+        ).fetchall()
+        rows = conn.execute(
+            "SELECT provider, sum(round((cost_usd + reserved_usd) * 1e9))::bigint FROM calls"
+            " GROUP BY provider HAVING sum(cost_usd + reserved_usd) > 0 ORDER BY provider"
+        ).fetchall()
+    assert [(p, int(n)) for p, n in totals if n] == rows
+
+
+def _host(url: str, host: int, results) -> None:
+    """One host: its own pool; reserves and settles until the budget refuses it."""
+    admitted = refused = 0
+    with PostgresLedger(url) as ledger:
+        for i in range(40):
+            try:
+                reservation = ledger.reserve(
+                    request_id=f"h{host}-{i}",
+                    provider=("openai", "anthropic")[i % 2],
+                    model="m",
+                    estimated_usd=0.004,
+                    budget=LIMITED,
+                )
+            except LLMQuotaExceededError:
+                refused += 1
+                continue
+            admitted += 1
+            ledger.settle(reservation, outcome="success", cost_usd=0.003)
+    results.put((admitted, refused))
+
+
+def test_hosts_reserving_at_once_never_pass_the_daily_limit(url):
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    hosts = [context.Process(target=_host, args=(url, n, results)) for n in range(4)]
+    for host in hosts:
+        host.start()
+    outcomes = [results.get(timeout=120) for _ in hosts]
+    for host in hosts:
+        host.join(timeout=30)
+    assert sum(refused for _, refused in outcomes) > 0
+    with PostgresLedger(url) as ledger:
+        rows = ledger.rows()
+        assert sum(admitted for admitted, _ in outcomes) == len(rows)
+        assert sum(row["cost_usd"] for row in rows) <= LIMITED.daily_limit + 1e-12
+        assert not [row for row in rows if row["outcome"] == "pending"]
+        assert len(ledger.alerts()) == 1  # the day's, once for every host
+    totals_match_rows(url)
+
+
+def test_hosts_starting_together_migrate_once(url):
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        pool.map(_open_and_ping, [url] * 4)
+    with psycopg.connect(url) as conn:
+        names = [row[0] for row in conn.execute("SELECT name FROM leadfactory_ledger_migrations")]
+    assert sorted(names) == sorted(name for name, _ in MIGRATIONS)
+
+
+def _open_and_ping(url: str) -> None:
+    with PostgresLedger(url) as ledger:
+        ledger.ping()
+
+
+def test_serialization_failures_and_deadlocks_are_retried(url):
+    connections = PostgresConnections(url, timeout=5.0, max_connections=2)
+    raised = [psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected]
+
+    def work(conn):
+        if raised:
+            raise raised.pop(0)("PostgreSQL asks to retry")
+        return conn.execute("SELECT 42").fetchone()[0]
+
+    try:
+        assert connections.run(work) == 42 and not raised
+    finally:
+        connections.close()
+
+
+def test_other_database_errors_are_ledger_errors_without_their_chain(url):
+    with PostgresLedger(url) as ledger, pytest.raises(LLMLedgerUnavailableError) as caught:
+        ledger._run(lambda conn: conn.execute("SELECT * FROM no_such_table"))
+    assert "42P01" in str(caught.value) and caught.value.__cause__ is None
+
+
+def test_an_unreachable_database_refuses_paid_requests_and_lets_free_ones_go(caplog):
+    ledger = PostgresLedger(f"postgresql://postgres@127.0.0.1:{free_port()}/test", timeout=0.5)
+    request = {"model": "m", "budget": LIMITED}
+    with pytest.raises(LLMLedgerUnavailableError, match="did not answer") as caught:
+        ledger.reserve(request_id="paid", provider="openai", estimated_usd=0.01, **request)
+    assert caught.value.metadata["ledger"] == ledger.url
+    with caplog.at_level(logging.WARNING, logger="leadfactory.llm"):
+        free = ledger.reserve(request_id="free", provider="ollama", estimated_usd=0.0, **request)
+        ledger.settle(free, outcome="success")
+    assert free.row_id == 0
+    assert "request free to ollama (free) is not written" in caplog.text
+    with pytest.raises(LLMLedgerUnavailableError):
+        ledger.spend()
+    ledger.close()
+
+
+def test_the_password_is_never_shown(url, caplog):
+    secret_url = with_password(url)
+    with caplog.at_level(logging.DEBUG):
+        with PostgresLedger(secret_url) as ledger:  # trust authentication ignores it
+            ledger.ping()
+            shown = [repr(ledger), ledger.url, str(ledger.rows())]
+        down = PostgresLedger(with_password(f"postgresql://postgres@127.0.0.1:{free_port()}/x"))
+        down._db.timeout = 0.3
+        with pytest.raises(LLMLedgerUnavailableError) as caught:
+            down.spend()
+        down.close()
+    shown += [str(caught.value), repr(caught.value), str(caught.value.metadata), caplog.text]
+    with pytest.raises(LLMConfigurationError) as bad:
+        LLMConfig(ledger_url=with_password("mysql://postgres@127.0.0.1/test"))
+    config = LLMConfig(ledger_url=secret_url)
+    shown += [str(bad.value), repr(config), config.model_dump_json()]
+    assert "LLM_LEDGER_URL" in str(bad.value)
+    assert all(PASSWORD not in text for text in shown)
+    assert "postgres:***@" in ledger.url
+
+
+def test_rows_carry_utc_timestamps_like_the_sqlite_ledger(url):
+    moment = datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)
+    with PostgresLedger(url, clock=lambda: moment) as ledger:
+        reservation = ledger.reserve(
+            request_id="r", provider="openai", model="m", estimated_usd=0.01, budget=LIMITED
+        )
+        ledger.settle(reservation, outcome="success", cost_usd=0.002, estimated=True)
+        (row,) = ledger.rows()
+        assert row["ts"] == "2026-11-30T23:59:59.999999+00:00" and row["estimated"] == 1
+        assert ledger.spend(period="month") == pytest.approx(0.002)
+    with psycopg.connect(url) as conn:
+        views = conn.execute("SELECT day, requests, cost_usd FROM spend_by_day").fetchall()
+        callers = conn.execute("SELECT count(*) FROM spend_by_caller").fetchone()
+    assert views == [("2026-11-30", 1, 0.002)] and callers == (1,)
