@@ -98,3 +98,12 @@ def redis_prefix() -> Iterator[str]:
     prefix = f"lf-test:{uuid.uuid4().hex[:12]}:"
     yield prefix
     redis_keys_gone(url, prefix)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped after (see services.py)."""
+    from .services import postgres_schema
+
+    with postgres_schema() as url:
+        yield url

@@ -21,16 +21,8 @@ from leadfactory.llm.postgres_ledger import PostgresLedger
 from leadfactory.llm.postgres_pool import PostgresConnections
 from leadfactory.llm.postgres_schema import MIGRATIONS
 
-from .services import postgres_schema
-
 PASSWORD = "pw-SENTINEL-3c9e1f"
 LIMITED = Budget(max_cost_per_request=1.0, daily_limit=0.05, monthly_limit=10.0)
-
-
-@pytest.fixture
-def url():
-    with postgres_schema() as schema_url:
-        yield schema_url
 
 
 def free_port() -> int:
@@ -78,7 +70,8 @@ def _host(url: str, host: int, results) -> None:
     results.put((admitted, refused))
 
 
-def test_hosts_reserving_at_once_never_pass_the_daily_limit(url):
+def test_hosts_reserving_at_once_never_pass_the_daily_limit(postgres_url):
+    url = postgres_url
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     hosts = [context.Process(target=_host, args=(url, n, results)) for n in range(4)]
@@ -97,7 +90,8 @@ def test_hosts_reserving_at_once_never_pass_the_daily_limit(url):
     totals_match_rows(url)
 
 
-def test_hosts_starting_together_migrate_once(url):
+def test_hosts_starting_together_migrate_once(postgres_url):
+    url = postgres_url
     context = multiprocessing.get_context("spawn")
     with context.Pool(4) as pool:
         pool.map(_open_and_ping, [url] * 4)
@@ -111,7 +105,8 @@ def _open_and_ping(url: str) -> None:
         ledger.ping()
 
 
-def test_serialization_failures_and_deadlocks_are_retried(url):
+def test_serialization_failures_and_deadlocks_are_retried(postgres_url):
+    url = postgres_url
     connections = PostgresConnections(url, timeout=5.0, max_connections=2)
     raised = [psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected]
 
@@ -126,7 +121,8 @@ def test_serialization_failures_and_deadlocks_are_retried(url):
         connections.close()
 
 
-def test_other_database_errors_are_ledger_errors_without_their_chain(url):
+def test_other_database_errors_are_ledger_errors_without_their_chain(postgres_url):
+    url = postgres_url
     with PostgresLedger(url) as ledger, pytest.raises(LLMLedgerUnavailableError) as caught:
         ledger._run(lambda conn: conn.execute("SELECT * FROM no_such_table"))
     assert "42P01" in str(caught.value) and caught.value.__cause__ is None
@@ -148,7 +144,8 @@ def test_an_unreachable_database_refuses_paid_requests_and_lets_free_ones_go(cap
     ledger.close()
 
 
-def test_the_password_is_never_shown(url, caplog):
+def test_the_password_is_never_shown(postgres_url, caplog):
+    url = postgres_url
     secret_url = with_password(url)
     with caplog.at_level(logging.DEBUG):
         with PostgresLedger(secret_url) as ledger:  # trust authentication ignores it
@@ -169,7 +166,8 @@ def test_the_password_is_never_shown(url, caplog):
     assert "postgres:***@" in ledger.url
 
 
-def test_rows_carry_utc_timestamps_like_the_sqlite_ledger(url):
+def test_rows_carry_utc_timestamps_like_the_sqlite_ledger(postgres_url):
+    url = postgres_url
     moment = datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)
     with PostgresLedger(url, clock=lambda: moment) as ledger:
         reservation = ledger.reserve(

@@ -210,8 +210,9 @@ class LLMConfig(BaseSettings):
     ledger_url: PostgresURL = Field(
         default=None,
         description="PostgreSQL database that holds the cost ledger instead of the SQLite "
-        "file (`postgresql://user@host:5432/db`), so hosts share one budget; see "
-        "scaling.md. Needs the `[postgres]` extra. Its password is never shown.",
+        "file (`postgresql://user@host:5432/db`), so hosts share one budget (see "
+        "[scaling.md](scaling.md)). Needs the `[postgres]` extra. Its password is never "
+        "shown.",
     )
     ledger_stale_after: PositiveFloat = Field(
         default=600.0,
