@@ -249,6 +249,16 @@ class PostgresLedger:
         rows = self._run(work)
         return [{**row, "ts": utc_iso(row["ts"])} for row in reversed(rows)]
 
+    def costs(self, *, by: str = "day", since: datetime | None = None) -> list[dict[str, Any]]:
+        """Settled calls summed ``by`` day, month, provider or model (the ``costs`` command)."""
+        from psycopg.rows import dict_row
+
+        def work(conn: Any) -> list[dict[str, Any]]:
+            with conn.cursor(row_factory=dict_row) as cursor:
+                return cursor.execute(sql.costs_query(by), {"since": since}).fetchall()
+
+        return self._run(work)
+
     def ping(self) -> None:
         """Raise :class:`LLMLedgerUnavailableError` unless the database answers."""
         self._run(lambda conn: conn.execute("SELECT 1").fetchone())

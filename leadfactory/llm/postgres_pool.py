@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .classify import redact
 from .dburl import check_postgres_url, public_url, url_secrets
 from .exceptions import LLMLedgerUnavailableError
+from .redact import redact
 
 __all__ = ["PostgresConnections"]
 
@@ -83,13 +83,13 @@ class PostgresConnections:
         state = getattr(exc, "sqlstate", None)
         what = f"{type(exc).__name__}{f' {state}' if state else ''}: {detail}"
         if isinstance(exc, psycopg.Error) and not isinstance(exc, psycopg.OperationalError):
-            happened = f"refused the statement ({what})"
+            happened = f"refused a statement ({what})"
         else:
-            happened = f"did not answer within {self.timeout:g}s ({what})"
+            happened = f"did not answer within {self.timeout:g}s ({what}); no paid call is made"
+            happened += " while the ledger is down"
         return LLMLedgerUnavailableError(
-            f"the PostgreSQL ledger at {self.public_url} {happened}; no paid call is made"
-            " without its reservation: check that the server runs and LLM_LEDGER_URL"
-            " points at it",
+            f"the PostgreSQL ledger at {self.public_url} {happened}: check that the server"
+            " runs and LLM_LEDGER_URL points at it",
             metadata={"ledger": self.public_url, "sqlstate": state},
         )
 

@@ -193,3 +193,30 @@ COUNTS_TODAY = f"""SELECT provider, count(*) FILTER (WHERE outcome != 'cache_hit
     count(*) FILTER (WHERE outcome = 'error'), count(*) FILTER (WHERE outcome = 'cache_hit')
     FROM calls c WHERE ts >= %(day_start)s AND ts < %(day_end)s AND {counted_sql("c")}
     GROUP BY provider"""
+# What ``leadfactory-llm costs`` sums, by each grouping it offers (as the SQLite query).
+COST_GROUPS = {  # (columns selected, how many)
+    "day": (f"{_DAY} AS day", 1),
+    "month": (f"{_MONTH} AS month", 1),
+    "provider": ("provider", 1),
+    "model": ("provider, model", 2),
+}
+COST_SUMS = (
+    "count(*) AS calls, count(*) FILTER (WHERE outcome = 'error') AS errors,"
+    " count(*) FILTER (WHERE outcome = 'cache_hit') AS cache_hits,"
+    " sum(prompt_tokens)::bigint AS prompt_tokens,"
+    " sum(completion_tokens)::bigint AS completion_tokens,"
+    " round(sum(cost_usd)::numeric, 6)::float8 AS cost_usd,"
+    " round(sum(saved_usd)::numeric, 6)::float8 AS saved_usd,"
+    " sum(estimated)::bigint AS estimated"
+)
+
+
+def costs_query(by: str) -> str:
+    """The grouped sums of the calls settled since ``%(since)s`` (None: all)."""
+    select, columns = COST_GROUPS[by]
+    group = ", ".join(str(n + 1) for n in range(columns))
+    return (
+        f"SELECT {select}, {COST_SUMS} FROM calls WHERE outcome != 'pending'"
+        f" AND (%(since)s::timestamptz IS NULL OR ts >= %(since)s)"
+        f" GROUP BY {group} ORDER BY {group}"
+    )

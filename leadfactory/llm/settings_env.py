@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .dburl import url_secrets
 from .exceptions import LLMConfigurationError
 from .redact import redact
 
@@ -201,7 +202,7 @@ def _hidden(where: str, value: Any) -> bool:
     or a container (it may hold one)."""
     if isinstance(value, (Mapping, list, tuple, set)) or _SECRET_NAME.search(where):
         return True
-    if isinstance(value, str) and "@" in value and "://" in value:  # a URL with credentials
+    if isinstance(value, str) and "://" in value and ("@" in value or url_secrets(value)):
         return True
     return isinstance(value, str) and _SECRET_VALUE.search(value.strip()) is not None
 

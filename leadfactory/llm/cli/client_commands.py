@@ -28,10 +28,15 @@ def command_status(args: argparse.Namespace) -> int:
     from ..client import LLMClient
     from ..ledger import CostLedger
     from ..shared_state import backend_lines, describe_backends
+    from .ledger_backend import apply_ledger_option, ledger_line
 
-    config = load_config()
+    config = apply_ledger_option(load_config(), args)
+    ledger_text, problem = ledger_line(config)
+    if problem is not None:
+        print(ledger_text)
+        return report(problem, "start the server, or point --ledger / LLM_LEDGER_URL at it")
     ledger = None  # a reading command: the ledger is read as it is, never created
-    if config.cost_config.cost_tracking_enabled:
+    if config.cost_config.cost_tracking_enabled and config.ledger_url is None:
         path = config.ledger_path or CostLedger.default_path()
         ledger = CostLedger(path, read_only=True)
     with LLMClient(config, ledger=ledger) as client:
@@ -65,7 +70,7 @@ def command_status(args: argparse.Namespace) -> int:
                 f"\n(not configured: {', '.join(missing)}; "
                 f"set {' or '.join(missing.values())} to use them)"
             )
-        print("\n" + "\n".join(backend_lines(backends)))
+        print("\n" + "\n".join([ledger_text, *backend_lines(backends)]))
     if not any(info["available"] for info in status.values()):
         sys.stdout.flush()
         return report("no provider can take a call now (see the note column)", NO_PROVIDER_HINT)
@@ -80,9 +85,16 @@ def command_config_check(args: argparse.Namespace) -> int:
     except LLMConfigurationError as error:  # a setting that cannot be read: list it, no hint
         print(f"configuration problems:\n  - {error}")
         return 1
-    problems = config.validate()
-    if config.cost_config.cost_tracking_enabled:  # the ledger file, looked at, not created
-        from ..ledger import CostLedger, ledger_problem
+    from .ledger_backend import apply_ledger_option, ledger_line
+
+    try:
+        ledger_text, postgres_problem = ledger_line(apply_ledger_option(config, args))
+    except LLMConfigurationError as error:  # a malformed --ledger
+        print(f"configuration problems:\n  - {error}")
+        return 1
+    problems = config.validate() + ([postgres_problem] if postgres_problem else [])
+    if config.cost_config.cost_tracking_enabled and config.ledger_url is None:
+        from ..ledger import CostLedger, ledger_problem  # the file, looked at, not created
 
         if problem := ledger_problem(config.ledger_path or CostLedger.default_path()):
             problems.append(problem)
@@ -90,7 +102,7 @@ def command_config_check(args: argparse.Namespace) -> int:
     print(f"strategy: {config.fallback_strategy.value}; order: {' -> '.join(order) or '(none)'}")
     from ..shared_state import backend_lines, describe_backends
 
-    print("\n".join(backend_lines(describe_backends(config))))
+    print("\n".join([ledger_text, *backend_lines(describe_backends(config))]))
     if not problems:
         print("configuration OK")
         return 0

@@ -57,6 +57,7 @@ def default_ledger_path() -> Path:
 
 
 def ledger_path(args: argparse.Namespace) -> Path:
+    """``--ledger`` when it names a file, else the default ledger file."""
     return Path(args.ledger).expanduser() if args.ledger else default_ledger_path()
 
 
@@ -86,9 +87,15 @@ def costs_rows(path: Path, by: str, since: str | None) -> list[dict[str, Any]]:
 
 
 def command_costs(args: argparse.Namespace) -> int:
-    path = ledger_path(args)
+    from .ledger_backend import ledger_url, postgres_costs
+
     since = parse_since(args.since) if args.since else None
-    rows = costs_rows(path, args.by, since)
+    url = ledger_url(args)
+    if url is not None:
+        rows, path = postgres_costs(url, args.by, since)
+    else:
+        path = ledger_path(args)
+        rows = costs_rows(path, args.by, since)
     if args.json:
         print_json(rows)
     elif not rows:

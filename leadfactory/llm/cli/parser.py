@@ -99,6 +99,7 @@ echo "Summarise: Acme Corp makes anvils." | {PROG} chat --strategy quality_optim
 """,
     )
     status.add_argument("--json", action="store_true", help="print every field as JSON")
+    _ledger_option(status)
     status.set_defaults(handler=command_status)
 
     costs = _command(
@@ -113,6 +114,7 @@ echo "Summarise: Acme Corp makes anvils." | {PROG} chat --strategy quality_optim
 {PROG} costs --by provider --since 7d
 {PROG} costs --by model --since today --json
 {PROG} costs --ledger /path/to/ledger.db --by month
+{PROG} costs --ledger postgresql://llm@db.internal/leadfactory --by provider
 """,
     )
     costs.add_argument(
@@ -123,9 +125,7 @@ echo "Summarise: Acme Corp makes anvils." | {PROG} chat --strategy quality_optim
         metavar="WHEN",
         help="only rows since WHEN: 7d, 24h, 30m, today, or an ISO date/time (UTC)",
     )
-    costs.add_argument(
-        "--ledger", metavar="PATH", help="ledger file (default: what the path command prints)"
-    )
+    _ledger_option(costs)
     costs.add_argument("--json", action="store_true", help="print a JSON list instead")
     costs.set_defaults(handler=command_costs)
 
@@ -162,10 +162,20 @@ sqlite-utils tables "$({PROG} path)"
 LLM_FALLBACK_STRATEGY=cost_optimized {PROG} config check
 """,
     )
+    _ledger_option(check)
     check.set_defaults(handler=command_config_check)
     config.set_defaults(handler=lambda args: _missing_command(config))
     parser.set_defaults(handler=lambda args: _missing_command(parser))
     return parser
+
+
+def _ledger_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--ledger",
+        metavar="PATH_OR_URL",
+        help="ledger file, or postgresql://... URL (default: LLM_LEDGER_URL if set, else "
+        "the file the path command prints)",
+    )
 
 
 def _missing_command(parser: argparse.ArgumentParser) -> int:
