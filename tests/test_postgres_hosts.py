@@ -17,7 +17,7 @@ import pytest
 
 from leadfactory.llm import LLMClient, LLMConfig, LLMLedgerUnavailableError
 from leadfactory.llm.ledger import Budget
-from leadfactory.llm.postgres_ledger import PostgresLedger
+from leadfactory.llm.ledger.postgres import PostgresLedger
 from leadfactory.llm.simulator import Fault
 
 from .conftest import SENTINEL_KEY, child_environment
@@ -36,6 +36,8 @@ def start_host(sim, url: str, home: Path, workers: int, calls: int, **env: str):
         LLM_LOG_REQUESTS="false",
         OPENAI_RETRY_DELAY="0",
         ANTHROPIC_RETRY_DELAY="0",
+        OPENAI_COST_PER_1K_TOKENS="0.03",  # a price of our own: about $0.001 a call
+        ANTHROPIC_COST_PER_1K_TOKENS="0.03",
         PYTHONPATH=str(ROOT),
         **env,
     )

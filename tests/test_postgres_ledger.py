@@ -17,9 +17,9 @@ import pytest
 from leadfactory.llm import LLMConfig, LLMLedgerUnavailableError
 from leadfactory.llm.exceptions import LLMConfigurationError, LLMQuotaExceededError
 from leadfactory.llm.ledger import Budget
-from leadfactory.llm.postgres_ledger import PostgresLedger
-from leadfactory.llm.postgres_pool import PostgresConnections
-from leadfactory.llm.postgres_schema import MIGRATIONS
+from leadfactory.llm.ledger.postgres import PostgresLedger
+from leadfactory.llm.ledger.postgres_pool import PostgresConnections
+from leadfactory.llm.ledger.postgres_schema import MIGRATIONS
 
 PASSWORD = "pw-SENTINEL-3c9e1f"
 LIMITED = Budget(max_cost_per_request=1.0, daily_limit=0.05, monthly_limit=10.0)

@@ -78,7 +78,7 @@ class LLMClient:
         if self._ledger is None:
             config = self.config
             if config.cost_config.cost_tracking_enabled and config.ledger_url is not None:
-                from .postgres_ledger import PostgresLedger
+                from .ledger.postgres import PostgresLedger
 
                 self._ledger = PostgresLedger(
                     config.ledger_url.get_secret_value(),

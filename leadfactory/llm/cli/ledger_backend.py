@@ -45,7 +45,7 @@ def ledger_line(config: Any) -> tuple[str, str | None]:
 
         return f"ledger: SQLite file {config.ledger_path or CostLedger.default_path()}", None
     from ..exceptions import LLMError
-    from ..postgres_ledger import PostgresLedger
+    from ..ledger.postgres import PostgresLedger
 
     url = config.ledger_url.get_secret_value()
     try:
@@ -58,7 +58,7 @@ def ledger_line(config: Any) -> tuple[str, str | None]:
 
 def postgres_costs(url: str, by: str, since: str | None) -> tuple[list[dict[str, Any]], str]:
     """``costs`` rows from the PostgreSQL ledger at ``url``, and where they came from."""
-    from ..postgres_ledger import PostgresLedger
+    from ..ledger.postgres import PostgresLedger
     from .output import BadValueError
 
     moment = None

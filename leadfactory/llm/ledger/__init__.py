@@ -9,6 +9,8 @@
     schema.py         that file's migrations; statements.py: the SQL it runs
     writer.py         LedgerWorker: the async client's writes, grouped on a thread
     untracked.py      UntrackedLedger: the stand-in when cost tracking is off
+    postgres.py       PostgresLedger: the same ledger on PostgreSQL (LLM_LEDGER_URL), with
+                      postgres_schema.py, postgres_pool.py and postgres_writes.py
 """
 
 from ..exceptions import LedgerBusyError

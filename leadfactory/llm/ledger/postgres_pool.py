@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .dburl import check_postgres_url, public_url, url_secrets
-from .exceptions import LLMLedgerUnavailableError
-from .redact import redact
+from ..dburl import check_postgres_url, public_url, url_secrets
+from ..exceptions import LLMLedgerUnavailableError
+from ..redact import redact
 
 __all__ = ["PostgresConnections"]
 

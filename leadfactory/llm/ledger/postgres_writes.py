@@ -1,4 +1,4 @@
-"""The PostgreSQL ledger's writes, one function each (see :mod:`.postgres_ledger`).
+"""The PostgreSQL ledger's writes, one function each (see :mod:`.postgres`).
 
 Each write is checked before the transaction (:func:`checked`) and written inside it
 by its function in :data:`WRITERS`, which adds the amounts it changes to ``deltas``;
@@ -14,10 +14,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from ..exceptions import LLMLedgerUnavailableError
+from ..log import log_event
 from . import postgres_schema as sql
-from .exceptions import LLMLedgerUnavailableError
-from .ledger import Reservation, _check_non_negative, _may_alert, budget_refusal, period_key
-from .log import log_event
+from .budget import Reservation, budget_refusal, may_alert, period_key
+from .sqlite_ledger import _check_non_negative
 
 __all__ = ["WRITERS", "Deltas", "add", "add_to_totals", "checked", "unwritten"]
 
@@ -73,7 +74,7 @@ def _settle(conn: Any, a: dict[str, Any], now: datetime, deltas: Deltas) -> bool
     if counted:
         add(deltas, ts, provider, difference)
     budget = reservation.budget
-    return budget is not None and _may_alert(budget, reservation.spent, a["cost_usd"])
+    return budget is not None and may_alert(budget, reservation.spent, a["cost_usd"])
 
 
 def _cache_hit(conn: Any, a: dict[str, Any], now: datetime, deltas: Deltas) -> None:

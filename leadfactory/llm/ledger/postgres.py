@@ -26,26 +26,25 @@ from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from ..exceptions import LLMConfigurationError, LLMLedgerUnavailableError, LLMQuotaExceededError
+from ..log import log_event
 from . import postgres_schema as sql
-from .exceptions import LLMConfigurationError, LLMLedgerUnavailableError, LLMQuotaExceededError
-from .ledger import (
+from .budget import (
+    NANOS_PER_USD,
     Budget,
     BudgetAlert,
-    CostLedger,
     Period,
     Reservation,
     Spend,
-    _bind,
     alerts_due,
     budget_refusal,
     period_bounds,
     period_key,
     utc_iso,
 )
-from .log import log_event
-from .migrations import NANOS_PER_USD
 from .postgres_pool import PostgresConnections
 from .postgres_writes import WRITERS, add, add_to_totals, checked, unwritten
+from .sqlite_ledger import CostLedger, _bind
 
 __all__ = ["PostgresLedger"]
 
