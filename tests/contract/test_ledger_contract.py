@@ -51,13 +51,19 @@ class Backend:
     clock: Clock
 
 
-@pytest.fixture(params=["sqlite", "untracked"])
+@pytest.fixture(params=["sqlite", "postgres", "untracked"])
 def backend(request, tmp_path) -> Iterator[Backend]:
     clock, opened = Clock(), []
+    if request.param == "postgres":  # a schema of this test's own (or skip: see services.py)
+        schema_url = request.getfixturevalue("postgres_url")
 
     def open_ledger(**options) -> Ledger:
         if request.param == "sqlite":
             ledger: Ledger = CostLedger(tmp_path / "ledger.db", clock=clock, **options)
+        elif request.param == "postgres":
+            from leadfactory.llm.ledger.postgres import PostgresLedger
+
+            ledger = PostgresLedger(schema_url, clock=clock, **options)
         else:
             ledger = UntrackedLedger()
         opened.append(ledger)

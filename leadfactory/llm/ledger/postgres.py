@@ -44,17 +44,18 @@ from .budget import (
 )
 from .postgres_pool import PostgresConnections
 from .postgres_writes import WRITERS, add, add_to_totals, checked, unwritten
-from .sqlite_ledger import CostLedger, _bind
+from .protocol import Ledger
+from .sqlite_ledger import CostLedger
+from .writes import LedgerWrite, Reserve, Settle
 
 __all__ = ["PostgresLedger"]
 
 T = TypeVar("T")
 _RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: PostgreSQL says retry
 _INHERITED: list[Any] = []  # a parent's pools in a forked child: kept, never used or closed
-_WRITES = ("reserve", "settle", "record_cache_hit")
 
 
-class PostgresLedger:
+class PostgresLedger(Ledger):
     """The ledger in the PostgreSQL database at ``url`` (see the module docstring).
 
     ``clock``, ``on_alert`` and ``stale_after`` mean what they mean for
@@ -98,67 +99,22 @@ class PostgresLedger:
     announce = CostLedger.announce
     _now = CostLedger._now
 
-    # -- writes ---------------------------------------------------------------------------
+    # -- writes (the keyword forms come with the Ledger protocol) -------------------------
 
-    def reserve(
-        self,
-        *,
-        request_id: str,
-        provider: str,
-        model: str,
-        estimated_usd: float,
-        budget: Budget,
-        strategy: str | None = None,
-        caller: str | None = None,
-    ) -> Reservation:
-        """Check the budgets and hold ``estimated_usd``; LLMQuotaExceededError when over."""
-        return self._one("reserve", locals())
+    def write(self, write: LedgerWrite) -> Any:
+        """Do one write (see :meth:`Ledger.write`)."""
+        (result,) = self.run_batch([write])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    def settle(
-        self,
-        reservation: Reservation,
-        *,
-        outcome: str,
-        cost_usd: float = 0.0,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        latency_ms: float = 0.0,
-        error_class: str | None = None,
-        model: str | None = None,
-        estimated: bool = False,
-    ) -> None:
-        """Replace the reservation by the real cost (0 for a failure); send due alerts."""
-        return self._one("settle", locals())
-
-    def record_cache_hit(
-        self,
-        *,
-        request_id: str,
-        provider: str,
-        model: str,
-        saved_usd: float,
-        prompt_tokens: int,
-        completion_tokens: int,
-        latency_ms: float,
-        strategy: str | None = None,
-        caller: str | None = None,
-    ) -> None:
-        """Record a request answered from the cache, with the cost it saved."""
-        return self._one("record_cache_hit", locals())
-
-    def run_batch(
-        self, operations: Sequence[tuple[str, dict[str, Any]]], *, announce: bool = True
-    ) -> list[Any]:
-        """As :meth:`CostLedger.run_batch`: the writes in one transaction, each result in
-        order (or the exception it raised); reservations are checked after the commit."""
-        prepared: list[tuple[str, dict[str, Any]] | Exception] = []
-        for method, kwargs in operations:
+    def run_batch(self, writes: Sequence[LedgerWrite], *, announce: bool = True) -> list[Any]:
+        """The writes in one transaction, each result (or exception) at its index, as
+        :meth:`CostLedger.run_batch`; reservations are checked after the commit."""
+        prepared: list[LedgerWrite | Exception] = []
+        for write in writes:
             try:
-                if method not in _WRITES:
-                    raise ValueError(f"run_batch: {method!r} is not a ledger write")
-                prepared.append(
-                    (method, checked(method, _bind(getattr(type(self), method), kwargs)))
-                )
+                prepared.append(checked(write))
             except (TypeError, ValueError, LLMQuotaExceededError) as exc:
                 prepared.append(exc)
         now = self._now()
@@ -276,13 +232,6 @@ class PostgresLedger:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _one(self, method: str, arguments: dict[str, Any]) -> Any:
-        kwargs = {k: v for k, v in arguments.items() if k != "self"}
-        (result,) = self.run_batch([(method, kwargs)])
-        if isinstance(result, Exception):
-            raise result
-        return result
-
     def _write(self, conn: Any, prepared: list, now: datetime) -> list[Any]:
         """Every write of a batch in one transaction; totals added in one sorted upsert."""
         deltas: Counter[tuple[str, str, str]] = Counter()
@@ -293,41 +242,39 @@ class PostgresLedger:
                 if isinstance(item, Exception):
                     results.append(item)
                     continue
-                method, a = item
                 try:
-                    results.append(WRITERS[method](conn, a, now, deltas))
+                    results.append(WRITERS[type(item)](conn, item, now, deltas))
                 except ValueError as exc:
                     results.append(exc)
             add_to_totals(conn, deltas)
         return results
 
-    def _after_commit(self, item: Any, result: Any, now: datetime, announce: bool) -> Any:
+    def _after_commit(self, write: LedgerWrite, result: Any, now: datetime, announce: bool) -> Any:
         """A reservation's budget check (withdrawn if refused); a settlement's alerts."""
-        method, a = item
-        if method == "reserve":
-            return self._check_reservation(a, result, now)
-        if method != "settle" or not result:
-            return None
-        fired = self._send_alerts(a["reservation"].budget, now)
+        if isinstance(write, Reserve):
+            return self._check_reservation(write, result, now)
+        if not isinstance(write, Settle) or not result:
+            return [] if isinstance(write, Settle) and not announce else None
+        fired = self._send_alerts(write.reservation.budget, now)
         if not announce:
             return fired
         for alert in fired:
             self.announce(alert)
         return None
 
-    def _check_reservation(self, a: dict[str, Any], row_id: int, now: datetime) -> Reservation:
-        estimate, budget = a["estimated_usd"], a["budget"]
+    def _check_reservation(self, w: Reserve, row_id: int, now: datetime) -> Reservation:
         spent = None
-        if estimate > 0 and (budget.daily_limit is not None or budget.monthly_limit is not None):
+        limited = w.budget.daily_limit is not None or w.budget.monthly_limit is not None
+        if w.estimated_usd > 0 and limited:
             day, month = self._spent_total(now)
-            spent = (max(day - estimate, 0.0), max(month - estimate, 0.0))
+            spent = (max(day - w.estimated_usd, 0.0), max(month - w.estimated_usd, 0.0))
             refusal = budget_refusal(
-                budget, provider=a["provider"], estimated_usd=estimate, spent=spent, now=now
+                w.budget, provider=w.provider, estimated_usd=w.estimated_usd, spent=spent, now=now
             )
             if refusal is not None:
                 self._run(lambda conn: self._withdraw(conn, row_id))
                 raise refusal
-        return Reservation(row_id, a["request_id"], a["provider"], estimate, budget, spent)
+        return Reservation(row_id, w.request_id, w.provider, w.estimated_usd, w.budget, spent)
 
     def _withdraw(self, conn: Any, row_id: int) -> None:
         deltas: Counter[tuple[str, str, str]] = Counter()

@@ -18,78 +18,84 @@ from ..exceptions import LLMLedgerUnavailableError
 from ..log import log_event
 from . import postgres_schema as sql
 from .budget import Reservation, budget_refusal, may_alert, period_key
-from .sqlite_ledger import _check_non_negative
+from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
 __all__ = ["WRITERS", "Deltas", "add", "add_to_totals", "checked", "unwritten"]
 
 Deltas = Counter[tuple[str, str, str]]  # (period, period key, provider) -> nano-dollars
 
 
-def checked(method: str, a: dict[str, Any]) -> dict[str, Any]:
-    """``a`` once its values are valid, else ValueError (or the per-request refusal)."""
-    if method == "reserve":
-        _check_non_negative(estimated_usd=a["estimated_usd"])
-        per_request = replace(a["budget"], daily_limit=None, monthly_limit=None)
+def checked(write: LedgerWrite) -> LedgerWrite:
+    """``write`` once valid: TypeError/ValueError, or the per-request cap's refusal."""
+    check_write(write)
+    if isinstance(write, Reserve):
+        per_request = replace(write.budget, daily_limit=None, monthly_limit=None)
         refusal = budget_refusal(
             per_request,
-            provider=a["provider"],
-            estimated_usd=a["estimated_usd"],
+            provider=write.provider,
+            estimated_usd=write.estimated_usd,
             spent=(0.0, 0.0),
             now=datetime.now(UTC),
         )
         if refusal is not None:
             raise refusal
-    elif method == "settle":
-        if a["outcome"] not in ("success", "error"):
-            raise ValueError(f"outcome must be 'success' or 'error', not {a['outcome']!r}")
-        _check_non_negative(
-            cost_usd=a["cost_usd"], tokens=min(a["prompt_tokens"], a["completion_tokens"])
-        )
-    else:
-        _check_non_negative(saved_usd=a["saved_usd"])
-    return a
+    return write
 
 
-def _reserve(conn: Any, a: dict[str, Any], now: datetime, deltas: Deltas) -> int:
-    row = (now, a["request_id"], a["provider"], a["model"], a["strategy"], "pending")
-    args = (*row, 0, 0, 0, 0.0, a["estimated_usd"], 0.0, 0.0, 0, a["caller"])
+def _reserve(conn: Any, w: Reserve, now: datetime, deltas: Deltas) -> int:
+    row = (now, w.request_id, w.provider, w.model, w.strategy, "pending")
+    args = (*row, 0, 0, 0, 0.0, w.estimated_usd, 0.0, 0.0, 0, w.caller)
     row_id, amount = conn.execute(sql.INSERT_CALL, args).fetchone()
-    add(deltas, now, a["provider"], amount)
+    add(deltas, now, w.provider, amount)
     return row_id
 
 
-def _settle(conn: Any, a: dict[str, Any], now: datetime, deltas: Deltas) -> bool:
+def _settle(conn: Any, w: Settle, now: datetime, deltas: Deltas) -> bool:
     """Returns whether the settlement may have reached an alert threshold."""
-    reservation: Reservation = a["reservation"]
+    reservation = w.reservation
     if reservation.row_id == 0:  # reserved while the database was down: nothing to settle
         _warn_unwritten(reservation.request_id, reservation.provider)
         return False
-    tokens = (a["prompt_tokens"], a["completion_tokens"])
-    args = (a["outcome"], a["cost_usd"], *tokens, sum(tokens), a["latency_ms"])
-    args += (a["error_class"], a["model"], int(bool(a["estimated"])), reservation.row_id)
+    tokens = (w.prompt_tokens, w.completion_tokens)
+    args = (w.outcome, w.cost_usd, *tokens, sum(tokens), w.latency_ms, w.error_class, w.model)
+    if not _update(conn, (*args, int(bool(w.estimated)), reservation.row_id), deltas):
+        raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
+    budget = reservation.budget
+    return budget is not None and may_alert(budget, reservation.spent, w.cost_usd)
+
+
+def _release(conn: Any, w: Release, now: datetime, deltas: Deltas) -> None:
+    if w.reservation.row_id:  # a row settled already is left as it is
+        args = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, w.reservation.row_id)
+        _update(conn, args, deltas)
+
+
+def _update(conn: Any, args: tuple[Any, ...], deltas: Deltas) -> bool:
+    """Settle a pending row with ``args``; False when no pending row has that id."""
     row = conn.execute(sql.SETTLE_CALL, args).fetchone()
     if row is None:
-        raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
+        return False
     ts, provider, difference, counted = row
     if counted:
         add(deltas, ts, provider, difference)
-    budget = reservation.budget
-    return budget is not None and may_alert(budget, reservation.spent, a["cost_usd"])
+    return True
 
 
-def _cache_hit(conn: Any, a: dict[str, Any], now: datetime, deltas: Deltas) -> None:
-    tokens = (a["prompt_tokens"], a["completion_tokens"])
-    row = (now, a["request_id"], a["provider"], a["model"], a["strategy"], "cache_hit")
+def _cache_hit(conn: Any, w: CacheHit, now: datetime, deltas: Deltas) -> None:
+    add(deltas, now, w.provider, 0)  # counts nothing, but lists the provider this month
+    tokens = (w.prompt_tokens, w.completion_tokens)
+    row = (now, w.request_id, w.provider, w.model, w.strategy, "cache_hit")
     conn.execute(
         sql.INSERT_CALL,
-        (*row, *tokens, sum(tokens), 0.0, 0.0, a["saved_usd"], a["latency_ms"], 1, a["caller"]),
+        (*row, *tokens, sum(tokens), 0.0, 0.0, w.saved_usd, w.latency_ms, 1, w.caller),
     )
 
 
-WRITERS: dict[str, Callable[[Any, dict[str, Any], datetime, Deltas], Any]] = {
-    "reserve": _reserve,
-    "settle": _settle,
-    "record_cache_hit": _cache_hit,
+WRITERS: dict[type, Callable[[Any, Any, datetime, Deltas], Any]] = {
+    Reserve: _reserve,
+    Settle: _settle,
+    Release: _release,
+    CacheHit: _cache_hit,
 }
 
 
@@ -100,26 +106,24 @@ def add(deltas: Deltas, ts: datetime, provider: str, amount: int) -> None:
 
 def add_to_totals(conn: Any, deltas: Deltas) -> None:
     """One upsert, rows in key order: writers never wait on each other in a cycle."""
-    keys = sorted(key for key, amount in deltas.items() if amount)
+    keys = sorted(deltas)  # zero amounts too: a provider's first row makes its totals row
     if keys:
         columns = [list(column) for column in zip(*keys, strict=True)]
         conn.execute(sql.ADD_TO_TOTALS, [*columns, [deltas[key] for key in keys]])
 
 
-def unwritten(item: Any, down: LLMLedgerUnavailableError) -> Any:
+def unwritten(item: LedgerWrite | Exception, down: LLMLedgerUnavailableError) -> Any:
     """A write's result when the database is down: free requests go on, unrecorded."""
-    if isinstance(item, Exception):
-        return item
-    method, a = item
-    if method == "reserve" and a["estimated_usd"] == 0:
-        _warn_unwritten(a["request_id"], a["provider"])
-        return Reservation(0, a["request_id"], a["provider"], 0.0, a["budget"], None)
-    if method == "settle" and a["reservation"].row_id == 0:
-        return None
-    if method == "record_cache_hit":
-        _warn_unwritten(a["request_id"], a["provider"])
-        return None
-    return down
+    match item:
+        case Reserve(estimated_usd=0):
+            _warn_unwritten(item.request_id, item.provider)
+            return Reservation(0, item.request_id, item.provider, 0.0, item.budget, None)
+        case Settle() | Release() if item.reservation.row_id == 0:
+            return None
+        case CacheHit():
+            _warn_unwritten(item.request_id, item.provider)
+            return None
+    return item if isinstance(item, Exception) else down
 
 
 def _warn_unwritten(request_id: str, provider: str) -> None:
