@@ -6,6 +6,7 @@ costs meets a limit exactly. Days and months are UTC.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -25,6 +26,8 @@ __all__ = [
     "nanos",
     "period_bounds",
     "period_key",
+    "summarise_providers",
+    "spend_by_provider",
     "usd_text",
     "utc_iso",
 ]
@@ -155,3 +158,30 @@ def alerts_due(budget: Budget, *, spent: Spend, now: datetime) -> list[BudgetAle
             key = period_key(now, period)
             due.append(BudgetAlert(period, key, "all", threshold, limit, spent_usd))
     return due
+
+
+def spend_by_provider(rows: Iterable[Sequence[Any]]) -> dict[str | None, Spend]:
+    """(day, month) USD per provider from ``(provider, day nanos, month nanos)`` rows;
+    the key None holds the total."""
+    rows = list(rows)
+    totals = (None, sum(row[1] for row in rows), sum(row[2] for row in rows))
+    return {
+        provider: (day / NANOS_PER_USD, month / NANOS_PER_USD)
+        for provider, day, month in [*rows, totals]
+    }
+
+
+def summarise_providers(
+    spent: dict[str | None, Spend], today: dict[str, Sequence[int]]
+) -> dict[str, dict[str, Any]]:
+    """What ``provider_summary()`` answers: per provider with spend counted this month,
+    its costs and today's (requests, errors, cache hits)."""
+    summary = {}
+    for provider, (day, month) in spent.items():
+        if provider is not None:
+            requests, errors, hits = today.get(provider, (0, 0, 0))
+            summary[provider] = {"daily_cost": day, "monthly_cost": month}
+            summary[provider].update(
+                requests_today=requests, errors_today=errors, cache_hits_today=hits
+            )
+    return summary

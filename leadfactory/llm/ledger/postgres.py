@@ -24,13 +24,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from ..exceptions import LLMConfigurationError, LLMLedgerUnavailableError, LLMQuotaExceededError
 from ..log import log_event
 from . import postgres_schema as sql
 from .budget import (
-    NANOS_PER_USD,
     Budget,
     BudgetAlert,
     Period,
@@ -40,6 +39,8 @@ from .budget import (
     budget_refusal,
     period_bounds,
     period_key,
+    spend_by_provider,
+    summarise_providers,
     utc_iso,
 )
 from .postgres_pool import PostgresConnections
@@ -49,10 +50,6 @@ from .sqlite_ledger import CostLedger
 from .writes import LedgerWrite, Reserve, Settle
 
 __all__ = ["PostgresLedger"]
-
-T = TypeVar("T")
-_RETRY_STATES = {"40001", "40P01"}  # serialization failure, deadlock: PostgreSQL says retry
-_INHERITED: list[Any] = []  # a parent's pools in a forked child: kept, never used or closed
 
 
 class PostgresLedger(Ledger):
@@ -171,15 +168,7 @@ class PostgresLedger(Ledger):
             start, end = period_bounds(now, "day")
             counts = conn.execute(sql.COUNTS_TODAY, {"day_start": start, "day_end": end})
             today = {row[0]: row[1:] for row in counts}
-            summary = {}
-            for provider, (day, month) in self._spent(conn, now).items():
-                if provider is not None:
-                    requests, errors, hits = today.get(provider, (0, 0, 0))
-                    summary[provider] = {"daily_cost": day, "monthly_cost": month}
-                    summary[provider].update(
-                        requests_today=requests, errors_today=errors, cache_hits_today=hits
-                    )
-            return summary
+            return summarise_providers(self._spent(conn, now), today)
 
         return self._run(work)
 
@@ -223,12 +212,6 @@ class PostgresLedger(Ledger):
     def close(self) -> None:
         """Close this process's connections (a later call opens new ones)."""
         self._db.close()
-
-    def __enter__(self) -> PostgresLedger:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -300,12 +283,7 @@ class PostgresLedger(Ledger):
 
     def _spent(self, conn: Any, now: datetime) -> dict[str | None, Spend]:
         """(day, month) spend per provider as budgets count it; the key None is the total."""
-        rows = conn.execute(sql.BUDGET_SPEND, self._spend_window(now)).fetchall()
-        totals = (None, sum(row[1] for row in rows), sum(row[2] for row in rows))
-        return {
-            provider: (day / NANOS_PER_USD, month / NANOS_PER_USD)
-            for provider, day, month in [*rows, totals]
-        }
+        return spend_by_provider(conn.execute(sql.BUDGET_SPEND, self._spend_window(now)))
 
     def _spent_total(self, now: datetime) -> Spend:
         return self._run(lambda conn: self._spent(conn, now))[None]

@@ -34,6 +34,8 @@ from .budget import (
     budget_refusal,
     may_alert,
     period_bounds,
+    spend_by_provider,
+    summarise_providers,
     usd_text,
     utc_iso,
 )
@@ -237,15 +239,7 @@ class CostLedger(Ledger):
             tomorrow = utc_iso(period_bounds(now, "day")[1])
             counts = sql.COUNTS_TODAY, {"now": utc_iso(now), "tomorrow": tomorrow}
             today = {row[0]: row[1:] for row in conn.execute(*counts)}
-            summary = {}
-            for provider, (day, month) in self._spent(conn, now).items():
-                if provider is not None:
-                    requests, errors, hits = today.get(provider, (0, 0, 0))
-                    summary[provider] = {"daily_cost": day, "monthly_cost": month}
-                    summary[provider].update(
-                        requests_today=requests, errors_today=errors, cache_hits_today=hits
-                    )
-            return summary
+            return summarise_providers(self._spent(conn, now), today)
 
         return self._read(work)
 
@@ -296,12 +290,7 @@ class CostLedger(Ledger):
 
     def _spent(self, conn: sqlite3.Connection, now: datetime) -> dict[str | None, Spend]:
         """(day, month) spend per provider as budgets count it; the key None is the total."""
-        rows = conn.execute(sql.BUDGET_SPEND, self._spend_window(now)).fetchall()
-        totals = [sum(row[1] for row in rows), sum(row[2] for row in rows)]
-        return {
-            provider: (day / NANOS_PER_USD, month / NANOS_PER_USD)
-            for provider, day, month in [*rows, (None, *totals)]
-        }
+        return spend_by_provider(conn.execute(sql.BUDGET_SPEND, self._spend_window(now)))
 
     def _spent_total(self, conn: sqlite3.Connection, now: datetime) -> Spend:
         """(day, month) spend of all providers: one row to read, for the request path."""

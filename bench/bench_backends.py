@@ -1,0 +1,166 @@
+"""The multi-host backends against the SQLite defaults: ledger throughput, client overhead.
+
+    python bench/bench_backends.py [--quick] [--pairs 2000] [--calls 300]
+
+1. Ledger reserve + settle pairs per second, SQLite file and PostgreSQL side by side,
+   with 1 process and with 4 processes (one thread each, each its own ledger handle),
+   and 4 processes of 8 threads (PostgreSQL commits of concurrent writers share a disk
+   flush; SQLite writers take turns). Target: >= 1,000 pairs/s with 4 processes on
+   PostgreSQL.
+2. Per-call wall time of the client against the simulator with the PostgreSQL ledger
+   vs the SQLite ledger (interleaved, median of paired differences).
+
+PostgreSQL comes from ``LF_TEST_POSTGRES_URL`` (default: the development machines'
+127.0.0.1:5432, database ``test``); the run works in a schema of its own, dropped after.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import (  # noqa: E402
+    banner,
+    interleaved,
+    median,
+    messages,
+    paired_median_diff,
+    parse_args,
+    simulator,
+    table,
+    target_cell,
+)
+
+from leadfactory.llm.ledger import Budget, CostLedger, Ledger  # noqa: E402
+from tests.services import POSTGRES_URL  # noqa: E402
+
+BUDGET = Budget(max_cost_per_request=10.0, daily_limit=1e9, monthly_limit=1e9)
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    import psycopg
+
+    name = f"lf_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        separator = "&" if "?" in POSTGRES_URL else "?"
+        yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={name}')}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def open_ledger(where: str) -> Ledger:
+    if where.startswith("postgresql://"):
+        from leadfactory.llm.ledger.postgres import PostgresLedger
+
+        return PostgresLedger(where, max_connections=8)
+    return CostLedger(where)
+
+
+def pair(ledger: Ledger, i: int) -> None:
+    reservation = ledger.reserve(
+        request_id=f"b{i}", provider=("openai", "anthropic")[i % 2], model="m",
+        estimated_usd=0.02, budget=BUDGET,
+    )  # fmt: skip
+    ledger.settle(reservation, outcome="success", cost_usd=0.015, prompt_tokens=100)
+
+
+def _process(where: str, threads: int, pairs: int, barrier, results) -> None:
+    with open_ledger(where) as ledger:
+        pair(ledger, 0)  # schema, connection, warm caches
+        barrier.wait()
+        start = time.perf_counter()
+        workers = [
+            threading.Thread(target=lambda: [pair(ledger, i) for i in range(pairs)])
+            for _ in range(threads)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        results.put((start, time.perf_counter()))
+
+
+def pairs_per_second(where: str, processes: int, threads: int, pairs: int) -> float:
+    """Reserve + settle pairs per second over ``processes`` x ``threads`` writers."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    procs = [
+        context.Process(target=_process, args=(where, threads, pairs, barrier, results))
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    spans = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join()
+    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
+    return processes * threads * pairs / elapsed
+
+
+def ledger_throughput(pairs: int) -> None:
+    shapes = [(1, 1), (4, 1), (4, 8)]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, postgres_schema() as url:
+        for name, where in (("SQLite file", str(Path(tmp) / "ledger.db")), ("PostgreSQL", url)):
+            for processes, threads in shapes:
+                per_writer = max(pairs // (processes * threads), 20)
+                rate = pairs_per_second(where, processes, threads, per_writer)
+                target = "-"
+                if name == "PostgreSQL" and (processes, threads) == (4, 1):
+                    target = target_cell(rate, 1000, at_most=False)
+                rows.append([name, f"{processes} x {threads}", rate, target])
+    table(["ledger", "processes x threads", "pairs/s", "target"], rows)
+
+
+def client_overhead(calls: int) -> None:
+    from leadfactory.llm import LLMClient, LLMConfig
+
+    with simulator() as (sim, tmp), postgres_schema() as url:
+        clients = {
+            "SQLite ledger": LLMClient(LLMConfig(enable_caching=False, log_requests=False)),
+            "PostgreSQL ledger": LLMClient(
+                LLMConfig(enable_caching=False, log_requests=False, ledger_url=url)
+            ),
+        }
+
+        def case(client: LLMClient) -> Callable[[int], object]:
+            return lambda i: client.chat_completion(messages(f"hello {i}"), model="openai")
+
+        wall, _ = interleaved({name: case(c) for name, c in clients.items()}, calls)
+        for client in clients.values():
+            client.close()
+    added = paired_median_diff(wall["PostgreSQL ledger"], wall["SQLite ledger"])
+    rows = [[name, median(times)] for name, times in wall.items()]
+    rows.append(["added by PostgreSQL (paired)", added])
+    table(["client call, sync", "median ms"], rows)
+
+
+def main() -> None:
+    args = parse_args(
+        __doc__,
+        pairs=(int, 2000, "reserve + settle pairs per configuration"),
+        calls=(int, 300, "timed client calls per ledger"),
+    )
+    pairs, calls = (400, 40) if args.quick else (args.pairs, args.calls)
+    banner("ledger backends", f"{pairs} pairs per configuration; {calls} client calls each")
+    ledger_throughput(pairs)
+    print()
+    client_overhead(calls)
+
+
+if __name__ == "__main__":
+    main()
