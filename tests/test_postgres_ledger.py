@@ -181,3 +181,20 @@ def test_rows_carry_utc_timestamps_like_the_sqlite_ledger(postgres_url):
         views = conn.execute("SELECT day, requests, cost_usd FROM spend_by_day").fetchall()
         callers = conn.execute("SELECT count(*) FROM spend_by_caller").fetchone()
     assert views == [("2026-11-30", 1, 0.002)] and callers == (1,)
+
+
+def test_the_async_client_writes_through_the_writer_thread(sim_env, postgres_url):
+    import asyncio
+
+    from leadfactory.llm import LLMClient
+
+    async def calls(client):
+        prompts = [[{"role": "user", "content": f"async {n}"}] for n in range(12)]
+        return await asyncio.gather(*(client.achat_completion(p, model="openai") for p in prompts))
+
+    with LLMClient(LLMConfig(ledger_url=postgres_url, enable_caching=False)) as client:
+        responses = asyncio.run(calls(client))
+        rows = client.ledger.rows()
+    assert {r["request_id"] for r in responses} == {row["request_id"] for row in rows}
+    assert {row["outcome"] for row in rows} == {"success"}
+    totals_match_rows(postgres_url)
