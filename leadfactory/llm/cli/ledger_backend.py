@@ -72,4 +72,4 @@ def postgres_costs(url: str, by: str, since: str | None) -> tuple[list[dict[str,
             f"the ledger URL {error}", "pass --ledger postgresql://... or fix LLM_LEDGER_URL"
         ) from None
     with ledger:
-        return ledger.costs(by=by, since=moment), f"PostgreSQL {ledger.url}"
+        return ledger.totals(by=by, since=moment), f"PostgreSQL {ledger.url}"

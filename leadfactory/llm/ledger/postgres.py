@@ -45,7 +45,7 @@ from .budget import (
 )
 from .postgres_pool import PostgresConnections
 from .postgres_writes import WRITERS, add, add_to_totals, checked, unwritten
-from .protocol import Ledger
+from .protocol import Grouping, Ledger
 from .sqlite_ledger import CostLedger
 from .writes import LedgerWrite, Reserve, Settle
 
@@ -193,9 +193,12 @@ class PostgresLedger(Ledger):
         rows = self._run(work)
         return [{**row, "ts": utc_iso(row["ts"])} for row in reversed(rows)]
 
-    def costs(self, *, by: str = "day", since: datetime | None = None) -> list[dict[str, Any]]:
-        """Settled calls summed ``by`` day, month, provider or model (the ``costs`` command)."""
+    def totals(self, *, by: Grouping = "day", since: datetime | None = None) -> list[dict]:
+        """Settled rows summed per day, month, provider or model (see :meth:`Ledger.totals`)."""
         from psycopg.rows import dict_row
+
+        if by not in sql.COST_GROUPS:
+            raise ValueError(f"by must be one of {', '.join(sql.COST_GROUPS)}, not {by!r}")
 
         def work(conn: Any) -> list[dict[str, Any]]:
             with conn.cursor(row_factory=dict_row) as cursor:
