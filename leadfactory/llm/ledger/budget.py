@@ -6,7 +6,7 @@ costs meets a limit exactly. Days and months are UTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -169,6 +169,17 @@ def spend_by_provider(rows: Iterable[Sequence[Any]]) -> dict[str | None, Spend]:
         provider: (day / NANOS_PER_USD, month / NANOS_PER_USD)
         for provider, day, month in [*rows, totals]
     }
+
+
+def period_spend(
+    read: Callable[[], dict[str | None, Spend]], period: Period, provider: str | None
+) -> float:
+    """``provider``'s (None: everyone's) spend in ``period`` from ``read()``, a table as
+    :func:`spend_by_provider` makes; a period other than ``"day"`` or ``"month"`` is a
+    ValueError before anything is read."""
+    if period not in ("day", "month"):
+        raise ValueError(f"period must be 'day' or 'month', not {period!r}")
+    return read().get(provider, (0.0, 0.0))[period == "month"]
 
 
 def summarise_providers(

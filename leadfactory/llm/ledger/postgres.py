@@ -39,6 +39,7 @@ from .budget import (
     budget_refusal,
     period_bounds,
     period_key,
+    period_spend,
     spend_by_provider,
     summarise_providers,
     utc_iso,
@@ -155,10 +156,9 @@ class PostgresLedger(Ledger):
 
     def spend(self, *, period: Period = "day", provider: str | None = None) -> float:
         """Spend in the current period as the budgets count it (since the applicable reset)."""
-        if period not in ("day", "month"):
-            raise ValueError(f"period must be 'day' or 'month', not {period!r}")
-        spent = self._run(lambda conn: self._spent(conn, self._now()))
-        return spent.get(provider, (0.0, 0.0))[period == "month"]
+        return period_spend(
+            lambda: self._run(lambda conn: self._spent(conn, self._now())), period, provider
+        )
 
     def provider_summary(self) -> dict[str, dict[str, Any]]:
         """Per provider with rows counted this month: budget-counted costs, today's counts."""

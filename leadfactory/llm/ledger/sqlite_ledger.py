@@ -34,6 +34,7 @@ from .budget import (
     budget_refusal,
     may_alert,
     period_bounds,
+    period_spend,
     spend_by_provider,
     summarise_providers,
     usd_text,
@@ -226,10 +227,9 @@ class CostLedger(Ledger):
 
     def spend(self, *, period: Period = "day", provider: str | None = None) -> float:
         """Spend in the current period as the budgets count it (since the applicable reset)."""
-        if period not in ("day", "month"):
-            raise ValueError(f"period must be 'day' or 'month', not {period!r}")
-        spent = self._read(lambda conn: self._spent(conn, self._now()))
-        return spent.get(provider, (0.0, 0.0))[period == "month"]
+        return period_spend(
+            lambda: self._read(lambda conn: self._spent(conn, self._now())), period, provider
+        )
 
     def provider_summary(self) -> dict[str, dict[str, Any]]:
         """Per provider with rows counted this month: budget-counted costs, today's counts."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..exceptions import LLMQuotaExceededError
-from .budget import Budget, BudgetAlert, Period, Reservation, budget_refusal
+from .budget import Budget, BudgetAlert, Period, Reservation, budget_refusal, period_spend
 from .protocol import GROUPINGS, Grouping, Ledger
 from .sqlite_ledger import CostLedger
 from .writes import LedgerWrite, Reserve, check_write
@@ -74,9 +74,7 @@ class UntrackedLedger(Ledger):
     # -- reads: an empty ledger's answers -------------------------------------------------
 
     def spend(self, *, period: Period = "day", provider: str | None = None) -> float:
-        if period not in ("day", "month"):
-            raise ValueError(f"period must be 'day' or 'month', not {period!r}")
-        return 0.0
+        return period_spend(dict, period, provider)  # nothing recorded: 0
 
     def provider_summary(self) -> dict[str, dict[str, Any]]:
         return {}
