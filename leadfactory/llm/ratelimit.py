@@ -31,6 +31,7 @@ __all__ = [
     "Denied",
     "Permit",
     "RateLimiter",
+    "denial_detail",
 ]
 
 DenyReason = Literal["rpm", "tpm", "paused"]
@@ -290,17 +291,32 @@ class RateLimiter:
         return 0.0  # unreachable: tokens <= tpm was checked before
 
     def _detail(self, state: _ProviderState, waits: Mapping[DenyReason, float]) -> str:
-        parts = []
-        if waits["paused"] > 0:
-            parts.append(f"paused by the provider for {waits['paused']:.3g} s more")
-        if waits["rpm"] > 0:
-            parts.append(
-                f"{len(state.entries)} requests in the last {self._window:g} s "
-                f"(limit {state.rpm}); a slot frees in {waits['rpm']:.3g} s"
-            )
-        if waits["tpm"] > 0:
-            parts.append(
-                f"{state.tokens} tokens in the last {self._window:g} s "
-                f"(limit {state.tpm}); room in {waits['tpm']:.3g} s"
-            )
-        return "; ".join(parts)
+        usage = (len(state.entries), state.rpm, state.tokens, state.tpm)
+        return denial_detail(waits, self._window, *usage)
+
+
+def denial_detail(
+    waits: Mapping[DenyReason, float],
+    window: float,
+    requests: int,
+    rpm: object,
+    tokens: int,
+    tpm: object,
+    where: str = "",
+) -> str:
+    """Why a permit was denied, for the error a caller sees: the provider's pause and the
+    request and token windows that are full (``where``: e.g. " on all hosts")."""
+    parts = []
+    if waits["paused"] > 0:
+        parts.append(f"paused by the provider for {waits['paused']:.3g} s more")
+    if waits["rpm"] > 0:
+        parts.append(
+            f"{requests} requests in the last {window:g} s{where} "
+            f"(limit {rpm}); a slot frees in {waits['rpm']:.3g} s"
+        )
+    if waits["tpm"] > 0:
+        parts.append(
+            f"{tokens} tokens in the last {window:g} s{where} "
+            f"(limit {tpm}); room in {waits['tpm']:.3g} s"
+        )
+    return "; ".join(parts)

@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .ratelimit import Denied, DenyReason, Permit, RateLimiter
+from .ratelimit import Denied, DenyReason, Permit, RateLimiter, denial_detail
 from .redis_link import RedisLink, RedisUnavailable
 
 __all__ = ["RedisRateLimiter"]
@@ -235,17 +235,4 @@ class RedisRateLimiter:
     def _detail(
         self, waits: dict[DenyReason, float], count: int, total: int, rpm: Any, tpm: Any
     ) -> str:
-        parts = []
-        if waits["paused"] > 0:
-            parts.append(f"paused by the provider for {waits['paused']:.3g} s more")
-        if waits["rpm"] > 0:
-            parts.append(
-                f"{count} requests in the last {self.window:g} s on all hosts "
-                f"(limit {rpm}); a slot frees in {waits['rpm']:.3g} s"
-            )
-        if waits["tpm"] > 0:
-            parts.append(
-                f"{total} tokens in the last {self.window:g} s on all hosts "
-                f"(limit {tpm}); room in {waits['tpm']:.3g} s"
-            )
-        return "; ".join(parts)
+        return denial_detail(waits, self.window, count, rpm, total, tpm, " on all hosts")
