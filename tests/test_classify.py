@@ -179,3 +179,42 @@ def test_an_answer_that_could_not_be_read_is_charged_never_retried():
     assert error.metadata["answered"] is True
     assert "KeyError" in str(error)
     assert not retry_same_provider(error)
+
+
+def test_litellm_refusal_classes_are_read_as_types():
+    exceptions = litellm_exceptions()
+    window = exceptions.ContextWindowExceededError(
+        message="AnthropicError - prompt is too long", model="claude", llm_provider="anthropic"
+    )
+    policy = exceptions.ContentPolicyViolationError(
+        message="AnthropicError - blocked", model="claude", llm_provider="anthropic"
+    )
+    from leadfactory.llm import LLMContentPolicyError, LLMContextWindowError
+
+    assert type(classify(raised(window), "anthropic")) is LLMContextWindowError
+    assert type(classify(raised(policy), "anthropic")) is LLMContentPolicyError
+    assert not retry_same_provider(classify(raised(window), "anthropic"))
+
+
+@pytest.mark.parametrize(
+    ("code", "name"),
+    [
+        ("context_length_exceeded", "LLMContextWindowError"),
+        ("content_policy_violation", "LLMContentPolicyError"),
+        (None, "LLMValidationError"),
+    ],
+)
+def test_refusals_are_told_by_the_body_code_never_by_the_message(code, name):
+    # The message says "maximum context length" in every case: only the code counts.
+    body = {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": code,
+        }
+    }
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx.Response(400, json=body, request=request)
+    error = raised(httpx.HTTPStatusError("400", request=request, response=response))
+    assert type(classify(error, "openai")).__name__ == name

@@ -9,6 +9,14 @@ the real one in ``provider_status_code``, and OpenAI's 403 arrives as
 provider's HTTP status, then the error object the provider sent (its ``type`` or
 ``code`` tells ``insufficient_quota`` from a plain rate limit).
 
+Two refusals are told apart from other 4xx answers (:func:`_refusal_class`): a prompt
+too long for the model (:class:`LLMContextWindowError`) and a content-policy refusal
+(:class:`LLMContentPolicyError`), from the structured code of the error body (OpenAI's
+``context_length_exceeded``, ``content_policy_violation``) or from LiteLLM's own class
+(``ContextWindowExceededError``, ``ContentPolicyViolationError``), which it raises for
+vendors whose body carries no code (Anthropic's ``prompt is too long``). Ollama's
+context-length 400 carries neither: it stays an :class:`LLMValidationError`.
+
 LiteLLM also wraps exceptions raised in this process (vcrpy's cassette miss, a header
 the HTTP library refuses to send, a bug in an HTTP client or in LiteLLM itself) as a
 synthetic 500. When the cause chain holds neither a transport error nor an HTTP error
@@ -38,6 +46,8 @@ from typing import Any
 from .exceptions import (
     LLMAuthenticationError,
     LLMConnectionError,
+    LLMContentPolicyError,
+    LLMContextWindowError,
     LLMError,
     LLMModelNotFoundError,
     LLMProviderError,
@@ -56,6 +66,15 @@ RETRY_SAME_PROVIDER: tuple[type[LLMError], ...] = (LLMConnectionError, LLMProvid
 connection error); every other class moves straight to the next provider."""
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_error"})
+# Structured codes of the two refusals, and LiteLLM's class for each (litellm.exceptions).
+_REFUSALS: tuple[tuple[type[LLMError], frozenset[str], str], ...] = (
+    (LLMContextWindowError, frozenset({"context_length_exceeded"}), "ContextWindowExceededError"),
+    (
+        LLMContentPolicyError,
+        frozenset({"content_policy_violation", "content_filter"}),
+        "ContentPolicyViolationError",
+    ),
+)
 
 
 def retry_same_provider(error: BaseException) -> bool:
@@ -115,6 +134,9 @@ def classify(
     detail = redact(_provider_message(body) or _strip_prefix(str(exc)), secrets)
     text = f"{provider}: HTTP {status}: {detail}" if status else f"{provider}: {detail}"
     metadata = {"error_type": _error_code(body)} if _error_code(body) else {}
+    refusal = _refusal_class(exc, body)
+    if refusal is not None:  # not worth asking again; the next provider may take it
+        return refusal(text, provider=provider, status_code=status, metadata=metadata)
 
     if status == 429 or status == 402:
         if status == 402 or _error_code(body) in _QUOTA_CODES:
@@ -130,6 +152,17 @@ def classify(
         )
     cls = _status_class(status, body)
     return cls(text, provider=provider, status_code=status, metadata=metadata)
+
+
+def _refusal_class(exc: BaseException, body: Any) -> type[LLMError] | None:
+    """LLMContextWindowError or LLMContentPolicyError when ``exc`` is one of those
+    refusals: by the error body's code, or LiteLLM's class anywhere in the chain."""
+    code = _error_code(body)
+    for cls, known, litellm_name in _REFUSALS:
+        litellm_class = tuple(_loaded("litellm.exceptions", litellm_name))
+        if code in known or any(isinstance(link, litellm_class) for link in _chain(exc)):
+            return cls
+    return None
 
 
 def _status_class(status: int | None, body: Any) -> type[LLMError]:

@@ -11,7 +11,9 @@
     ├── LLMAuthenticationError     401 / 403: bad or unauthorised API key
     ├── LLMModelNotFoundError      404: the provider does not serve that model
     ├── LLMValidationError         a bad request: ours (before any call) or the provider's 4xx
-    │   └── LLMConfigurationError  a malformed setting, naming the variable or field
+    │   ├── LLMConfigurationError  a malformed setting, naming the variable or field
+    │   ├── LLMContextWindowError  the prompt (plus max_tokens) is too long for the model
+    │   └── LLMContentPolicyError  the provider refused the content under its usage policy
     ├── LedgerBusyError            the ledger file stayed locked by other writers too long
     ├── LLMLedgerUnavailableError  the PostgreSQL ledger does not answer: no paid call is made
     └── AllProvidersFailedError    every provider tried failed (``provider_errors``)
@@ -31,6 +33,8 @@ __all__ = [
     "LLMAuthenticationError",
     "LLMConfigurationError",
     "LLMConnectionError",
+    "LLMContentPolicyError",
+    "LLMContextWindowError",
     "LLMError",
     "LLMModelNotFoundError",
     "LLMProviderError",
@@ -140,6 +144,21 @@ class LLMValidationError(LLMError):
 
 class LLMConfigurationError(LLMValidationError, ValueError):
     """A configuration value is malformed; the message names the variable or field."""
+
+
+class LLMContextWindowError(LLMValidationError):
+    """The prompt plus ``max_tokens`` does not fit the model's context window.
+
+    Raised by a provider's context-length refusal (OpenAI's ``context_length_exceeded``,
+    or LiteLLM's ``ContextWindowExceededError``), or by the client itself, with no call,
+    when no configured model can hold the estimated prompt (``metadata["reasons"]``
+    then says what ruled out each provider).
+    """
+
+
+class LLMContentPolicyError(LLMValidationError):
+    """The provider refused the request under its content policy (OpenAI's
+    ``content_policy_violation``, or LiteLLM's ``ContentPolicyViolationError``)."""
 
 
 class LedgerBusyError(LLMError):

@@ -42,6 +42,9 @@ class Fault(StrEnum):
     HUGE_USAGE = "huge_usage"
     ABSURD_USAGE = "absurd_usage"
     EMPTY_CHOICES = "empty_choices"
+    # Refusals, with each vendor's real body (see refusals.py).
+    CONTEXT_LENGTH = "context_length"
+    CONTENT_POLICY = "content_policy"
 
 
 IRE, _QUOTA = "invalid_request_error", "insufficient_quota"

@@ -29,6 +29,7 @@ from .faults import (
     misbehave,
     vendor_error,
 )
+from .refusals import REFUSALS, refusal_response
 
 __all__ = [
     "PROTOCOLS",
@@ -104,6 +105,8 @@ def respond(
     # Ollama's OpenAI-compatible routes (/v1/...) speak OpenAI's format, errors included.
     v1 = protocol == "ollama" and req.path.startswith("/v1/")
     shape = "openai" if v1 else protocol
+    if fault in REFUSALS:
+        return refusal_response(protocol, fault, req.json, shape)
     if fault in ERRORS:
         model = str(req.json.get("model", "")) if isinstance(req.json, dict) else ""
         response = error_response(protocol, fault, model, shape, req.headers)

@@ -1,0 +1,74 @@
+"""Context-length and content-policy refusals, end to end: each vendor's real error body
+through LiteLLM's real code, classified, not retried, charged nothing, and fallen back from."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadfactory.llm import (
+    LLMClient,
+    LLMConfig,
+    LLMContentPolicyError,
+    LLMContextWindowError,
+    LLMValidationError,
+)
+from leadfactory.llm.simulator import Fault
+
+USER = [{"role": "user", "content": "Summarise this business."}]
+BACKUP = {"openai": "ollama", "anthropic": "openai", "ollama": "openai"}
+
+# (protocol, fault) -> the class the refusal is raised as. Ollama's context-length 400
+# carries no code and LiteLLM does not recognise it; Ollama has no content policy.
+EXPECTED = {
+    ("openai", Fault.CONTEXT_LENGTH): LLMContextWindowError,
+    ("anthropic", Fault.CONTEXT_LENGTH): LLMContextWindowError,
+    ("ollama", Fault.CONTEXT_LENGTH): LLMValidationError,
+    ("openai", Fault.CONTENT_POLICY): LLMContentPolicyError,
+    ("anthropic", Fault.CONTENT_POLICY): LLMContentPolicyError,
+}
+
+
+def two_providers(first: str, second: str) -> LLMClient:
+    """``first`` tried first (highest priority), then ``second``."""
+    config = LLMConfig(fallback_strategy="quality_optimized", enable_caching=False)
+    for name in list(config.providers):
+        if name not in (first, second):
+            del config.providers[name]
+    config.providers[first].priority = 10
+    config.providers[second].priority = 5
+    config.providers[first].max_retries = 2  # a refusal must still not be retried
+    return LLMClient(config)
+
+
+@pytest.mark.parametrize(("protocol", "fault"), list(EXPECTED), ids=lambda v: str(v))
+def test_refusal_falls_back_unretried_and_uncharged(sim_env, protocol, fault):
+    sim_env.set_fault(protocol, fault)
+    backup = BACKUP[protocol]
+    with two_providers(protocol, backup) as client:
+        response = client.chat_completion(USER, max_tokens=20)
+        rows = client.ledger.rows()
+    error = EXPECTED[(protocol, fault)]
+    assert response["provider"] == backup
+    first, second = response["attempts"]
+    assert (first["provider"], first["outcome"], first["error"]) == (
+        protocol,
+        "error",
+        error.__name__,
+    )
+    assert second["outcome"] == "success"
+    assert sim_env.request_count(protocol) == 1  # not asked again
+    assert sim_env.request_count(backup) == 1
+    [failed] = [r for r in rows if r["provider"] == protocol]
+    assert failed["outcome"] == "error" and failed["error_class"] == error.__name__
+    assert failed["cost_usd"] == 0 and failed["estimated"] == 0
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+def test_refusal_of_a_pinned_provider_is_raised_as_its_class(sim_env, protocol):
+    sim_env.set_fault(protocol, Fault.CONTEXT_LENGTH)
+    with two_providers(protocol, BACKUP[protocol]) as client:
+        with pytest.raises(LLMContextWindowError) as caught:
+            client.chat_completion(USER, model=protocol, max_tokens=20)
+    assert caught.value.provider == protocol and caught.value.status_code == 400
+    assert isinstance(caught.value, LLMValidationError)
+    assert sim_env.request_count(protocol) == 1
