@@ -66,9 +66,11 @@ def test_refusal_falls_back_unretried_and_uncharged(sim_env, protocol, fault):
 @pytest.mark.parametrize("protocol", ["openai", "anthropic"])
 def test_refusal_of_a_pinned_provider_is_raised_as_its_class(sim_env, protocol):
     sim_env.set_fault(protocol, Fault.CONTEXT_LENGTH)
-    with two_providers(protocol, BACKUP[protocol]) as client:
-        with pytest.raises(LLMContextWindowError) as caught:
-            client.chat_completion(USER, model=protocol, max_tokens=20)
+    with (
+        two_providers(protocol, BACKUP[protocol]) as client,
+        pytest.raises(LLMContextWindowError) as caught,
+    ):
+        client.chat_completion(USER, model=protocol, max_tokens=20)
     assert caught.value.provider == protocol and caught.value.status_code == 400
     assert isinstance(caught.value, LLMValidationError)
     assert sim_env.request_count(protocol) == 1
