@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import LLMConfig
-from .exceptions import LLMConnectionError, LLMError, LLMRateLimitError
+from .exceptions import LLMConnectionError, LLMError, LLMRateLimitError, LLMValidationError
+from .fit import FIT_REASONS
 from .ratelimit import Denied
 
 __all__ = [
@@ -34,9 +35,11 @@ class Walk:
     first_error: LLMError | None = None
     budget_refusals: list[LLMError] = field(default_factory=list)  # budget, or ledger down
     rate_limited: list[LLMRateLimitError] = field(default_factory=list)
+    misfits: dict[str, LLMValidationError] = field(default_factory=dict)  # see fit.py
     tried: int = 0
 
-    def skip(self, name: str, reason: str, error: LLMError) -> None:
+    def skip(self, name: str, reason: str, error: LLMError, **figures: Any) -> None:
+        """An ``attempts[]`` entry for a provider passed over, with the figures of why."""
         self.attempts.append(
             {
                 "provider": name,
@@ -45,14 +48,24 @@ class Walk:
                 "error": type(error).__name__,
                 "detail": str(error),
                 "ms": 0.0,
+                **figures,
             }
         )
         self.errors[name] = error
+        if reason in FIT_REASONS and isinstance(error, LLMValidationError):
+            self.misfits[name] = error
+
+    def nothing_fits(self) -> bool:
+        """True when no provider was called and every one was passed over as unable to
+        take the request (or not configured to be called at all)."""
+        reasons = {entry.get("reason") for entry in self.attempts}
+        return not self.tried and bool(self.misfits) and reasons <= FIT_REASONS | {"unavailable"}
 
 
 def attempt_entry(
     name: str, outcome: str, error: LLMError | None, elapsed_ms: float
 ) -> dict[str, Any]:
+    """The ``attempts[]`` entry of one call."""
     entry = {
         "provider": name,
         "outcome": outcome,

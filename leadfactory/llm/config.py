@@ -180,6 +180,14 @@ class LLMConfig(BaseSettings):
         description="Most providers one request may actually call. Skipped providers "
         "(disabled, cooling down, rate limited, over budget) do not count.",
     )
+    context_margin: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Safety margin on the prompt's token estimate, as a fraction of it: a "
+        "model is skipped unless its context window holds the estimate, this margin and "
+        "`max_tokens` (see strategies.md).",
+    )
     default_temperature: float = Field(
         default=0.7, ge=0, le=2, description="Temperature used when a call gives none."
     )

@@ -37,12 +37,14 @@ from .classify import retry_same_provider
 from .config import LLMConfig, ProviderConfig
 from .exceptions import (
     AllProvidersFailedError,
+    LLMContextWindowError,
     LLMError,
     LLMLedgerUnavailableError,
     LLMQuotaExceededError,
     LLMRateLimitError,
     LLMValidationError,
 )
+from .fit import FitCheck, no_fit_error, request_needs
 from .ledger import Budget, Ledger, LedgerWrite, Release, Reservation, Reserve, Settle
 from .pricing import price_for, worst_case_cost
 from .providers import call_arguments
@@ -143,9 +145,16 @@ def fallback_flow(services: Services, request: Request) -> Generator[Operation, 
         raise AllProvidersFailedError({}, message=no_providers_message(config))
     waited = 0.0
     attempts: list[dict[str, Any]] = []
+    fits = FitCheck(
+        request.model,
+        request.prompt_tokens or 0,
+        request.max_tokens,
+        request_needs(request.messages, request.params),
+        config.context_margin,
+    )
     while True:
         walk = Walk()
-        response = yield from _walk(services, request, plan, walk)
+        response = yield from _walk(services, request, plan, walk, fits)
         attempts += walk.attempts
         if response is not None:
             response["attempts"] = attempts
@@ -154,6 +163,8 @@ def fallback_flow(services: Services, request: Request) -> Generator[Operation, 
             if plan.raise_first_error and walk.first_error is not None:
                 raise walk.first_error
             raise AllProvidersFailedError(walk.errors, metadata={"attempts": attempts})
+        if walk.nothing_fits():  # no call could succeed: say what ruled out each one
+            raise no_fit_error(walk.misfits, attempts)
         if walk.rate_limited:
             wait = min(e.retry_after or 0.0 for e in walk.rate_limited)
             if waited + wait <= config.rate_limit_max_wait and math.isfinite(wait):
@@ -167,8 +178,9 @@ def fallback_flow(services: Services, request: Request) -> Generator[Operation, 
 
 
 def _walk(
-    services: Services, request: Request, plan: FallbackPlan, walk: Walk
+    services: Services, request: Request, plan: FallbackPlan, walk: Walk, fits: FitCheck
 ) -> Generator[Operation, Outcome, dict | None]:
+    providers = services.config.providers
     for index, name in enumerate(plan.order):
         if walk.tried >= plan.max_tries:
             break
@@ -178,15 +190,29 @@ def _walk(
             walk.skip(name, "unavailable", unusable)
             continue
         assert provider is not None
+        fit = fits(provider)
+        if fit.error is not None:  # before the breaker: a skip never uses up its probe
+            walk.skip(name, fit.reason or "", fit.error, **fit.figures)
+            continue
         check = services.health.check(name)
         if not check.allowed:
             walk.skip(name, "cooling_down", cooling_error(name, check.reason))
             continue
         fallback_left = walk.tried + 1 < plan.max_tries and any(
-            _unusable(later, services.config.providers.get(later)) is None
+            _unusable(later, providers.get(later)) is None and fits(providers[later]).error is None
             for later in plan.order[index + 1 :]
         )
-        response = yield from _try_provider(services, request, provider, walk, fallback_left)
+        if fit.max_tokens != request.max_tokens:  # lowered to the model's output limit
+            params = {**request.params, "max_tokens": fit.max_tokens}
+            request_here = replace(request, max_tokens=fit.max_tokens, params=params)
+        else:
+            request_here = request
+        first_entry = len(walk.attempts)
+        response = yield from _try_provider(services, request_here, provider, walk, fallback_left)
+        for entry in walk.attempts[first_entry:]:
+            entry.update(fit.notes())
+        if isinstance(walk.errors.get(name), LLMContextWindowError):  # refused as too long
+            fits.refused_by(provider)
         if response is not None:
             return response
     return None

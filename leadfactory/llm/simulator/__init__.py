@@ -13,8 +13,10 @@ answered normally unless the port is refused. :func:`offline_environment` points
 whole environment at a simulator for a ``with`` block, as the examples do.
 ``python -m leadfactory.llm.simulator`` serves until Ctrl-C. Standard library only.
 
-Modules: :mod:`.vendors` (what each vendor answers), :mod:`.faults` (what a faulty one
-sends: error bodies, misbehaving usage and choices), :mod:`.server` (the
+Modules: :mod:`.vendors` (what each vendor answers), :mod:`.tools` (tool calls and
+JSON-schema answers per protocol), :mod:`.faults` (what a faulty one sends: error
+bodies, misbehaving usage and choices), :mod:`.refusals` (context-length and
+content-policy refusals), :mod:`.server` (the
 HTTP side and :class:`Simulator`), :mod:`.offline` (:func:`offline_environment`).
 """
 

@@ -30,6 +30,7 @@ from .faults import (
     vendor_error,
 )
 from .refusals import REFUSALS, refusal_response
+from .tools import anthropic_answer, ollama_answer, openai_answer
 
 __all__ = [
     "PROTOCOLS",
@@ -192,6 +193,7 @@ def _openai_chat(p: Backend, req: Request) -> Response:
     }
     if not b.get("stream"):
         message = {"role": "assistant", "content": c.text, "refusal": None}
+        message, finish = openai_answer(b, message, finish)  # tool calls, JSON schemas
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         return json_response(200, {**base, "choices": [choice], "usage": usage})
 
@@ -226,7 +228,7 @@ def _anthropic_messages(p: Backend, req: Request) -> Response:
         "usage": usage,
     }
     if not b.get("stream"):
-        return json_response(200, message)
+        return json_response(200, anthropic_answer(b, message))  # tool_use, JSON schemas
     start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     block = {"type": "text", "text": ""}
     events = [
@@ -282,7 +284,7 @@ def _ollama(p: Backend, req: Request, generate: bool) -> Response:
     if generate:
         final["context"] = list(range(1, c.prompt_tokens + c.completion_tokens + 1))
     if not stream:
-        return json_response(200, final)
+        return json_response(200, final if generate else ollama_answer(b, final))
     chunks = [
         {"model": c.model, "created_at": now, **part(t), "done": False} for t in _pieces(c.text)
     ]
