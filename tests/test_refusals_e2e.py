@@ -12,6 +12,7 @@ from leadfactory.llm import (
     LLMContextWindowError,
     LLMValidationError,
 )
+from leadfactory.llm.provider_config import ModelFacts
 from leadfactory.llm.simulator import Fault
 
 USER = [{"role": "user", "content": "Summarise this business."}]
@@ -37,6 +38,8 @@ def two_providers(first: str, second: str) -> LLMClient:
     config.providers[first].priority = 10
     config.providers[second].priority = 5
     config.providers[first].max_retries = 2  # a refusal must still not be retried
+    backup = config.providers[second]  # larger than any first: not skipped after a refusal
+    backup.model_facts = {backup.default_model: ModelFacts(max_input_tokens=1_000_000)}
     return LLMClient(config)
 
 
@@ -74,3 +77,29 @@ def test_refusal_of_a_pinned_provider_is_raised_as_its_class(sim_env, protocol):
     assert caught.value.provider == protocol and caught.value.status_code == 400
     assert isinstance(caught.value, LLMValidationError)
     assert sim_env.request_count(protocol) == 1
+
+
+def test_after_a_context_refusal_windows_no_larger_are_skipped(sim_env):
+    # openai's gpt-4 and ollama's llama3:8b both hold 8,192 tokens (LiteLLM's map).
+    sim_env.set_fault("openai", Fault.CONTEXT_LENGTH)
+    config = LLMConfig(fallback_strategy="quality_optimized", enable_caching=False)
+    for rank, name in enumerate(["openai", "ollama", "anthropic"]):
+        config.providers[name].priority = 10 - rank
+    with LLMClient(config) as client:
+        response = client.chat_completion(USER, max_tokens=20)
+        rows = client.ledger.rows()
+    refused, skipped, won = response["attempts"]
+    assert refused["error"] == "LLMContextWindowError"
+    assert (skipped["provider"], skipped["outcome"], skipped["reason"]) == (
+        "ollama",
+        "skipped",
+        "context_window",
+    )
+    assert (skipped["refused_by"], skipped["refused_window"], skipped["context_window"]) == (
+        "openai",
+        8192,
+        8192,
+    )
+    assert won["provider"] == "anthropic" and response["provider"] == "anthropic"
+    assert sim_env.request_count("ollama") == 0
+    assert sorted(r["provider"] for r in rows) == ["anthropic", "openai"]
