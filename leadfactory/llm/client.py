@@ -19,10 +19,12 @@ from .cache import ResponseCache
 from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
 from .exceptions import LLMValidationError
-from .flow import Outcome, Request, Services, Sleep, fallback_flow
+from .flow import Outcome, Request, Services, Sleep
 from .health import HealthPolicy
 from .ledger import Budget, CostLedger, Ledger, LedgerWorker, LedgerWrite, Settle, UntrackedLedger
 from .log import log_attempt
+from .telemetry import Telemetry, observer_for
+from .telemetry.watch import cache_hit, watched
 from .tokens import estimate_prompt_tokens
 from .validation import check_caller, check_messages, check_parameters
 
@@ -35,8 +37,9 @@ class LLMClient:
     ``LLMClient()`` reads its configuration from the environment; pass an
     :class:`LLMConfig` to configure it in code. ``ledger`` and ``cache`` may be
     given to share them between clients; otherwise they are opened lazily at the
-    paths the configuration names. ``clock``, ``timer`` and ``sleep`` are seams for
-    tests.
+    paths the configuration names. ``telemetry`` turns on spans and metrics
+    (default: as ``LLM_TELEMETRY`` says; see observability.md). ``clock``, ``timer`` and
+    ``sleep`` are seams for tests.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class LLMClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         on_budget_alert: Callable[[Any], None] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config if config is not None else LLMConfig()
         self._clock = clock
@@ -69,6 +73,7 @@ class LLMClient:
         )
         self._cached = CachedCalls(lambda: self.cache, self.config)
         self._configured_limits: dict[str, tuple[int | None, int | None]] = {}
+        self._observer = observer_for(telemetry, self)  # None: off, and no work per call
 
     # -- shared pieces, opened on first use -----------------------------------------
 
@@ -250,7 +255,7 @@ class LLMClient:
 
     def _run(self, request: Request) -> dict[str, Any]:
         providers.load_litellm()  # seconds, the first time: before any rate-limit permit
-        flow = fallback_flow(self._services(), request)
+        flow = watched(self._observer, self._services(), request)
         send: Outcome | None = None
         try:
             while True:
@@ -274,7 +279,7 @@ class LLMClient:
         services = self._services()
         if isinstance(services.ledger, CostLedger):  # behind the writes under way, in order
             services.settle_on_close = LedgerWorker.for_ledger(services.ledger).write_later
-        flow = fallback_flow(services, request)
+        flow = watched(self._observer, services, request)
         send: Outcome | None = None
         try:
             while True:
@@ -315,12 +320,16 @@ class LLMClient:
         response, record = answer
         if record is not None and (error := _write_ledger(self.ledger, record).error):
             raise error
+        if record is not None and self._observer is not None:
+            cache_hit(self._observer, record, self.config)
         return response
 
     async def _adeliver(self, answer: Answer) -> dict[str, Any]:
         response, record = answer
         if record is not None and (error := (await self._awrite_ledger(record)).error):
             raise error
+        if record is not None and self._observer is not None:
+            cache_hit(self._observer, record, self.config)
         return response
 
     # -- status and housekeeping ----------------------------------------------------

@@ -1,0 +1,232 @@
+"""Spans (issue 19): one per call, one per attempt, GenAI attributes, nested in the
+caller's trace, sync and async; no key, and no message text unless content capture is on.
+
+Real HTTP against the simulator; the OpenTelemetry SDK's in-memory exporter collects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from leadfactory.llm import AllProvidersFailedError, LLMClient, LLMConfig, LLMConfigurationError
+from leadfactory.llm.simulator import Fault
+from leadfactory.llm.telemetry import Telemetry
+
+from .conftest import SENTINEL_KEY
+
+TEXT = "What is the capital of France?"
+USER = [{"role": "user", "content": TEXT}]
+CALL_SPAN = "leadfactory.llm.chat"
+
+
+@pytest.fixture
+def traced():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+def make_client(provider, *, names=("openai", "anthropic"), capture=None, **settings) -> LLMClient:
+    settings = {"enable_caching": False, **settings}
+    config = LLMConfig(fallback_strategy="quality_optimized", **settings)
+    for name in list(config.providers):
+        if name not in names:
+            del config.providers[name]
+    for rank, name in enumerate(names):
+        config.providers[name].priority = 10 - rank
+        config.providers[name].max_retries = 0
+    telemetry = Telemetry(traces=True, tracer_provider=provider, capture_content=capture)
+    return LLMClient(config, telemetry=telemetry)
+
+
+def split(spans):
+    calls = [s for s in spans if s.name.startswith(CALL_SPAN)]
+    attempts = [s for s in spans if s.name.startswith("chat")]
+    return calls, attempts
+
+
+def every_value(spans) -> str:
+    parts = []
+    for span in spans:
+        parts += [span.name, str(span.status.description)]
+        parts += [f"{k}={v}" for k, v in span.attributes.items()]
+        parts += [str(e.attributes) for e in span.events]
+    return "\n".join(parts)
+
+
+def test_a_fallback_from_a_500_is_one_call_span_and_two_attempt_spans(sim_env, traced):
+    provider, exporter = traced
+    sim_env.set_fault("openai", Fault.SERVER_ERROR)
+    client = make_client(provider)
+    tracer = provider.get_tracer("pipeline")
+    with tracer.start_as_current_span("pipeline step") as step:
+        response = client.chat_completion(USER, temperature=0.2, max_tokens=40)
+    assert response["provider"] == "anthropic"
+
+    spans = exporter.get_finished_spans()
+    calls, attempts = split(spans)
+    (call,) = calls
+    assert len(attempts) == 2
+    step_context = step.get_span_context()
+    assert call.parent.span_id == step_context.span_id
+    assert {s.context.trace_id for s in spans} == {step_context.trace_id}
+    assert all(a.parent.span_id == call.context.span_id for a in attempts)
+
+    failed, answered = sorted(attempts, key=lambda s: s.start_time)
+    assert failed.attributes["gen_ai.provider.name"] == "openai"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes["error.type"] == "LLMProviderError"
+    assert failed.attributes["leadfactory.llm.attempt.outcome"] == "error"
+    assert answered.status.status_code is StatusCode.UNSET
+    for span in (failed, answered):
+        assert span.kind.name == "CLIENT"
+        assert span.attributes["gen_ai.operation.name"] == "chat"
+        assert span.attributes["gen_ai.request.temperature"] == 0.2
+        assert span.attributes["gen_ai.request.max_tokens"] == 40
+        assert span.attributes["server.address"] == "127.0.0.1"
+        model = span.attributes["gen_ai.request.model"]
+        assert span.name == f"chat {model}"
+    assert answered.attributes["gen_ai.provider.name"] == "anthropic"
+    assert answered.attributes["gen_ai.request.model"] == client.config.providers[
+        "anthropic"
+    ].default_model
+    assert answered.attributes["gen_ai.response.model"] == response["model"]
+    usage = response["usage"]
+    assert answered.attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert answered.attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    assert answered.attributes["leadfactory.llm.cost_usd"] == pytest.approx(response["cost"])
+    assert answered.attributes["leadfactory.llm.attempt.outcome"] == "success"
+
+    assert call.status.status_code is StatusCode.UNSET
+    assert call.attributes["gen_ai.operation.name"] == "chat"
+    assert call.attributes["gen_ai.provider.name"] == "anthropic"
+    assert call.attributes["leadfactory.llm.strategy"] == "quality_optimized"
+    assert call.attributes["leadfactory.llm.fallback_count"] == 1
+    assert call.attributes["leadfactory.llm.attempt_count"] == 2
+    assert call.attributes["leadfactory.llm.cached"] is False
+    assert call.attributes["leadfactory.llm.cost_usd"] == pytest.approx(response["cost"])
+    assert call.start_time <= failed.start_time <= answered.start_time <= call.end_time
+
+    text = every_value(spans)
+    assert SENTINEL_KEY not in text and SENTINEL_KEY[3:-4] not in text
+    assert "capital" not in text and "Paris" not in text
+
+
+def test_async_calls_nest_under_each_callers_span(sim_env, traced):
+    provider, exporter = traced
+    client = make_client(provider)
+    tracer = provider.get_tracer("pipeline")
+
+    async def step(number: int) -> int:
+        with tracer.start_as_current_span(f"step {number}") as span:
+            await asyncio.sleep(0)
+            await client.achat_completion(
+                [{"role": "user", "content": f"question {number}"}], max_tokens=20
+            )
+            return span.get_span_context().span_id
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(step(n) for n in range(4)))
+
+    step_ids = asyncio.run(main())
+    spans = exporter.get_finished_spans()
+    calls, attempts = split(spans)
+    assert sorted(c.parent.span_id for c in calls) == sorted(step_ids)
+    by_call = {c.context.span_id for c in calls}
+    assert len(attempts) == 4 and all(a.parent.span_id in by_call for a in attempts)
+    for call in calls:
+        step_span = next(s for s in spans if s.context.span_id == call.parent.span_id)
+        assert call.context.trace_id == step_span.context.trace_id
+
+
+def test_a_provider_cooling_down_is_a_skipped_attempt_span(sim_env, traced):
+    provider, exporter = traced
+    sim_env.set_fault("openai", Fault.SERVER_ERROR, times=1)
+    client = make_client(provider, cooldown_failures=1, cooldown_seconds=60)
+    client.chat_completion(USER, max_tokens=20)  # openai fails once: it cools down
+    exporter.clear()
+    response = client.chat_completion(USER, max_tokens=20)
+    assert [a["outcome"] for a in response["attempts"]] == ["skipped", "success"]
+    (call,), attempts = split(exporter.get_finished_spans())
+    skipped, answered = sorted(attempts, key=lambda s: (s.start_time, s.end_time))
+    assert skipped.attributes["gen_ai.provider.name"] == "openai"
+    assert skipped.attributes["leadfactory.llm.attempt.outcome"] == "skipped"
+    assert skipped.attributes["leadfactory.llm.skip.reason"] == "cooling_down"
+    assert skipped.status.status_code is StatusCode.UNSET
+    assert answered.attributes["gen_ai.provider.name"] == "anthropic"
+    assert call.attributes["leadfactory.llm.fallback_count"] == 1
+
+
+def test_every_provider_failing_sets_the_call_span_status(sim_env, traced):
+    provider, exporter = traced
+    sim_env.set_fault("openai", Fault.SERVER_ERROR)
+    sim_env.set_fault("anthropic", Fault.UNAUTHORIZED)
+    client = make_client(provider)
+    with pytest.raises(AllProvidersFailedError):
+        client.chat_completion(USER, max_tokens=20)
+    (call,), attempts = split(exporter.get_finished_spans())
+    assert call.status.status_code is StatusCode.ERROR
+    assert call.attributes["error.type"] == "AllProvidersFailedError"
+    assert {a.attributes["error.type"] for a in attempts} == {
+        "LLMProviderError",
+        "LLMAuthenticationError",
+    }
+    assert all(a.status.status_code is StatusCode.ERROR for a in attempts)
+    text = every_value(exporter.get_finished_spans())
+    assert SENTINEL_KEY not in text and SENTINEL_KEY[3:-4] not in text
+
+
+def test_retries_are_numbered_and_counted(sim_env, traced):
+    provider, exporter = traced
+    sim_env.set_fault("openai", Fault.SERVER_ERROR, times=1)
+    client = make_client(provider)
+    client.config.providers["openai"].max_retries = 1
+    client.chat_completion(USER, max_tokens=20)
+    (call,), attempts = split(exporter.get_finished_spans())
+    assert [a.attributes["leadfactory.llm.retry"] for a in attempts] == [0, 1]
+    assert call.attributes["leadfactory.llm.retry_count"] == 1
+    assert call.attributes["leadfactory.llm.fallback_count"] == 0
+
+
+def test_content_is_captured_only_when_turned_on(sim_env, traced, monkeypatch):
+    provider, exporter = traced
+    make_client(provider).chat_completion(USER, max_tokens=20)
+    assert "capital" not in every_value(exporter.get_finished_spans())
+    exporter.clear()
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    make_client(provider).chat_completion(USER, max_tokens=20)
+    (call,), (attempt,) = split(exporter.get_finished_spans())
+    assert TEXT in call.attributes["gen_ai.input.messages"]
+    assert TEXT in attempt.attributes["gen_ai.input.messages"]
+    assert "assistant" in attempt.attributes["gen_ai.output.messages"]
+    assert SENTINEL_KEY not in every_value(exporter.get_finished_spans())
+
+
+def test_a_cache_hit_is_a_cached_call_span(sim_env, traced):
+    provider, exporter = traced
+    client = make_client(provider, enable_caching=True)
+    client.chat_completion(USER, max_tokens=20)
+    exporter.clear()
+    response = client.chat_completion(USER, max_tokens=20)
+    assert response["cached"] is True
+    (call,), (attempt,) = split(exporter.get_finished_spans())
+    assert call.attributes["leadfactory.llm.cached"] is True
+    assert attempt.attributes["leadfactory.llm.attempt.outcome"] == "cache_hit"
+    assert attempt.attributes["gen_ai.provider.name"] == response["provider"]
+
+
+def test_off_by_default_and_turned_on_by_the_environment(sim_env, monkeypatch):
+    assert LLMClient(LLMConfig())._observer is None
+    monkeypatch.setenv("LLM_TELEMETRY", "traces")
+    assert LLMClient(LLMConfig())._observer is not None
+    monkeypatch.setenv("LLM_TELEMETRY", "tracing")
+    with pytest.raises(LLMConfigurationError, match="LLM_TELEMETRY.*tracing"):
+        LLMClient(LLMConfig())
