@@ -2,6 +2,12 @@
 
     python bench/bench_overhead.py [--quick] [--calls 300]
 
+The last section (:func:`telemetry_overhead`, issue 19) runs the client with telemetry
+off, with traces and metrics through the OpenTelemetry API without an SDK (no-op),
+with the SDK and in-memory exporter/reader, and with a prometheus-client registry: the
+added ms per call over HTTP, then the same cases against a provider call that returns
+at once (no HTTP, ledger off), which isolates the telemetry's own time.
+
 The client runs with the ledger on and rate limits on (1M RPM, 1G TPM, never hit)
 and misses the cache (``cache=False``; one case instead stores every answer, with
 caching on and unique prompts). Every case sends unique prompts to the same
@@ -107,6 +113,110 @@ def main() -> None:
         rows,
     )
     print("\n(added ms: median of per-call differences between calls of the same step)")
+    telemetry_overhead(calls)
+
+
+# -- telemetry (issue 19) ------------------------------------------------------------
+
+TELEMETRY_TARGETS = {"no-op SDK": 0.1, "SDK + in-memory": 0.5, "prometheus": 0.5}
+
+
+def telemetry_cases(client_for, ask) -> dict:
+    """The client with telemetry off, on with each back end: ``case -> fn(i)``."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from prometheus_client import CollectorRegistry
+
+    from leadfactory.llm.telemetry import Telemetry
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    settings = {
+        "off": Telemetry(),
+        "no-op SDK": Telemetry(
+            traces=True,
+            metrics=True,
+            tracer_provider=trace.NoOpTracerProvider(),
+            meter_provider=metrics.NoOpMeterProvider(),
+        ),
+        "SDK + in-memory": Telemetry(
+            traces=True,
+            metrics=True,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        ),
+        "prometheus": Telemetry(prometheus=True, registry=CollectorRegistry()),
+    }
+    # The exporter keeps every span; appending to it is part of the measured cost.
+    return {name: ask(client_for(telemetry)) for name, telemetry in settings.items()}
+
+
+def telemetry_overhead(calls: int) -> None:
+    """Added time per call with telemetry on, over HTTP and against an instant provider."""
+    import copy
+
+    from leadfactory.llm import LLMClient, LLMConfig, providers
+
+    def prompt(i: int) -> list[dict]:
+        return messages(f"Say hello, call number {i}.")
+
+    def ask(client):
+        return lambda i: client.chat_completion(
+            prompt(i), model="openai", max_tokens=20, cache=False
+        )
+
+    print()
+    banner(
+        "bench_overhead: telemetry (issue 19), client with telemetry on vs off",
+        f"{calls} timed calls per case, interleaved; openai; cache=False",
+    )
+    with simulator(**LIMITS) as (_sim, _tmp):
+        load_litellm()
+        cases = telemetry_cases(
+            lambda t: LLMClient(LLMConfig(enable_caching=False), telemetry=t), ask
+        )
+        wall, cpu = interleaved(cases, calls)
+        answer = providers.complete(
+            providers.call_arguments(LLMConfig().providers["openai"], prompt(0))
+        )
+    _telemetry_table("over HTTP (simulator), ledger on", cases, wall, cpu)
+
+    real = providers.complete
+    providers.complete = lambda arguments: copy.deepcopy(answer)  # no HTTP: the client only
+    try:
+        with simulator(LLM_COST_TRACKING="false") as (_sim, _tmp):
+            cases = telemetry_cases(
+                lambda t: LLMClient(LLMConfig(enable_caching=False), telemetry=t), ask
+            )
+            wall, cpu = interleaved(cases, calls * 10)
+    finally:
+        providers.complete = real
+    _telemetry_table("instant provider (no HTTP), ledger off", cases, wall, cpu)
+
+
+def _telemetry_table(title: str, cases: dict, wall: dict, cpu: dict) -> None:
+    print(f"\n{title}")
+    rows = []
+    for name in cases:
+        added = paired_median_diff(cpu[name], cpu["off"]) if name != "off" else 0.0
+        target = TELEMETRY_TARGETS.get(name)
+        rows.append(
+            [
+                name,
+                median(wall[name]),
+                median(cpu[name]),
+                paired_median_diff(wall[name], wall["off"]) if name != "off" else 0.0,
+                added,
+                target_cell(added, target, unit=" ms") if target else "-",
+            ]
+        )
+    table(["telemetry", "median ms", "CPU ms", "added ms", "added CPU ms", "target"], rows)
 
 
 if __name__ == "__main__":

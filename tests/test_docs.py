@@ -275,6 +275,7 @@ OTHER_VARIABLES = {
     "LITELLM_LOCAL_MODEL_COST_MAP",
     "XDG_DATA_HOME",
     "XDG_CACHE_HOME",
+    "LLM_TELEMETRY",  # telemetry/__init__.py, see observability.md
 }
 
 

@@ -7,6 +7,8 @@ Real HTTP against the simulator; the OpenTelemetry SDK's in-memory exporter coll
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -18,7 +20,7 @@ from leadfactory.llm import AllProvidersFailedError, LLMClient, LLMConfig, LLMCo
 from leadfactory.llm.simulator import Fault
 from leadfactory.llm.telemetry import Telemetry
 
-from .conftest import SENTINEL_KEY
+from .conftest import SENTINEL_KEY, child_environment
 
 TEXT = "What is the capital of France?"
 USER = [{"role": "user", "content": TEXT}]
@@ -230,3 +232,36 @@ def test_off_by_default_and_turned_on_by_the_environment(sim_env, monkeypatch):
     monkeypatch.setenv("LLM_TELEMETRY", "tracing")
     with pytest.raises(LLMConfigurationError, match="LLM_TELEMETRY.*tracing"):
         LLMClient(LLMConfig())
+
+
+def test_off_a_call_imports_and_builds_nothing_of_telemetry(sim, tmp_path):
+    """Off (the default), neither OpenTelemetry nor prometheus-client is imported and
+    the flow is not wrapped, though both are installed here."""
+    script = """
+import sys
+from leadfactory.llm import LLMClient, LLMConfig
+from leadfactory.llm.telemetry import watch
+
+client = LLMClient(LLMConfig(enable_caching=False))
+wrapped = []
+real = watch.watch
+watch.watch = lambda *a: wrapped.append(a) or real(*a)
+client.chat_completion([{"role": "user", "content": "hi"}], model="openai", max_tokens=5)
+loaded = sorted(m for m in sys.modules if m.startswith(("opentelemetry", "prometheus_client")))
+print(loaded, wrapped)
+"""
+    env = child_environment(tmp_path) | sim.env() | {"OPENAI_API_KEY": SENTINEL_KEY}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] []"
+
+
+def test_turned_on_without_the_extra_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with pytest.raises(LLMConfigurationError, match=r"leadfactory-llm\[prometheus\]"):
+        LLMClient(LLMConfig(), telemetry=Telemetry(prometheus=True))
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(LLMConfigurationError, match=r"leadfactory-llm\[otel\]"):
+        LLMClient(LLMConfig(), telemetry=Telemetry(traces=True))
