@@ -97,9 +97,10 @@ def test_a_fallback_from_a_500_is_one_call_span_and_two_attempt_spans(sim_env, t
         model = span.attributes["gen_ai.request.model"]
         assert span.name == f"chat {model}"
     assert answered.attributes["gen_ai.provider.name"] == "anthropic"
-    assert answered.attributes["gen_ai.request.model"] == client.config.providers[
-        "anthropic"
-    ].default_model
+    assert (
+        answered.attributes["gen_ai.request.model"]
+        == client.config.providers["anthropic"].default_model
+    )
     assert answered.attributes["gen_ai.response.model"] == response["model"]
     usage = response["usage"]
     assert answered.attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
