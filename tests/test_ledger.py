@@ -28,6 +28,7 @@ from leadfactory.llm.ledger import (
     period_key,
     utc_iso,
 )
+from leadfactory.llm.ledger.budget import NANOS_PER_USD, may_alert, settled_and_reserved
 from leadfactory.llm.ledger.schema import MIGRATION_SET, MIGRATIONS, migrate, pending
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -158,6 +159,31 @@ def test_alerts_due_at_the_threshold():
     ]
     off = Budget(daily_limit=10.0, alert_threshold=None)
     assert alerts_due(off, spent=(10, 10), now=NOON) == []
+
+
+def test_alerts_due_measure_settled_spend_and_report_the_reserved():
+    budget = Budget(daily_limit=10.0, monthly_limit=100.0, alert_threshold=0.8)
+    due = alerts_due(budget, spent=(8.0, 8.0), reserved=(1.5, 2.5), now=NOON)
+    assert due == [BudgetAlert("day", "2026-11-25", "all", 0.8, 10.0, 8.0, reserved_usd=1.5)]
+    assert alerts_due(budget, spent=(7.5, 7.5), reserved=(2.5, 2.5), now=NOON) == []
+
+
+def test_settled_and_reserved_split_the_counted_spend():
+    usd = NANOS_PER_USD
+    settled, reserved = settled_and_reserved((3 * usd, 5 * usd), (usd, 2 * usd), (usd // 2, usd))
+    assert (settled, reserved) == ((2.0, 3.0), (0.5, 1.0))
+    assert settled_and_reserved((0, 0), (5, 5), (0, 0))[0] == (0.0, 0.0)  # never negative
+
+
+def test_may_alert_until_the_periods_alerts_are_known_sent():
+    budget = Budget(daily_limit=10.0, monthly_limit=100.0, alert_threshold=0.8)
+    assert may_alert(budget, 0.01, now=NOON)
+    assert not may_alert(budget, 0.0, now=NOON)  # a free settlement changes nothing
+    assert may_alert(budget, 0.01, now=NOON, sent={("day", "2026-11-25")})  # month still open
+    sent = {("day", "2026-11-25"), ("month", "2026-11")}
+    assert not may_alert(budget, 0.01, now=NOON, sent=sent)
+    assert may_alert(budget, 0.01, now=NOON + timedelta(days=1), sent=sent)  # a new day
+    assert not may_alert(Budget(alert_threshold=None), 0.01, now=NOON)
 
 
 # -- budgets through the ledger -----------------------------------------------------------

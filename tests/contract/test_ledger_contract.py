@@ -279,6 +279,35 @@ def test_an_alert_fires_once_per_period_and_reaches_the_callback(recording):
     assert ledger.alerts() == heard
 
 
+def test_an_alert_measures_settled_spend_and_reports_what_is_reserved(recording):
+    heard: list[BudgetAlert] = []
+    ledger = recording.open(on_alert=heard.append)
+    daily = Budget(max_cost_per_request=None, daily_limit=1.0, alert_threshold=0.5)
+    held = [reserve(ledger, 0.25, budget=daily, request_id=f"r{n}") for n in range(3)]
+    spend_once(ledger, 0.125, budget=daily)  # 0.875 counted, but 0.125 spent: no alert
+    ledger.settle(held[2], outcome="success", cost_usd=0.25)  # reserved last, settled first
+    assert heard == []  # 0.375 spent
+    with pytest.raises(LLMQuotaExceededError):  # refusals count what is reserved
+        reserve(ledger, 0.25, budget=daily)  # 0.375 + 0.5 reserved + 0.25 > 1.0
+    ledger.settle(held[1], outcome="success", cost_usd=0.125)  # 0.5 spent: the threshold
+    assert [(a.period, a.spent_usd, a.reserved_usd) for a in heard] == [("day", 0.5, 0.25)]
+    ledger.settle(held[0], outcome="success", cost_usd=0.25)
+    assert len(heard) == 1 and ledger.alerts() == heard
+    assert ledger.spend() == 0.75
+
+
+def test_a_stale_reservation_is_neither_spent_nor_reserved_for_alerts(recording):
+    heard: list[BudgetAlert] = []
+    ledger = recording.open(on_alert=heard.append, stale_after=60)
+    daily = Budget(max_cost_per_request=None, daily_limit=1.0, alert_threshold=0.5)
+    reserve(ledger, 0.5, budget=daily, request_id="dead-worker")  # never settled
+    recording.clock.now += timedelta(minutes=5)
+    late = reserve(ledger, 0.25, budget=daily, request_id="alive")
+    spend_once(ledger, 0.5, budget=daily)
+    assert [(a.spent_usd, a.reserved_usd) for a in heard] == [(0.5, 0.25)]
+    ledger.settle(late, outcome="success", cost_usd=0.0)
+
+
 def test_the_provider_summary_counts_today_per_provider(recording):
     ledger = recording.open()
     spend_once(ledger, 0.5)

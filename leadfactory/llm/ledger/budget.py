@@ -6,7 +6,7 @@ costs meets a limit exactly. Days and months are UTC.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -26,6 +26,7 @@ __all__ = [
     "nanos",
     "period_bounds",
     "period_key",
+    "settled_and_reserved",
     "summarise_providers",
     "spend_by_provider",
     "usd_text",
@@ -61,12 +62,21 @@ class Reservation:
 
 @dataclass(frozen=True)
 class BudgetAlert:
+    """A period's settled spend reached ``threshold`` of its limit (sent once per period).
+
+    ``spent_usd`` is what settled calls cost (their real cost, or their charged estimate);
+    ``reserved_usd`` is what calls still in flight held when the alert was sent, counted
+    apart: a reservation is a worst case, not a spend, so it never fires an alert (refusals
+    do count it, so that workers together stay under the limit).
+    """
+
     period: Period
     period_key: str
     scope: str
     threshold: float
     limit_usd: float
     spent_usd: float
+    reserved_usd: float = 0.0
 
 
 def utc_iso(moment: datetime) -> str:
@@ -128,36 +138,49 @@ def budget_refusal(
     return None
 
 
-def may_alert(budget: Budget, spent: Spend | None, cost_usd: float) -> bool:
-    """Whether settling ``cost_usd`` may reach an alert threshold, so the spend is read.
+def may_alert(
+    budget: Budget, cost_usd: float, *, now: datetime, sent: Container[tuple[str, str]] = ()
+) -> bool:
+    """Whether settling ``cost_usd`` may send an alert, so the settled spend must be read.
 
-    ``spent`` is the spend the reservation saw, which counted the other workers' pending
-    reservations at their estimates; a settlement that stays under every threshold by
-    that account skips the read. (Were an estimate ever below its real cost, the next
-    settlement would send the alert.)
+    True when an alert threshold is set, the cost is positive, and a period with a limit
+    has no alert yet as far as ``sent`` (the (period, period key) pairs this process
+    knows were sent) tells. The spend a reservation saw cannot decide it: calls reserved
+    later may settle first, and the settlement that crosses the threshold must see it.
     """
-    threshold = budget.alert_threshold
-    if threshold is None or cost_usd <= 0:
+    if budget.alert_threshold is None or cost_usd <= 0:
         return False
-    if spent is None:
-        return True
-    return any(
-        limit and nanos(spent_usd + cost_usd) >= nanos(threshold * limit)
-        for limit, spent_usd in ((budget.daily_limit, spent[0]), (budget.monthly_limit, spent[1]))
-    )
+    periods = (("day", budget.daily_limit), ("month", budget.monthly_limit))
+    return any(limit and (p, period_key(now, p)) not in sent for p, limit in periods)
 
 
-def alerts_due(budget: Budget, *, spent: Spend, now: datetime) -> list[BudgetAlert]:
-    """The alerts whose threshold the spend has reached (sent already or not)."""
+def alerts_due(
+    budget: Budget, *, spent: Spend, now: datetime, reserved: Spend = (0.0, 0.0)
+) -> list[BudgetAlert]:
+    """The alerts whose threshold the settled spend ``spent`` has reached (sent already
+    or not); ``reserved`` (held by calls in flight) is reported, never counted."""
     due, threshold = [], budget.alert_threshold
-    for period, limit, spent_usd in (
-        ("day", budget.daily_limit, spent[0]),
-        ("month", budget.monthly_limit, spent[1]),
+    for index, (period, limit) in enumerate(
+        (("day", budget.daily_limit), ("month", budget.monthly_limit))
     ):
-        if threshold is not None and limit and nanos(spent_usd) >= nanos(threshold * limit):
-            key = period_key(now, period)
-            due.append(BudgetAlert(period, key, "all", threshold, limit, spent_usd))
+        if threshold is not None and limit and nanos(spent[index]) >= nanos(threshold * limit):
+            alert = (period_key(now, period), "all", threshold, limit, spent[index])
+            due.append(BudgetAlert(period, *alert, reserved_usd=reserved[index]))
     return due
+
+
+def settled_and_reserved(
+    counted: Sequence[int], pending: Sequence[int], fresh: Sequence[int]
+) -> tuple[Spend, Spend]:
+    """(settled, reserved) spend of the day and month, in USD, from nano-dollar sums.
+
+    ``counted`` is the running totals (every row, pending ones at their estimate),
+    ``pending`` the pending rows' estimates, ``fresh`` those of the pending rows not yet
+    stale (the ones that still hold money). Each is (day, month).
+    """
+    settled = tuple(max(0, c - p) / NANOS_PER_USD for c, p in zip(counted, pending, strict=True))
+    reserved = tuple(max(0, f) / NANOS_PER_USD for f in fresh)
+    return (settled[0], settled[1]), (reserved[0], reserved[1])
 
 
 def spend_by_provider(rows: Iterable[Sequence[Any]]) -> dict[str | None, Spend]:

@@ -37,9 +37,11 @@ from .budget import (
     Spend,
     alerts_due,
     budget_refusal,
+    may_alert,
     period_bounds,
     period_key,
     period_spend,
+    settled_and_reserved,
     spend_by_provider,
     summarise_providers,
     utc_iso,
@@ -88,6 +90,7 @@ class PostgresLedger(Ledger):
         )
         self.url = self._db.public_url
         self._clock, self._on_alert = clock, on_alert
+        self._alerted: set[tuple[str, str]] = set()  # (period, key) of alerts known sent
         self._stale_after = timedelta(seconds=stale_after)
         self._run = self._db.run
 
@@ -173,11 +176,9 @@ class PostgresLedger(Ledger):
         return self._run(work)
 
     def alerts(self) -> list[BudgetAlert]:
-        query = (
-            "SELECT period, period_key, scope, threshold, limit_usd, spent_usd"
-            " FROM alerts ORDER BY id"
-        )
-        return [BudgetAlert(*row) for row in self._run(lambda c: c.execute(query).fetchall())]
+        """Every alert sent, oldest first."""
+        rows = self._run(lambda c: c.execute(sql.ALERTS).fetchall())
+        return [BudgetAlert(*row) for row in rows]
 
     def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
         """``calls`` rows from ``since`` on, oldest first; with ``limit``, the newest ones."""
@@ -239,9 +240,14 @@ class PostgresLedger(Ledger):
         """A reservation's budget check (withdrawn if refused); a settlement's alerts."""
         if isinstance(write, Reserve):
             return self._check_reservation(write, result, now)
-        if not isinstance(write, Settle) or not result:
+        budget = write.reservation.budget if isinstance(write, Settle) else None
+        if (
+            budget is None
+            or not result
+            or not may_alert(budget, write.cost_usd, now=now, sent=self._alerted)
+        ):
             return [] if isinstance(write, Settle) and not announce else None
-        fired = self._send_alerts(write.reservation.budget, now)
+        fired = self._send_alerts(budget, now)
         if not announce:
             return fired
         for alert in fired:
@@ -273,7 +279,10 @@ class PostgresLedger(Ledger):
 
     def _send_alerts(self, budget: Budget, now: datetime) -> list[BudgetAlert]:
         """The alerts due now that no host has sent yet: this call sends them."""
-        due = alerts_due(budget, spent=self._spent_total(now), now=now)
+        window = self._spend_window(now)
+        sums = self._run(lambda conn: conn.execute(sql.ALERT_SPEND, window).fetchone())
+        settled, reserved = settled_and_reserved(sums[:2], sums[2:4], sums[4:])
+        due = alerts_due(budget, spent=settled, reserved=reserved, now=now)
 
         def work(conn: Any) -> list[BudgetAlert]:
             return [
@@ -282,7 +291,9 @@ class PostgresLedger(Ledger):
                 if conn.execute(sql.INSERT_ALERT, (now, *astuple(alert))).fetchone()
             ]
 
-        return self._run(work) if due else []
+        fired = self._run(work) if due else []
+        self._alerted.update((alert.period, alert.period_key) for alert in due)
+        return fired
 
     def _spent(self, conn: Any, now: datetime) -> dict[str | None, Spend]:
         """(day, month) spend per provider as budgets count it; the key None is the total."""

@@ -102,6 +102,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             " GROUP BY 1, 2",
         ],
     ),
+    (  # alerts measure settled spend; what calls in flight held is reported beside it
+        "m004_alerts_reserved",
+        ["ALTER TABLE alerts ADD COLUMN reserved_usd double precision NOT NULL DEFAULT 0"],
+    ),
 ]
 
 _HISTORY = "leadfactory_ledger_migrations"
@@ -167,8 +171,12 @@ ADD_TO_TOTALS = (
     " DO UPDATE SET spent_nano_usd = spend_totals.spent_nano_usd + excluded.spent_nano_usd"
 )
 INSERT_ALERT = (
-    "INSERT INTO alerts (ts, period, period_key, scope, threshold, limit_usd, spent_usd)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id"
+    "INSERT INTO alerts (ts, period, period_key, scope, threshold, limit_usd, spent_usd,"
+    " reserved_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id"
+)
+ALERTS = (
+    "SELECT period, period_key, scope, threshold, limit_usd, spent_usd, reserved_usd"
+    " FROM alerts ORDER BY id"
 )
 INSERT_RESET = (
     "INSERT INTO resets (ts, provider, after_call_id)"
@@ -189,6 +197,16 @@ BUDGET_SPEND = f"""SELECT provider, sum(day)::bigint, sum(month)::bigint FROM (
            -{nanos_sql("c")}
     FROM calls c WHERE outcome = 'pending' AND ts >= %(month_start)s AND ts < %(cutoff)s
                    AND {counted_sql("c")}) AS s GROUP BY provider"""
+# What alerts measure (as the SQLite ledger's ALERT_SPEND): the running totals of the day
+# and month, the pending rows' estimates, and those of the pending rows not stale yet.
+_TOTAL = "(SELECT coalesce(sum(spent_nano_usd), 0) FROM spend_totals WHERE period = '{}'"
+ALERT_SPEND = f"""SELECT {_TOTAL.format("day")} AND period_key = %(day)s)::bigint,
+    {_TOTAL.format("month")} AND period_key = %(month)s)::bigint,
+    coalesce(sum(n) FILTER (WHERE ts >= %(day_start)s), 0)::bigint, coalesce(sum(n), 0)::bigint,
+    coalesce(sum(n) FILTER (WHERE ts >= %(day_start)s AND ts >= %(cutoff)s), 0)::bigint,
+    coalesce(sum(n) FILTER (WHERE ts >= %(cutoff)s), 0)::bigint
+    FROM (SELECT ts, {nanos_sql("c")} AS n FROM calls c WHERE outcome = 'pending'
+          AND ts >= %(month_start)s AND {counted_sql("c")}) AS p"""
 COUNTS_TODAY = f"""SELECT provider, count(*) FILTER (WHERE outcome != 'cache_hit'),
     count(*) FILTER (WHERE outcome = 'error'), count(*) FILTER (WHERE outcome = 'cache_hit')
     FROM calls c WHERE ts >= %(day_start)s AND ts < %(day_end)s AND {counted_sql("c")}

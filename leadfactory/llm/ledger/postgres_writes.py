@@ -17,7 +17,7 @@ from typing import Any
 from ..exceptions import LLMLedgerUnavailableError
 from ..log import log_event
 from . import postgres_schema as sql
-from .budget import Reservation, budget_refusal, may_alert, period_key
+from .budget import Reservation, budget_refusal, period_key
 from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
 __all__ = ["WRITERS", "Deltas", "add", "add_to_totals", "checked", "unwritten"]
@@ -51,7 +51,7 @@ def _reserve(conn: Any, w: Reserve, now: datetime, deltas: Deltas) -> int:
 
 
 def _settle(conn: Any, w: Settle, now: datetime, deltas: Deltas) -> bool:
-    """Returns whether the settlement may have reached an alert threshold."""
+    """Returns whether a row was settled (False: reserved while the database was down)."""
     reservation = w.reservation
     if reservation.row_id == 0:  # reserved while the database was down: nothing to settle
         _warn_unwritten(reservation.request_id, reservation.provider)
@@ -60,8 +60,7 @@ def _settle(conn: Any, w: Settle, now: datetime, deltas: Deltas) -> bool:
     args = (w.outcome, w.cost_usd, *tokens, sum(tokens), w.latency_ms, w.error_class, w.model)
     if not _update(conn, (*args, int(bool(w.estimated)), reservation.row_id), deltas):
         raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
-    budget = reservation.budget
-    return budget is not None and may_alert(budget, reservation.spent, w.cost_usd)
+    return True
 
 
 def _release(conn: Any, w: Release, now: datetime, deltas: Deltas) -> None:

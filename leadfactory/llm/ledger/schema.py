@@ -283,3 +283,9 @@ def m006_calls_estimated(db: Database) -> None:
     # 1 when cost_usd is the library's estimate rather than the provider's usage: a call
     # cancelled or timed out after it was sent, an answer without usage, usage clamped.
     db.execute("ALTER TABLE calls ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m007_alerts_reserved(db: Database) -> None:
+    # Alerts measure settled spend; what calls in flight held is reported beside it.
+    db.execute("ALTER TABLE alerts ADD COLUMN reserved_usd REAL NOT NULL DEFAULT 0.0")

@@ -35,6 +35,7 @@ from .budget import (
     may_alert,
     period_bounds,
     period_spend,
+    settled_and_reserved,
     spend_by_provider,
     summarise_providers,
     usd_text,
@@ -74,6 +75,7 @@ class CostLedger(Ledger):
             raise ValueError("stale_after must be a positive number of seconds")
         self.path = Path(path)
         self._clock, self._on_alert = clock, on_alert
+        self._alerted: set[tuple[str, str]] = set()  # (period, key) of alerts known sent
         self._stale_after = timedelta(seconds=stale_after)
         self.read_only = read_only
         self._file = open_ledger_file(self.path, busy_timeout=busy_timeout, read_only=read_only)
@@ -170,19 +172,23 @@ class CostLedger(Ledger):
         tokens = (w.prompt_tokens, w.completion_tokens, w.prompt_tokens + w.completion_tokens)
         args = (w.outcome, w.cost_usd, *tokens, w.latency_ms, w.error_class, w.model)
         args += (int(bool(w.estimated)), reservation.row_id)
-        alert_possible = budget is not None and may_alert(budget, reservation.spent, w.cost_usd)
+        now = self._now()
+        alert_possible = budget is not None and may_alert(
+            budget, w.cost_usd, now=now, sent=self._alerted
+        )
 
         def write(conn: sqlite3.Connection) -> list[BudgetAlert]:
             if conn.execute(sql.SETTLE_CALL, args).rowcount != 1:
                 raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
             if not alert_possible:
                 return []
-            now = self._now()
-            due = alerts_due(budget, spent=self._spent_total(conn, now), now=now)
+            sums = conn.execute(sql.ALERT_SPEND, self._spend_window(now)).fetchone()
+            settled, reserved = settled_and_reserved(sums[:2], sums[2:4], sums[4:])
             fired = []  # INSERT OR IGNORE: only the first writer of a period's alert sends it
-            for alert in due:
+            for alert in alerts_due(budget, spent=settled, reserved=reserved, now=now):
                 if conn.execute(sql.INSERT_ALERT, (utc_iso(now), *astuple(alert))).rowcount:
                     fired.append(alert)
+                self._alerted.add((alert.period, alert.period_key))  # sent, here or elsewhere
             return fired
 
         def announce(fired: list[BudgetAlert]) -> None:
@@ -245,7 +251,8 @@ class CostLedger(Ledger):
 
     def alerts(self) -> list[BudgetAlert]:
         """Every alert sent, oldest first."""
-        return [BudgetAlert(*row) for row in self._read(lambda c: c.execute(sql.ALERTS).fetchall())]
+        rows = self._read(lambda c: c.execute(sql.alerts_query(c)).fetchall())
+        return [BudgetAlert(*row) for row in rows]
 
     def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
         """``calls`` rows from ``since`` on, oldest first; with ``limit``, the newest ones."""
@@ -319,11 +326,12 @@ class CostLedger(Ledger):
 
     def announce(self, alert: BudgetAlert) -> None:
         """Log ``alert`` and pass it to ``on_alert`` (whose errors are logged, not raised)."""
+        held = f", {usd_text(alert.reserved_usd)} more reserved" if alert.reserved_usd else ""
         log_event(
             logging.WARNING,
             f"budget alert: {alert.period} spend {usd_text(alert.spent_usd)} reached"
             f" {alert.threshold:.0%} of the {alert.period} limit {usd_text(alert.limit_usd)}"
-            f" ({alert.period_key})",
+            f" ({alert.period_key}{held})",
         )
         if self._on_alert is not None:
             try:

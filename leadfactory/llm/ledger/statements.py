@@ -22,7 +22,7 @@ SETTLE_CALL = (
 )
 INSERT_ALERT = (
     "INSERT OR IGNORE INTO alerts (ts, period, period_key, scope, threshold, limit_usd,"
-    " spent_usd) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " spent_usd, reserved_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_RESET = (
     "INSERT INTO resets (ts, provider, after_call_id)"
@@ -43,13 +43,36 @@ _BUDGET_ROWS = f"""
 BUDGET_SPEND = f"SELECT provider, sum(day), sum(month) FROM ({_BUDGET_ROWS}) GROUP BY provider"
 # The same, summed over providers: one row, for the budget check on the request path.
 BUDGET_TOTAL = f"SELECT coalesce(sum(day), 0), coalesce(sum(month), 0) FROM ({_BUDGET_ROWS})"
+# What alerts measure, in nano-dollars for the day and the month holding :now: the running
+# totals, the pending rows' estimates, and those of the pending rows not stale yet.
+# Settled spend is the first less the second (see budget.settled_and_reserved).
+ALERT_SPEND = f"""
+    SELECT (SELECT coalesce(sum(spent_nano_usd), 0) FROM spend_totals
+            WHERE period = 'day' AND period_key = substr(:now, 1, 10)),
+           (SELECT coalesce(sum(spent_nano_usd), 0) FROM spend_totals
+            WHERE period = 'month' AND period_key = substr(:now, 1, 7)),
+           coalesce(sum(CASE WHEN ts >= substr(:now, 1, 10) THEN n END), 0), coalesce(sum(n), 0),
+           coalesce(sum(CASE WHEN ts >= substr(:now, 1, 10) AND ts >= :cutoff THEN n END), 0),
+           coalesce(sum(CASE WHEN ts >= :cutoff THEN n END), 0)
+    FROM (SELECT ts, {nanos_sql("c")} AS n FROM calls c
+          WHERE outcome = 'pending' AND ts >= substr(:now, 1, 7) AND {after_reset_sql("c")})"""
 COUNTS_TODAY = (
     "SELECT provider, sum(outcome != 'cache_hit'), sum(outcome = 'error'),"
     " sum(outcome = 'cache_hit') FROM calls c"
     f" WHERE ts >= substr(:now, 1, 10) AND ts < :tomorrow AND {after_reset_sql('c')}"
     " GROUP BY provider"
 )
-ALERTS = "SELECT period, period_key, scope, threshold, limit_usd, spent_usd FROM alerts ORDER BY id"
+
+
+def alerts_query(conn: sqlite3.Connection) -> str:
+    """Every alert, oldest first (a file not migrated yet, read-only, has no reserved_usd)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(alerts)")}
+    reserved = "reserved_usd" if "reserved_usd" in columns else "0.0"
+    return (
+        f"SELECT period, period_key, scope, threshold, limit_usd, spent_usd, {reserved}"
+        " FROM alerts ORDER BY id"
+    )
+
 
 # What the ``costs`` report sums, per grouping: (select, group by).
 _GROUPS = {
