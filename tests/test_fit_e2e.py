@@ -152,8 +152,11 @@ def test_tool_calls_come_back_in_openai_shape_from_every_protocol(sim_env, monke
     with client:
         response = client.chat_completion(USER, model=provider, max_tokens=100, tools=[WEATHER])
     choice = response["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
     [call] = choice["message"]["tool_calls"]
-    assert call["type"] == "function" and call["id"]
+    assert set(call) == {"id", "type", "function"} and call["id"]
+    assert call["type"] == "function" and set(call["function"]) == {"name", "arguments"}
     assert call["function"]["name"] == "get_weather"
     assert json.loads(call["function"]["arguments"]) == {"city": "sample", "days": 1}
     sent = sim_env.requests(provider)[-1]["json"]

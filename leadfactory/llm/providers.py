@@ -184,7 +184,22 @@ def _message_dict(message: Any) -> dict[str, Any]:
     for optional in ("tool_calls", "function_call", "refusal"):
         if data.get(optional) is not None:
             out[optional] = data[optional]
+    if out.get("tool_calls"):  # OpenAI's shape whoever answered: no stray keys, no ""
+        out["tool_calls"] = [_tool_call(call) for call in out["tool_calls"]]
+        out["content"] = out["content"] or None
     return out
+
+
+def _tool_call(call: Any) -> Any:
+    """One tool call as OpenAI writes it: id, type, function name and JSON arguments."""
+    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+        return call
+    function = call["function"]
+    return {
+        "id": call.get("id"),
+        "type": call.get("type") or "function",
+        "function": {"name": function.get("name"), "arguments": function.get("arguments")},
+    }
 
 
 def to_openai_dict(response: Any, route: str = "") -> dict[str, Any]:
