@@ -266,3 +266,114 @@ def test_turned_on_without_the_extra_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(LLMConfigurationError, match=r"leadfactory-llm\[otel\]"):
         LLMClient(LLMConfig(), telemetry=Telemetry(traces=True))
+
+
+def test_a_cancelled_async_call_ends_its_spans_with_the_charge(sim_env, traced):
+    provider, exporter = traced
+    sim_env.set_fault("openai", Fault.HANG)
+    client = make_client(provider)
+
+    async def main() -> None:
+        task = asyncio.create_task(client.achat_completion(USER, max_tokens=20))
+        while sim_env.request_count("openai") == 0:  # sent: it may be billed
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    (call,), (attempt,) = split(exporter.get_finished_spans())
+    assert call.status.status_code is StatusCode.ERROR
+    assert call.attributes["error.type"] == "Cancelled"
+    assert attempt.status.status_code is StatusCode.ERROR
+    assert attempt.attributes["error.type"] == "Cancelled"
+    assert attempt.attributes["leadfactory.llm.cost_usd"] > 0  # what was reserved
+    assert attempt.attributes["leadfactory.llm.usage_estimated"] is True
+
+
+def test_a_provider_the_request_does_not_fit_is_a_skipped_attempt_span(sim_env, traced):
+    from leadfactory.llm import LLMContextWindowError
+
+    provider, exporter = traced
+    big = [{"role": "user", "content": "Analyse this business. " + "lorem ipsum dolor " * 2200}]
+    client = make_client(provider, names=("openai",))  # gpt-4 holds 8,192 tokens
+    with pytest.raises(LLMContextWindowError):
+        client.chat_completion(big, max_tokens=100)
+    (call,), (skipped,) = split(exporter.get_finished_spans())
+    assert call.status.status_code is StatusCode.ERROR
+    assert call.attributes["error.type"] == "LLMContextWindowError"
+    assert skipped.attributes["gen_ai.provider.name"] == "openai"
+    assert skipped.attributes["leadfactory.llm.attempt.outcome"] == "skipped"
+    assert skipped.attributes["leadfactory.llm.skip.reason"]
+    assert "lorem" not in every_value(exporter.get_finished_spans())
+
+
+def test_an_observer_that_raises_never_fails_the_call(sim_env, caplog):
+    class Broken:
+        def call_started(self, call):
+            raise RuntimeError("bug")
+
+        attempt_started = attempt_ended = call_ended = call_started
+
+    seen = []
+
+    class Counting:
+        def call_started(self, call):
+            seen.append("call")
+
+        def attempt_started(self, call, attempt):
+            seen.append(attempt.provider)
+
+        def attempt_ended(self, call, attempt):
+            seen.append(attempt.outcome)
+
+        def call_ended(self, call):
+            seen.append(call.provider)
+
+    config = LLMConfig(enable_caching=False)
+    client = LLMClient(config, telemetry=Telemetry(observers=(Broken(), Counting())))
+    response = client.chat_completion(USER, model="openai", max_tokens=20)
+    assert seen == ["call", "openai", "success", "openai"]
+    assert response["provider"] == "openai"
+    assert [r.message for r in caplog.records if "telemetry" in r.message] == [
+        "telemetry: Broken.call_started raised RuntimeError; the call goes on "
+        "(reported once per observer)"
+    ]
+
+
+def test_the_attempt_span_is_current_during_the_provider_call(sim_env, traced, monkeypatch):
+    """So an HTTP or LiteLLM instrumentation's spans nest under the attempt, sync and
+    async; after the call the caller's span is current again."""
+    from opentelemetry import trace
+
+    from leadfactory.llm import providers
+
+    provider, exporter = traced
+    current: list[int] = []
+    complete, acomplete = providers.complete, providers.acomplete
+
+    def spy(arguments):
+        current.append(trace.get_current_span().get_span_context().span_id)
+        return complete(arguments)
+
+    async def aspy(arguments):
+        current.append(trace.get_current_span().get_span_context().span_id)
+        return await acomplete(arguments)
+
+    monkeypatch.setattr(providers, "complete", spy)
+    monkeypatch.setattr(providers, "acomplete", aspy)
+    sim_env.set_fault("openai", Fault.SERVER_ERROR, times=1)
+    client = make_client(provider)
+    tracer = provider.get_tracer("pipeline")
+    with tracer.start_as_current_span("step") as step:
+        client.chat_completion(USER, max_tokens=20)
+        assert trace.get_current_span() is step
+
+        async def twice() -> None:
+            await client.achat_completion(USER, max_tokens=20)
+            assert trace.get_current_span() is step
+
+        asyncio.run(twice())
+    attempts = sorted(split(exporter.get_finished_spans())[1], key=lambda s: s.start_time)
+    assert current == [a.context.span_id for a in attempts]
+    assert len(current) == 3  # openai's 500 and anthropic, then openai

@@ -116,4 +116,4 @@ def observer_for(telemetry: Telemetry | None, client: Any = None) -> Observer | 
                 sink.gauges.watch(client)
             observers.append(MetricObserver(sink))
     observers.extend(telemetry.observers)
-    return observers[0] if len(observers) == 1 else Fanout(observers)
+    return Fanout(observers)  # an observer's failure never fails the call

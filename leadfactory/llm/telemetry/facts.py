@@ -9,8 +9,12 @@ flow yields and the outcomes the drivers send back; observers only read them (th
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ..log import log_event
 
 if TYPE_CHECKING:
     from ..flow import Request
@@ -47,6 +51,7 @@ class AttemptFacts:
     finish_reasons: tuple[str, ...] = ()
     completion: Any = None  # the answer's messages (content: only with capture on)
     span: Any = None
+    token: Any = None  # the tracer's: its span made current during the provider call
 
 
 @dataclass
@@ -105,23 +110,45 @@ class Observer(Protocol):
 
 
 class Fanout:
-    """Several observers as one, told in order (the tracer first: it opens the spans)."""
+    """Several observers as one, told in order (the tracer first: it opens the spans).
+
+    An observer that raises is logged (once per observer) and the call goes on: telemetry
+    never fails a call, and the next observers are still told.
+    """
 
     def __init__(self, observers: list[Observer]) -> None:
         self.observers = observers
+        self._call_started = [o.call_started for o in observers]
+        self._attempt_started = [o.attempt_started for o in observers]
+        self._attempt_ended = [o.attempt_ended for o in observers]
+        self._call_ended = [o.call_ended for o in observers]
+        self._failed: set[int] = set()
 
     def call_started(self, call: CallFacts) -> None:
-        for observer in self.observers:
-            observer.call_started(call)
+        self._tell(self._call_started, call)
 
     def attempt_started(self, call: CallFacts, attempt: AttemptFacts) -> None:
-        for observer in self.observers:
-            observer.attempt_started(call, attempt)
+        self._tell(self._attempt_started, call, attempt)
 
     def attempt_ended(self, call: CallFacts, attempt: AttemptFacts) -> None:
-        for observer in self.observers:
-            observer.attempt_ended(call, attempt)
+        self._tell(self._attempt_ended, call, attempt)
 
     def call_ended(self, call: CallFacts) -> None:
-        for observer in self.observers:
-            observer.call_ended(call)
+        self._tell(self._call_ended, call)
+
+    def _tell(self, methods: list[Callable[..., None]], *facts: Any) -> None:
+        for method in methods:
+            try:
+                method(*facts)
+            except Exception as error:  # a bug or a broken exporter: never the caller's
+                self._report(method, error)
+
+    def _report(self, method: Callable[..., None], error: Exception) -> None:
+        owner = getattr(method, "__self__", method)
+        if id(owner) not in self._failed:
+            self._failed.add(id(owner))
+            log_event(
+                logging.WARNING,
+                f"telemetry: {type(owner).__name__}.{getattr(method, '__name__', '?')} raised "
+                f"{type(error).__name__}; the call goes on (reported once per observer)",
+            )

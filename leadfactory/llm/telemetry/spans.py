@@ -5,6 +5,8 @@ One ``leadfactory.llm.chat`` span per client call, a child of the caller's curre
 span (kind CLIENT) per provider attempt under it, skips and cache hits included.
 Attributes are the conventions' ``gen_ai.*`` ones plus this library's
 ``leadfactory.llm.*``; a failed attempt or call has status ERROR and ``error.type``.
+While a provider is called its attempt span is the current span, so spans that an
+HTTP or LiteLLM instrumentation makes nest under it.
 No message text unless ``capture_content``; never a key (arguments are not read).
 """
 
@@ -51,9 +53,9 @@ class SpanObserver:
     """Opens and ends the spans of each call (see the module docstring)."""
 
     def __init__(self, tracer_provider: Any = None, *, capture_content: bool = False) -> None:
-        from opentelemetry import trace
+        from opentelemetry import context, trace
 
-        self._trace = trace
+        self._trace, self._context = trace, context
         self._tracer = trace.get_tracer(SCOPE, version(), tracer_provider=tracer_provider)
         self._client, self._internal = trace.SpanKind.CLIENT, trace.SpanKind.INTERNAL
         self._error = trace.StatusCode.ERROR
@@ -96,15 +98,20 @@ class SpanObserver:
                 attributes["server.port"] = port
         if self.capture_content and attempt.outcome not in ("skipped", "cache_hit"):
             attributes["gen_ai.input.messages"] = _json(call.request.messages)
-        attempt.span = self._tracer.start_span(
+        attempt.span = span = self._tracer.start_span(
             f"chat {attempt.model}" if attempt.model else "chat",
             context=self._trace.set_span_in_context(call.span),
             kind=self._client,
             attributes=attributes,
             start_time=attempt.started_ns,
         )
+        if attempt.outcome not in ("skipped", "cache_hit"):  # a call follows: make it current
+            attempt.token = self._context.attach(self._trace.set_span_in_context(span))
 
     def attempt_ended(self, call: CallFacts, attempt: AttemptFacts) -> None:
+        if attempt.token is not None:  # first: the caller's context is back whatever happens
+            token, attempt.token = attempt.token, None
+            self._context.detach(token)
         span = attempt.span
         if span is None:
             return
