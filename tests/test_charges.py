@@ -14,6 +14,7 @@ from leadfactory.llm.charges import (
     failure_charge,
     finish_answer,
     prompt_bound,
+    settlement,
 )
 from leadfactory.llm.exceptions import LLMProviderError, LLMTimeoutError
 from leadfactory.llm.flow import Call, Outcome, Request, fallback_flow
@@ -57,24 +58,58 @@ def test_the_bounds():
 
 
 @pytest.mark.parametrize(
-    ("reported", "charged", "estimated"),
+    ("reported", "charged", "estimated", "clamped"),
     [
-        (usage(12, 5), (12, 5), False),  # believable: as reported
-        (None, (PROMPT, estimate_text_tokens(TEXT)), True),  # no usage at all
-        (usage(0, 0), (PROMPT, estimate_text_tokens(TEXT)), True),  # LiteLLM's zeros
-        (usage(12, -5), (12, estimate_text_tokens(TEXT)), True),  # negative: estimated
-        (usage(-1, 5), (PROMPT, 5), True),
-        (usage(12, 10**30), (12, 276), True),  # huge: clamped to the bound
-        (usage(12, 2 * 10**12), (12, 276), True),
-        (usage(10**9, 5), (prompt_bound(REQUEST), 5), True),
-        (usage(12, 7.5), (12, estimate_text_tokens(TEXT)), True),  # not a whole number
-        (usage(12, True), (12, estimate_text_tokens(TEXT)), True),
+        (usage(12, 5), (12, 5), False, False),  # believable: as reported
+        (None, (PROMPT, estimate_text_tokens(TEXT)), True, False),  # no usage at all
+        (usage(0, 0), (PROMPT, estimate_text_tokens(TEXT)), True, False),  # LiteLLM's zeros
+        (usage(12, -5), (12, estimate_text_tokens(TEXT)), True, True),  # negative: estimated
+        (usage(-1, 5), (PROMPT, 5), True, True),
+        (usage(12, 10**30), (12, 276), True, True),  # huge: clamped to the bound
+        (usage(12, 2 * 10**12), (12, 276), True, True),
+        (usage(10**9, 5), (prompt_bound(REQUEST), 5), True, True),
+        (usage(12, 7.5), (12, estimate_text_tokens(TEXT)), True, True),  # not a whole number
+        (usage(12, True), (12, estimate_text_tokens(TEXT)), True, True),
+        # more cached than prompt tokens: clamped to the prompt
+        ({**usage(12, 5), "prompt_tokens_details": {"cached_tokens": 20}}, (12, 5), True, True),
     ],
 )
-def test_usage_is_charged_within_bounds(reported, charged, estimated):
+def test_usage_is_charged_within_bounds(reported, charged, estimated, clamped):
     charge = answer_charge(answer(reported), REQUEST, "openai")
     assert (charge.prompt_tokens, charge.completion_tokens) == charged
     assert charge.estimated is estimated and bool(charge.why) is estimated
+    assert charge.clamped is clamped
+
+
+def test_the_settlement_says_what_was_billed_and_why():
+    reported = {
+        **usage(12, 5),
+        "prompt_tokens_details": {"cached_tokens": 20},  # impossible: clamped to 12
+        "completion_tokens_details": {"reasoning_tokens": 3},
+    }
+    charge = answer_charge(answer(reported), REQUEST, "openai")
+    price = price_for(ProviderConfig(name="openai", api_key="k", default_model="gpt-4o"))
+    written = settlement(price, "success", charge, 12.5)
+    billing = written["billing"]
+    # gpt-4o's map price: input 2.5e-6, cache read 1.25e-6, output 1e-5; no cache-write
+    # part, so cache writes are priced as input
+    assert (billing.input_tokens, billing.cache_read_tokens, billing.output_tokens) == (0, 12, 5)
+    assert billing.reasoning_tokens == 3
+    assert (billing.input_cost_per_token, billing.output_cost_per_token) == (2.5e-6, 1e-5)
+    assert (billing.cache_read_cost_per_token, billing.cache_write_cost_per_token) == (
+        1.25e-6,
+        2.5e-6,
+    )
+    assert billing.price_source == "litellm_map" and billing.usage_clamped
+    assert billing.note == "cached_tokens=20 > prompt_tokens=12: clamped to 12"
+    assert abs(written["cost_usd"] - (12 * 1.25e-6 + 5 * 1e-5)) <= 1e-12
+    assert written["estimated"]
+    response = answer(reported)
+    provider = ProviderConfig(name="openai", api_key="k", default_model="gpt-4o")
+    finish_answer(REQUEST, provider, response, charge, price, 1.0)
+    assert response["usage"]["prompt_tokens_details"] == {"cached_tokens": 12}  # as charged
+    assert response["usage"]["completion_tokens_details"] == {"reasoning_tokens": 3}
+    assert response["cost"] == written["cost_usd"]
 
 
 def test_an_empty_answer_may_report_no_completion():

@@ -260,6 +260,19 @@ def test_a_free_request_is_never_refused(ledger):
         "cached": 0,
         "caller": None,
         "estimated": 0,
+        # given no billing: the two counts as uncached input and output, unpriced
+        "input_tokens": 10,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "output_tokens": 5,
+        "reasoning_tokens": 0,
+        "input_cost_per_token": None,
+        "output_cost_per_token": None,
+        "cache_read_cost_per_token": None,
+        "cache_write_cost_per_token": None,
+        "price_source": None,
+        "usage_clamped": 0,
+        "charge_note": None,
     }
 
 
@@ -538,6 +551,11 @@ def test_views_sum_raw_history(ledger, clock):
             "completion_tokens": 9,
             "cost_usd": 0.5,
             "saved_usd": 0.5,
+            "input_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "output_tokens": 0,
+            "reasoning_tokens": 0,
         },
         {
             "day": "2026-12-01",
@@ -549,6 +567,11 @@ def test_views_sum_raw_history(ledger, clock):
             "completion_tokens": 0,
             "cost_usd": 0.25,
             "saved_usd": 0.0,
+            "input_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "output_tokens": 0,
+            "reasoning_tokens": 0,
         },
     ]
     months = db.query("SELECT month, provider, cost_usd FROM spend_by_month ORDER BY month")
@@ -558,6 +581,11 @@ def test_views_sum_raw_history(ledger, clock):
     ]
     models = db.query("SELECT day, provider, model, requests FROM spend_by_model ORDER BY day")
     assert [tuple(row.values()) for row in models][0] == ("2026-11-25", "openai", "m", 2)
+    callers = db.query("SELECT day, caller, requests FROM spend_by_caller ORDER BY day")
+    assert [tuple(row.values()) for row in callers] == [
+        ("2026-11-25", None, 2),
+        ("2026-12-01", None, 1),
+    ]
 
 
 # -- paths, connections, processes -------------------------------------------------------

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .classify import classify
 from .exceptions import LLMError, LLMProviderError, LLMTimeoutError
+from .ledger.writes import Billing
 from .log import log_event
 from .pricing import Price, TokenUsage, token_usage
 from .redact import exception_chain as cause_chain
@@ -48,6 +49,7 @@ __all__ = [
     "read_outcome",
     "settlement",
     "answer_charge",
+    "billing",
     "completion_bound",
     "empty_answer_error",
     "finish_answer",
@@ -72,6 +74,7 @@ class Charge:
     cache_read_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
     cache_write_tokens: int = 0  # of prompt_tokens, written to it
     reasoning_tokens: int = 0  # of completion_tokens
+    clamped: bool = False  # the provider reported counts that could not be true
 
     @property
     def total_tokens(self) -> int:
@@ -113,15 +116,37 @@ def settlement(
 ) -> dict[str, Any]:
     """The ledger settlement of an attempt charged ``charge`` (None: nothing)."""
     charge = charge or Charge(0, 0)
+    billed = charge.billed()
     return {
         "outcome": outcome,
-        "cost_usd": price.cost(charge.billed()),
+        "cost_usd": price.cost(billed),
         "prompt_tokens": charge.prompt_tokens,
         "completion_tokens": charge.completion_tokens,
         "latency_ms": elapsed_ms,
         "error_class": error_class,
         "estimated": charge.estimated,
+        "billing": billing(price, charge),
     }
+
+
+def billing(price: Price, charge: Charge) -> Billing:
+    """What the ledger row records of ``charge`` at ``price``: the split, the unit prices
+    used (a cache part the price lacks is the input price) and where they came from."""
+    billed = charge.billed()
+    return Billing(
+        input_tokens=billed.input_tokens,
+        cache_read_tokens=billed.cache_read_tokens,
+        cache_write_tokens=billed.cache_write_tokens,
+        output_tokens=billed.output_tokens,
+        reasoning_tokens=billed.reasoning_tokens,
+        input_cost_per_token=price.input,
+        output_cost_per_token=price.output,
+        cache_read_cost_per_token=price.input if price.cache_read is None else price.cache_read,
+        cache_write_cost_per_token=price.input if price.cache_write is None else price.cache_write,
+        price_source=str(price.source),
+        usage_clamped=charge.clamped,
+        note=charge.why or None,
+    )
 
 
 def finish_answer(
@@ -134,15 +159,32 @@ def finish_answer(
 ) -> None:
     """``response`` as the client returns it: its charged usage and cost, and our keys.
 
-    The usage's detail counts (cached, reasoning tokens) are kept beside the charged ones.
+    The usage keeps the vendor's detail fields, in OpenAI's shape; its counts are the
+    charged ones (the row's), clamped ones included.
     """
     reported = response.get("usage")
-    response["usage"] = {
-        **(reported if isinstance(reported, dict) else {}),
-        "prompt_tokens": charge.prompt_tokens,
-        "completion_tokens": charge.completion_tokens,
-        "total_tokens": charge.total_tokens,
-    }
+    usage = dict(reported) if isinstance(reported, dict) else {}
+    usage.update(
+        prompt_tokens=charge.prompt_tokens,
+        completion_tokens=charge.completion_tokens,
+        total_tokens=charge.total_tokens,
+    )
+    for details, counts in (
+        (
+            "prompt_tokens_details",
+            {
+                "cached_tokens": charge.cache_read_tokens,
+                "cache_write_tokens": charge.cache_write_tokens,
+            },
+        ),
+        ("completion_tokens_details", {"reasoning_tokens": charge.reasoning_tokens}),
+    ):
+        given = usage.get(details)
+        given = dict(given) if isinstance(given, dict) else {}
+        given.update({k: v for k, v in counts.items() if v or k in given})
+        if given:
+            usage[details] = given
+    response["usage"] = usage
     response["provider"] = provider.name
     response["cost"] = price.cost(charge.billed())
     response["cached"] = False
@@ -182,6 +224,7 @@ def answer_charge(response: Mapping[str, Any], request: Request, provider: str) 
     usage = usage if isinstance(usage, Mapping) else {}
     text = _answer_tokens(response.get("choices"))
     notes: list[str] = []
+    impossible: list[str] = []  # counts reported that could not be true
     prompt = _checked(
         "prompt_tokens",
         usage.get("prompt_tokens"),
@@ -189,6 +232,7 @@ def answer_charge(response: Mapping[str, Any], request: Request, provider: str) 
         highest=prompt_bound(request),
         estimate=request.prompt_tokens or estimate_prompt_tokens(request.messages),
         notes=notes,
+        impossible=impossible,
     )
     completion = _checked(
         "completion_tokens",
@@ -197,10 +241,12 @@ def answer_charge(response: Mapping[str, Any], request: Request, provider: str) 
         highest=completion_bound(request),
         estimate=text,
         notes=notes,
+        impossible=impossible,
     )
     # The cache and reasoning counts, within the charged ones (impossible ones clamped).
     split = token_usage({**usage, "prompt_tokens": prompt, "completion_tokens": completion})
     notes += split.clamped
+    impossible += split.clamped
     charge = Charge(
         prompt,
         completion,
@@ -209,6 +255,7 @@ def answer_charge(response: Mapping[str, Any], request: Request, provider: str) 
         cache_read_tokens=split.cache_read_tokens,
         cache_write_tokens=split.cache_write_tokens,
         reasoning_tokens=split.reasoning_tokens,
+        clamped=bool(impossible),
     )
     if charge.estimated:
         log_event(
@@ -260,15 +307,23 @@ def _checked(
     highest: int,
     estimate: int,
     notes: list[str],
+    impossible: list[str],
 ) -> int:
-    """``reported`` when it is a count within [lowest, highest]; otherwise the charge to make."""
+    """``reported`` when it is a count within [lowest, highest]; otherwise the charge to make.
+
+    A count left out (or 0, as LiteLLM reports one left out) is estimated; one given
+    that cannot be true is also named in ``impossible`` (the row marks it clamped).
+    """
     count = reported if type(reported) is int else None
     if count is None or count < lowest:
         value = min(max(estimate, lowest), highest)
         notes.append(f"{name} {_shown(reported)} estimated as {value}")
+        if reported is not None and reported != 0:
+            impossible.append(name)
         return value
     if count > highest:
         notes.append(f"{name} {_shown(reported)} clamped to {highest}")
+        impossible.append(name)
         return highest
     return count
 

@@ -30,9 +30,10 @@ from .schema import ledger_problem
 from .sqlite_ledger import CostLedger
 from .untracked import UntrackedLedger
 from .writer import LedgerWorker
-from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle
+from .writes import Billing, CacheHit, LedgerWrite, Release, Reserve, Settle
 
 __all__ = [
+    "Billing",
     "Budget",
     "BudgetAlert",
     "CacheHit",

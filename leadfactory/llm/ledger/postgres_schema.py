@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .schema import BACKFILL_BILLING, BILLED_SUMS, BILLING_COLUMNS_SQL
+from .writes import BILLING_COLUMNS
+
 __all__ = ["MIGRATIONS", "SHARDS", "migrate"]
 
 SHARDS = 16
@@ -50,6 +53,25 @@ _VIEW_COLUMNS = """count(*) FILTER (WHERE outcome IN ('pending', 'success', 'err
 FROM calls"""
 _DAY = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 _MONTH = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM')"
+_BILLED_VIEW_COLUMNS = _VIEW_COLUMNS.replace(
+    "coalesce(sum(cost_usd)", BILLED_SUMS + "coalesce(sum(cost_usd)"
+)
+
+
+def _pg(kind: str) -> str:
+    """A column type of the SQLite ledger's, as PostgreSQL spells it."""
+    return kind.replace("REAL", "double precision").replace("INTEGER", "bigint")
+
+
+def _views(columns: str) -> list[tuple[str, str]]:
+    """The spend views' queries, each summing ``columns`` (a migration's own copy)."""
+    return [
+        ("spend_by_day", f"SELECT {_DAY} AS day, provider, {columns} GROUP BY 1, 2"),
+        ("spend_by_month", f"SELECT {_MONTH} AS month, provider, {columns} GROUP BY 1, 2"),
+        ("spend_by_model", f"SELECT {_DAY} AS day, provider, model, {columns} GROUP BY 1, 2, 3"),
+        ("spend_by_caller", f"SELECT {_DAY} AS day, caller, {columns} GROUP BY 1, 2"),
+    ]
+
 
 MIGRATIONS: list[tuple[str, list[str]]] = [
     (
@@ -89,22 +111,20 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 PRIMARY KEY (period, period_key, provider, shard))""",
         ],
     ),
-    (
-        "m003_views",
-        [
-            f"CREATE VIEW spend_by_day AS SELECT {_DAY} AS day, provider, {_VIEW_COLUMNS}"
-            " GROUP BY 1, 2",
-            f"CREATE VIEW spend_by_month AS SELECT {_MONTH} AS month, provider, {_VIEW_COLUMNS}"
-            " GROUP BY 1, 2",
-            f"CREATE VIEW spend_by_model AS SELECT {_DAY} AS day, provider, model,"
-            f" {_VIEW_COLUMNS} GROUP BY 1, 2, 3",
-            f"CREATE VIEW spend_by_caller AS SELECT {_DAY} AS day, caller, {_VIEW_COLUMNS}"
-            " GROUP BY 1, 2",
-        ],
-    ),
+    ("m003_views", [f"CREATE VIEW {name} AS {query}" for name, query in _views(_VIEW_COLUMNS)]),
     (  # alerts measure settled spend; what calls in flight held is reported beside it
         "m004_alerts_reserved",
         ["ALTER TABLE alerts ADD COLUMN reserved_usd double precision NOT NULL DEFAULT 0"],
+    ),
+    (  # what a settled row was billed and why (as the SQLite ledger's m008_calls_billing)
+        "m005_calls_billing",
+        [
+            "ALTER TABLE calls "
+            + ", ".join(f"ADD COLUMN {name} {_pg(kind)}" for name, kind in BILLING_COLUMNS_SQL),
+            BACKFILL_BILLING,
+            *(f"DROP VIEW {name}" for name, _ in _views("")),
+            *(f"CREATE VIEW {name} AS {query}" for name, query in _views(_BILLED_VIEW_COLUMNS)),
+        ],
     ),
 ]
 
@@ -155,7 +175,8 @@ INSERT_CALL = (
 # The old amount comes from the row as it was (``o``), the new one from ``c``.
 SETTLE_CALL = f"""UPDATE calls c SET outcome = %s, cost_usd = %s, reserved_usd = 0,
     prompt_tokens = %s, completion_tokens = %s, total_tokens = %s, latency_ms = %s,
-    error_class = %s, model = coalesce(%s, c.model), estimated = %s
+    error_class = %s, model = coalesce(%s, c.model), estimated = %s,
+    {", ".join(f"{column} = %s" for column in BILLING_COLUMNS)}
     FROM calls o WHERE c.id = %s AND o.id = c.id AND c.outcome = 'pending'
     RETURNING c.ts, c.provider, {nanos_sql("c")} - {nanos_sql("o")}, {counted_sql("c")}"""
 WITHDRAW_CALL = (

@@ -18,7 +18,7 @@ from ..exceptions import LLMLedgerUnavailableError
 from ..log import log_event
 from . import postgres_schema as sql
 from .budget import Reservation, budget_refusal, period_key
-from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
+from .writes import NOTHING_BILLED, CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
 __all__ = ["WRITERS", "Deltas", "add", "add_to_totals", "checked", "unwritten"]
 
@@ -58,15 +58,16 @@ def _settle(conn: Any, w: Settle, now: datetime, deltas: Deltas) -> bool:
         return False
     tokens = (w.prompt_tokens, w.completion_tokens)
     args = (w.outcome, w.cost_usd, *tokens, sum(tokens), w.latency_ms, w.error_class, w.model)
-    if not _update(conn, (*args, int(bool(w.estimated)), reservation.row_id), deltas):
+    args += (int(bool(w.estimated)), *w.billed().values(), reservation.row_id)
+    if not _update(conn, args, deltas):
         raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
     return True
 
 
 def _release(conn: Any, w: Release, now: datetime, deltas: Deltas) -> None:
     if w.reservation.row_id:  # a row settled already is left as it is
-        args = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, w.reservation.row_id)
-        _update(conn, args, deltas)
+        args = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, *NOTHING_BILLED)
+        _update(conn, (*args, w.reservation.row_id), deltas)
 
 
 def _update(conn: Any, args: tuple[Any, ...], deltas: Deltas) -> bool:

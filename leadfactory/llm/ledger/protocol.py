@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
 from .budget import Budget, BudgetAlert, Period, Reservation
-from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle
+from .writes import Billing, CacheHit, LedgerWrite, Release, Reserve, Settle
 
 __all__ = ["GROUPINGS", "Grouping", "Ledger"]
 
@@ -75,6 +75,7 @@ class Ledger(Protocol):
         error_class: str | None = None,
         model: str | None = None,
         estimated: bool = False,
+        billing: Billing | None = None,
     ) -> None:
         """Replace the reservation by the real cost; send due alerts (see :class:`Settle`)."""
         self.write(
@@ -88,6 +89,7 @@ class Ledger(Protocol):
                 error_class=error_class,
                 model=model,
                 estimated=estimated,
+                billing=billing,
             )
         )
 

@@ -236,21 +236,22 @@ _VIEW_COLUMNS = """sum(outcome IN ('pending', 'success', 'error')) AS requests,
 FROM calls"""
 
 
+def _spend_views(columns: str) -> dict[str, str]:
+    """The spend views' queries, each summing ``columns`` (a migration's own copy)."""
+    return {
+        "spend_by_day": f"SELECT substr(ts, 1, 10) AS day, provider, {columns}"
+        " GROUP BY day, provider",
+        "spend_by_month": f"SELECT substr(ts, 1, 7) AS month, provider, {columns}"
+        " GROUP BY month, provider",
+        "spend_by_model": f"SELECT substr(ts, 1, 10) AS day, provider, model, {columns}"
+        " GROUP BY day, provider, model",
+    }
+
+
 @migration
 def m004_views(db: Database) -> None:
-    db.create_view(
-        "spend_by_day",
-        f"SELECT substr(ts, 1, 10) AS day, provider, {_VIEW_COLUMNS} GROUP BY day, provider",
-    )
-    db.create_view(
-        "spend_by_month",
-        f"SELECT substr(ts, 1, 7) AS month, provider, {_VIEW_COLUMNS} GROUP BY month, provider",
-    )
-    db.create_view(
-        "spend_by_model",
-        f"SELECT substr(ts, 1, 10) AS day, provider, model, {_VIEW_COLUMNS}"
-        " GROUP BY day, provider, model",
-    )
+    for name, query in _spend_views(_VIEW_COLUMNS).items():
+        db.create_view(name, query)
 
 
 @migration
@@ -289,3 +290,47 @@ def m006_calls_estimated(db: Database) -> None:
 def m007_alerts_reserved(db: Database) -> None:
     # Alerts measure settled spend; what calls in flight held is reported beside it.
     db.execute("ALTER TABLE alerts ADD COLUMN reserved_usd REAL NOT NULL DEFAULT 0.0")
+
+
+# What a settled row was billed and why (ledger.writes.Billing). Rows written before
+# this migration are given what they were priced as: every prompt token as uncached
+# input, the completion as output, at a price whose source was not recorded (NULL).
+BILLING_COLUMNS_SQL = (
+    ("input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("cache_read_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("cache_write_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("output_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("input_cost_per_token", "REAL"),
+    ("output_cost_per_token", "REAL"),
+    ("cache_read_cost_per_token", "REAL"),
+    ("cache_write_cost_per_token", "REAL"),
+    ("price_source", "TEXT"),
+    ("usage_clamped", "INTEGER NOT NULL DEFAULT 0"),
+    ("charge_note", "TEXT"),
+)
+BACKFILL_BILLING = (
+    "UPDATE calls SET input_tokens = prompt_tokens, output_tokens = completion_tokens"
+    " WHERE outcome IN ('success', 'error')"
+)
+BILLED_SUMS = """sum(input_tokens) AS input_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    sum(cache_write_tokens) AS cache_write_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens,
+    """
+
+
+@migration
+def m008_calls_billing(db: Database) -> None:
+    for name, kind in BILLING_COLUMNS_SQL:
+        db.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
+    db.execute(BACKFILL_BILLING)  # touches no amount: the totals' triggers stay quiet
+    columns = _VIEW_COLUMNS.replace("total(cost_usd)", BILLED_SUMS + "total(cost_usd)")
+    views = _spend_views(columns)
+    views["spend_by_caller"] = (
+        f"SELECT substr(ts, 1, 10) AS day, caller, {columns} GROUP BY day, caller"
+    )
+    for name, query in views.items():
+        db.execute(f"DROP VIEW IF EXISTS {name}")
+        db.create_view(name, query)

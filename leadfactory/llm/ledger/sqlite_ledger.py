@@ -43,7 +43,7 @@ from .budget import (
 )
 from .protocol import GROUPINGS, Grouping, Ledger
 from .schema import open_ledger_file
-from .writes import CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
+from .writes import NOTHING_BILLED, CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
 __all__ = ["CostLedger"]
 
@@ -171,7 +171,7 @@ class CostLedger(Ledger):
         reservation, budget = w.reservation, w.reservation.budget
         tokens = (w.prompt_tokens, w.completion_tokens, w.prompt_tokens + w.completion_tokens)
         args = (w.outcome, w.cost_usd, *tokens, w.latency_ms, w.error_class, w.model)
-        args += (int(bool(w.estimated)), reservation.row_id)
+        args += (int(bool(w.estimated)), *w.billed().values(), reservation.row_id)
         now = self._now()
         alert_possible = budget is not None and may_alert(
             budget, w.cost_usd, now=now, sent=self._alerted
@@ -199,7 +199,8 @@ class CostLedger(Ledger):
         return _Work(write, announce, alone=not alert_possible)
 
     def _release_work(self, w: Release) -> _Work:
-        args = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, w.reservation.row_id)
+        args = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, *NOTHING_BILLED)
+        args += (w.reservation.row_id,)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(sql.SETTLE_CALL, args)  # no row changed: settled already, fine

@@ -9,6 +9,7 @@ import sqlite3
 from typing import Any
 
 from .schema import after_reset_sql, nanos_sql
+from .writes import BILLING_COLUMNS
 
 INSERT_CALL = (
     "INSERT INTO calls (ts, request_id, provider, model, strategy, outcome, prompt_tokens,"
@@ -18,7 +19,9 @@ INSERT_CALL = (
 SETTLE_CALL = (
     "UPDATE calls SET outcome = ?, cost_usd = ?, reserved_usd = 0.0, prompt_tokens = ?,"
     " completion_tokens = ?, total_tokens = ?, latency_ms = ?, error_class = ?,"
-    " model = coalesce(?, model), estimated = ? WHERE id = ? AND outcome = 'pending'"
+    " model = coalesce(?, model), estimated = ?, "
+    + ", ".join(f"{column} = ?" for column in BILLING_COLUMNS)
+    + " WHERE id = ? AND outcome = 'pending'"
 )
 INSERT_ALERT = (
     "INSERT OR IGNORE INTO alerts (ts, period, period_key, scope, threshold, limit_usd,"

@@ -7,11 +7,77 @@ checked by :func:`check_write` inside the ledger, so a bad one in a batch fails 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from typing import Any
 
 from .budget import Budget, Reservation
 
-__all__ = ["CacheHit", "LedgerWrite", "Release", "Reserve", "Settle", "check_write"]
+__all__ = [
+    "BILLING_COLUMNS",
+    "NOTHING_BILLED",
+    "Billing",
+    "CacheHit",
+    "LedgerWrite",
+    "Release",
+    "Reserve",
+    "Settle",
+    "check_write",
+]
+
+
+@dataclass(frozen=True)
+class Billing:
+    """What a settlement was billed and why: the token split, the unit prices, the source.
+
+    ``input_tokens`` are the prompt tokens neither read from nor written to a cache;
+    ``output_tokens`` include ``reasoning_tokens``. The four ``*_cost_per_token`` are the
+    USD per token used (a cache part the price lacks is the input price), so
+    ``cost_usd`` is their sum of products. ``price_source`` names where the price came
+    from (``user_model``, ``user_blended``, ``litellm_map``, ``default``, ``unpriced``);
+    ``usage_clamped``: the provider reported counts that could not be true (negative,
+    more cached than prompt tokens, above what the request could produce), clamped;
+    ``note`` says what was estimated or clamped.
+    """
+
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+    cache_read_cost_per_token: float | None = None
+    cache_write_cost_per_token: float | None = None
+    price_source: str | None = None
+    usage_clamped: bool = False
+    note: str | None = None
+
+    @classmethod
+    def counts_only(cls, prompt_tokens: int, completion_tokens: int) -> Billing:
+        """A settlement given only its two counts: every prompt token as uncached input."""
+        return cls(input_tokens=prompt_tokens, output_tokens=completion_tokens)
+
+    def values(self) -> tuple[Any, ...]:
+        """The row's values, in :data:`BILLING_COLUMNS` order."""
+        return (*astuple(self)[:10], int(self.usage_clamped), self.note)
+
+
+BILLING_COLUMNS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_cost_per_token",
+    "cache_write_cost_per_token",
+    "price_source",
+    "usage_clamped",
+    "charge_note",
+)
+"""The ledger row's columns that a :class:`Billing` fills (both backends)."""
+NOTHING_BILLED = Billing().values()  # a released reservation's
 
 
 @dataclass(frozen=True)
@@ -32,6 +98,8 @@ class Settle:
     """Replace a reservation by what the call cost (0 for a failure); may fire alerts.
 
     ``estimated``: ``cost_usd`` is the client's estimate, not the provider's usage.
+    ``billing``: how ``cost_usd`` was reached (None: the two counts, as uncached input
+    and output, unpriced).
     """
 
     reservation: Reservation
@@ -43,6 +111,13 @@ class Settle:
     error_class: str | None = None
     model: str | None = None
     estimated: bool = False
+    billing: Billing | None = None
+
+    def billed(self) -> Billing:
+        """The billing the row records (:meth:`Billing.counts_only` when none was given)."""
+        if self.billing is not None:
+            return self.billing
+        return Billing.counts_only(self.prompt_tokens, self.completion_tokens)
 
 
 @dataclass(frozen=True)
@@ -82,6 +157,8 @@ def check_write(write: object) -> None:
             raise ValueError(f"outcome must be 'success' or 'error', not {write.outcome!r}")
         tokens = min(write.prompt_tokens, write.completion_tokens)
         _non_negative(cost_usd=write.cost_usd, tokens=tokens)
+        if write.billing is not None:
+            _check_billing(write.billing)
     elif isinstance(write, CacheHit):
         _non_negative(saved_usd=write.saved_usd)
 
@@ -90,3 +167,9 @@ def _non_negative(**values: float) -> None:
     for name, value in values.items():
         if not value >= 0:  # NaN too
             raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+
+def _check_billing(billing: Billing) -> None:
+    counts = astuple(billing)[:5]
+    prices = [price for price in astuple(billing)[5:9] if price is not None]
+    _non_negative(billed_tokens=min(counts), unit_price=min(prices, default=0.0))
