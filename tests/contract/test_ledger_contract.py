@@ -414,3 +414,24 @@ def test_impossible_billing_is_refused(ledger):
     with pytest.raises(ValueError, match="unit_price"):
         ledger.settle(reservation, outcome="success", billing=Billing(output_cost_per_token=-1.0))
     ledger.settle(reservation, outcome="success", billing=BILLED, cost_usd=BILLED_COST)
+
+
+def test_totals_sum_what_was_billed_per_caller_and_model(recording):
+    ledger = recording.open()
+    for caller in ("enrich", "enrich", None):
+        held = ledger.reserve(
+            request_id="r", provider="openai", model="o3-mini", estimated_usd=0.01,
+            budget=NO_LIMITS, caller=caller,
+        )  # fmt: skip
+        ledger.settle(held, outcome="success", cost_usd=BILLED_COST, billing=BILLED)
+    ledger.settle(reserve(ledger, 0.01), outcome="success", prompt_tokens=7, completion_tokens=2)
+    by_caller = {row["caller"]: row for row in ledger.totals(by="caller")}
+    assert set(by_caller) == {"enrich", None}
+    enrich = by_caller["enrich"]
+    assert (enrich["calls"], enrich["input_tokens"], enrich["cache_read_tokens"]) == (2, 1600, 2400)
+    assert (enrich["cache_write_tokens"], enrich["output_tokens"]) == (0, 1000)
+    assert enrich["reasoning_tokens"] == 600
+    assert enrich["cost_usd"] == pytest.approx(2 * BILLED_COST, abs=1e-6)
+    models = {row["model"]: row for row in ledger.totals(by="model")}
+    assert models["o3-mini"]["input_tokens"] == 2400  # three rows of 800
+    assert (models["gpt-4"]["input_tokens"], models["gpt-4"]["output_tokens"]) == (7, 2)

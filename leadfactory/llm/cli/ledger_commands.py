@@ -15,13 +15,17 @@ _GROUP_COLUMNS = {
     "month": ["month"],
     "provider": ["provider"],
     "model": ["provider", "model"],
+    "caller": ["caller"],
 }
+# The table's sums: the billed tokens beside the dollars (--json has every field).
 _SUM_COLUMNS = [
     "calls",
     "errors",
     "cache_hits",
-    "prompt_tokens",
-    "completion_tokens",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
     "cost_usd",
     "saved_usd",
 ]

@@ -105,14 +105,16 @@ echo "Summarise: Acme Corp makes anvils." | {PROG} chat --strategy quality_optim
     costs = _command(
         commands,
         "costs",
-        "spend from the ledger, by day, month, provider or model",
-        "Sum the ledger: calls, errors, cache hits, tokens, dollars spent and dollars\n"
-        "the cache saved, as an aligned table (or JSON). Opens the ledger read-only\n"
+        "spend from the ledger, by day, month, provider, model or caller",
+        "Sum the ledger: calls, errors, cache hits, the tokens billed (uncached input,\n"
+        "cache reads, cache writes, output), dollars spent and dollars the cache\n"
+        "saved, as an aligned table (or JSON). Opens the ledger read-only\n"
         "and never calls a provider, so it is safe while a pipeline runs.",
         f"""
 {PROG} costs
 {PROG} costs --by provider --since 7d
 {PROG} costs --by model --since today --json
+{PROG} costs --by caller --since 7d
 {PROG} costs --ledger /path/to/ledger.db --by month
 {PROG} costs --ledger postgresql://llm@db.internal/leadfactory --by provider
 """,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import BACKFILL_BILLING, BILLED_SUMS, BILLING_COLUMNS_SQL
+from .schema import BACKFILL_BILLING, BILLED_BEFORE_MIGRATION, BILLED_SUMS, BILLING_COLUMNS_SQL
 from .writes import BILLING_COLUMNS
 
 __all__ = ["MIGRATIONS", "SHARDS", "migrate"]
@@ -238,6 +238,7 @@ COST_GROUPS = {  # (columns selected, how many)
     "month": (f"{_MONTH} AS month", 1),
     "provider": ("provider", 1),
     "model": ("provider, model", 2),
+    "caller": ("caller", 1),
 }
 COST_SUMS = (
     "count(*) AS calls, count(*) FILTER (WHERE outcome = 'error') AS errors,"
@@ -246,7 +247,8 @@ COST_SUMS = (
     " sum(completion_tokens)::bigint AS completion_tokens,"
     " round(sum(cost_usd)::numeric, 6)::float8 AS cost_usd,"
     " round(sum(saved_usd)::numeric, 6)::float8 AS saved_usd,"
-    " sum(estimated)::bigint AS estimated"
+    " sum(estimated)::bigint AS estimated, "
+    + ", ".join(f"sum({name})::bigint AS {name}" for name in BILLED_BEFORE_MIGRATION)
 )
 
 

@@ -20,7 +20,7 @@ from .writes import Billing, CacheHit, LedgerWrite, Release, Reserve, Settle
 
 __all__ = ["GROUPINGS", "Grouping", "Ledger"]
 
-Grouping = Literal["day", "month", "provider", "model"]  # how totals() groups rows
+Grouping = Literal["day", "month", "provider", "model", "caller"]  # how totals() groups rows
 GROUPINGS: tuple[str, ...] = get_args(Grouping)
 
 
@@ -158,7 +158,9 @@ class Ledger(Protocol):
     def totals(self, *, by: Grouping = "day", since: datetime | None = None) -> list[dict]:
         """Settled rows from ``since`` on, summed per ``by`` (``leadfactory-llm costs``):
         the grouping's columns, then calls, errors, cache_hits, prompt_tokens,
-        completion_tokens, cost_usd, saved_usd and estimated (rows charged an estimate)."""
+        completion_tokens, cost_usd, saved_usd, estimated (rows charged an estimate),
+        and the billed split: input_tokens (uncached), cache_read_tokens,
+        cache_write_tokens, output_tokens and reasoning_tokens (of the output)."""
         ...
 
     # -- lifetime --------------------------------------------------------------------------

@@ -309,9 +309,17 @@ BILLING_COLUMNS_SQL = (
     ("usage_clamped", "INTEGER NOT NULL DEFAULT 0"),
     ("charge_note", "TEXT"),
 )
+_SETTLED = "outcome IN ('success', 'error')"
+BILLED_BEFORE_MIGRATION = {  # each billed count, as SQL over a row written before them
+    "input_tokens": f"CASE WHEN {_SETTLED} THEN prompt_tokens ELSE 0 END",
+    "cache_read_tokens": "0",
+    "cache_write_tokens": "0",
+    "output_tokens": f"CASE WHEN {_SETTLED} THEN completion_tokens ELSE 0 END",
+    "reasoning_tokens": "0",
+}
 BACKFILL_BILLING = (
     "UPDATE calls SET input_tokens = prompt_tokens, output_tokens = completion_tokens"
-    " WHERE outcome IN ('success', 'error')"
+    f" WHERE {_SETTLED}"
 )
 BILLED_SUMS = """sum(input_tokens) AS input_tokens,
     sum(cache_read_tokens) AS cache_read_tokens,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .schema import after_reset_sql, nanos_sql
+from .schema import BILLED_BEFORE_MIGRATION, after_reset_sql, nanos_sql
 from .writes import BILLING_COLUMNS
 
 INSERT_CALL = (
@@ -83,6 +83,7 @@ _GROUPS = {
     "month": ("substr(ts, 1, 7) AS month", "month"),
     "provider": ("provider", "provider"),
     "model": ("provider, model", "provider, model"),
+    "caller": ("caller", "caller"),
 }
 _SUMS = (
     "COUNT(*) AS calls, SUM(outcome = 'error') AS errors, SUM(outcome = 'cache_hit') AS cache_hits,"
@@ -101,8 +102,12 @@ def totals(conn: sqlite3.Connection, by: str, since: str | None) -> tuple[str, l
     # rows whose cost is an estimate (a file not migrated yet, read-only, has none)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
     estimated = "SUM(estimated)" if "estimated" in columns else "0"
+    billed = ", ".join(
+        f"SUM({name if name in columns else unmigrated}) AS {name}"
+        for name, unmigrated in BILLED_BEFORE_MIGRATION.items()
+    )
     query = (
-        f"SELECT {select}, {_SUMS}, {estimated} AS estimated FROM calls {where}"
+        f"SELECT {select}, {_SUMS}, {estimated} AS estimated, {billed} FROM calls {where}"
         f" GROUP BY {group} ORDER BY {group}"
     )
     return query, params
