@@ -245,8 +245,8 @@ COST_SUMS = (
     " count(*) FILTER (WHERE outcome = 'cache_hit') AS cache_hits,"
     " sum(prompt_tokens)::bigint AS prompt_tokens,"
     " sum(completion_tokens)::bigint AS completion_tokens,"
-    " round(sum(cost_usd)::numeric, 6)::float8 AS cost_usd,"
-    " round(sum(saved_usd)::numeric, 6)::float8 AS saved_usd,"
+    " round(sum(cost_usd)::numeric, 12)::float8 AS cost_usd,"
+    " round(sum(saved_usd)::numeric, 12)::float8 AS saved_usd,"
     " sum(estimated)::bigint AS estimated, "
     + ", ".join(f"sum({name})::bigint AS {name}" for name in BILLED_BEFORE_MIGRATION)
 )

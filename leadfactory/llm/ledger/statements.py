@@ -88,7 +88,7 @@ _GROUPS = {
 _SUMS = (
     "COUNT(*) AS calls, SUM(outcome = 'error') AS errors, SUM(outcome = 'cache_hit') AS cache_hits,"
     " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,"
-    " ROUND(SUM(cost_usd), 6) AS cost_usd, ROUND(SUM(saved_usd), 6) AS saved_usd"
+    " ROUND(SUM(cost_usd), 12) AS cost_usd, ROUND(SUM(saved_usd), 12) AS saved_usd"
 )
 
 

@@ -16,14 +16,16 @@ whole environment at a simulator for a ``with`` block, as the examples do.
 Modules: :mod:`.vendors` (what each vendor answers), :mod:`.tools` (tool calls and
 JSON-schema answers per protocol), :mod:`.faults` (what a faulty one sends: error
 bodies, misbehaving usage and choices), :mod:`.refusals` (context-length and
-content-policy refusals), :mod:`.server` (the
-HTTP side and :class:`Simulator`), :mod:`.offline` (:func:`offline_environment`).
+content-policy refusals), :mod:`.usage` (scripted detailed usage: cached, cache-write
+and reasoning tokens), :mod:`.server` (the HTTP side and :class:`Simulator`;
+:mod:`.http_request` reads a request), :mod:`.offline` (:func:`offline_environment`).
 """
 
 from __future__ import annotations
 
 from .offline import offline_environment, real_provider_configured
 from .server import Simulator
+from .usage import Usage
 from .vendors import Fault
 
-__all__ = ["Fault", "Simulator", "offline_environment", "real_provider_configured"]
+__all__ = ["Fault", "Simulator", "Usage", "offline_environment", "real_provider_configured"]

@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import json
-import re
 import secrets
 import socket
 import struct
 import threading
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .http_request import read_request
+from .usage import Usage, UsageScript
 from .vendors import (
     REQUEST_ID_HEADER,
     Completion,
@@ -67,6 +67,7 @@ class _Provider:
         self.lock = threading.Lock()  # guards state, reply and log (read from other threads)
         self.state = _FaultState()
         self.reply: str | None = None
+        self.usage = UsageScript()  # what the next answers report (its own lock)
         self.log: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED)
         self.count = 0  # every request that arrived, even those no longer in the log
         self.sock: socket.socket | None = _bind(0)  # reserves the port while not listening
@@ -132,7 +133,7 @@ class _Provider:
         assert task is not None
         self.conns[task] = writer
         try:
-            while (req := await _read_request(reader, writer)) and await self.answer(req, writer):
+            while (req := await read_request(reader, writer)) and await self.answer(req, writer):
                 pass
         except (OSError, EOFError, ValueError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass  # only close() cancels; swallowed so Python 3.11's stream callback stays quiet
@@ -194,45 +195,6 @@ class _Provider:
     def models_asked(self) -> set[str]:
         with self.lock:
             return {str(r["json"].get("model")) for r in self.log if isinstance(r["json"], dict)}
-
-
-async def _read_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> Request | None:
-    """Read one request; ``None`` when the client closed the connection between requests."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial.strip():
-            raise
-        return None
-    request_line, *header_lines = head.decode("latin-1").strip().split("\r\n")
-    method, target, version = request_line.split(" ", 2)
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("expect", "").lower() == "100-continue":
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        chunks = []
-        while size := int((await reader.readline()).split(b";")[0], 16):
-            chunks.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-        while (await reader.readline()).strip():  # trailers
-            pass
-        body = b"".join(chunks)
-    else:
-        body = await reader.readexactly(int(headers.get("content-length") or 0))
-    try:
-        parsed = json.loads(body) if body else None
-    except ValueError:
-        parsed = None
-    path, _, query = target.partition("?")
-    path = re.sub("/+", "/", path).rstrip("/") or "/"
-    connection = headers.get("connection", "").lower()
-    keep = connection != "close" and (version != "HTTP/1.0" or connection == "keep-alive")
-    return Request(method, path, query, headers, parsed, keep)
 
 
 class Simulator:
@@ -346,7 +308,16 @@ class Simulator:
         for p in self._providers.values():
             with p.lock:
                 p.state = _FaultState()
+            p.usage.set(None)
         self._sync(*self._providers.values())
+
+    def set_usage(
+        self, provider: str, usage: Usage | Sequence[Usage] | None, *, times: int | None = None
+    ) -> None:
+        """Make ``provider``'s next answers report ``usage``: one Usage for ``times``
+        answers (None: until cleared), or a sequence, one per answer; None: its own
+        counts again (so does clear_faults()). See :mod:`.usage` for each vendor's shape."""
+        self._get(provider).usage.set(usage, times)
 
     def set_reply(self, provider: str, text: str | None) -> None:
         """Answer with ``text`` instead of the default echo (``None`` restores the echo)."""

@@ -31,6 +31,7 @@ from .faults import (
 )
 from .refusals import REFUSALS, refusal_response
 from .tools import anthropic_answer, ollama_answer, openai_answer
+from .usage import UsageScript, with_usage
 
 __all__ = [
     "PROTOCOLS",
@@ -67,6 +68,8 @@ class Completion:
 
 class Backend(Protocol):
     """What a route handler asks of the provider it answers for."""
+
+    usage: UsageScript  # what its next answers report (see .usage)
 
     def complete(self, model: Any, messages: list[tuple[str, str]], max_tokens: Any) -> Completion:
         """The reply to ``messages``."""
@@ -128,6 +131,9 @@ def respond(
     if fault is Fault.MALFORMED:
         return 200, "application/json", MALFORMED_BODIES[shape], {}
     response = handler(backend, req)
+    whole = handler in _GENERATORS and response[:2] == (200, "application/json")
+    if whole and (usage := backend.usage.take()) is not None:  # scripted usage (see .usage)
+        response = json_response(200, with_usage(protocol, shape, json.loads(response[2]), usage))
     if fault in ANSWER_FAULTS and response[:2] == (200, "application/json"):
         return json_response(200, misbehave(shape, fault, json.loads(response[2])))
     return response
