@@ -7,7 +7,7 @@ checked by :func:`check_write` inside the ledger, so a bad one in a batch fails 
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from .budget import Budget, Reservation
@@ -59,7 +59,32 @@ class Billing:
 
     def values(self) -> tuple[Any, ...]:
         """The row's values, in :data:`BILLING_COLUMNS` order."""
-        return (*astuple(self)[:10], int(self.usage_clamped), self.note)
+        return (
+            *self.counts(),
+            *self.prices(),
+            self.price_source,
+            int(self.usage_clamped),
+            self.note,
+        )
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """The billed token counts, in :data:`BILLING_COLUMNS` order."""
+        return (
+            self.input_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+        )
+
+    def prices(self) -> tuple[float | None, ...]:
+        """The four unit prices, in :data:`BILLING_COLUMNS` order."""
+        return (
+            self.input_cost_per_token,
+            self.output_cost_per_token,
+            self.cache_read_cost_per_token,
+            self.cache_write_cost_per_token,
+        )
 
 
 BILLING_COLUMNS = (
@@ -170,6 +195,5 @@ def _non_negative(**values: float) -> None:
 
 
 def _check_billing(billing: Billing) -> None:
-    counts = astuple(billing)[:5]
-    prices = [price for price in astuple(billing)[5:9] if price is not None]
-    _non_negative(billed_tokens=min(counts), unit_price=min(prices, default=0.0))
+    prices = [price for price in billing.prices() if price is not None]
+    _non_negative(billed_tokens=min(billing.counts()), unit_price=min(prices, default=0.0))
