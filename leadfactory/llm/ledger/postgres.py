@@ -195,7 +195,7 @@ class PostgresLedger(Ledger):
         return [{**row, "ts": utc_iso(row["ts"])} for row in reversed(rows)]
 
     def totals(self, *, by: Grouping = "day", since: datetime | None = None) -> list[dict]:
-        """Settled rows summed per day, month, provider or model (see :meth:`Ledger.totals`)."""
+        """Settled rows summed per day, month, provider, model or caller (:meth:`Ledger.totals`)."""
         from psycopg.rows import dict_row
 
         if by not in sql.COST_GROUPS:

@@ -265,7 +265,7 @@ class CostLedger(Ledger):
         return [dict(row) for row in reversed(rows)]
 
     def totals(self, *, by: Grouping = "day", since: datetime | None = None) -> list[dict]:
-        """Settled rows summed per day, month, provider or model (see :meth:`Ledger.totals`)."""
+        """Settled rows summed per day, month, provider, model or caller (:meth:`Ledger.totals`)."""
         if by not in GROUPINGS:
             raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
         since_iso = None if since is None else utc_iso(since)
