@@ -61,7 +61,7 @@ PROVIDER_DEFAULT_NOTES: dict[tuple[str, str], str] = {
 }
 
 # Which provider reads which variable: Ollama has OLLAMA_HOST instead of a base URL
-# (see _provider_from_environment in config.py). tests/test_docs.py checks this.
+# (see _provider_from_environment in provider_env.py). tests/test_docs.py checks this.
 PROVIDER_ONLY: dict[str, tuple[str, ...]] = {
     "host": ("ollama",),
     "base_url": ("openai", "anthropic"),

@@ -61,7 +61,7 @@ def test_costs_json_counts_the_estimated_rows(ledger_with_calls, capsys):
 def test_costs_by_day_model_and_since(ledger_with_calls, capsys):
     assert main(["costs", "--by", "model", "--since", "1d", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {(r["provider"], r["model"]) for r in rows} >= {("openai", "gpt-4")}
+    assert {(r["provider"], r["model"]) for r in rows} >= {("openai", "gpt-5.4-mini")}
     assert main(["costs", "--since", "2999-01-01", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert main(["costs", "--ledger", str(ledger_with_calls)]) == 0
@@ -93,6 +93,30 @@ def test_status_lists_every_provider(sim_env, capsys):
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["openai"]["available"] is True and status["openai"]["priority"] == 2
+
+
+def test_config_check_prints_each_models_prices_and_their_source(sim_env, monkeypatch, capsys):
+    monkeypatch.setenv("ANTHROPIC_MODEL", "claude-3-sonnet-20240229")  # retired: not in the map
+    monkeypatch.setenv("ANTHROPIC_COST_PER_1K_TOKENS", "0.015")
+    assert main(["config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "prices, USD per 1M tokens" in out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    # gpt-5.4-mini in LiteLLM's map: $0.75 in, $4.50 out, $0.075 cached per 1M tokens
+    assert lines["openai"][1:] == ["gpt-5.4-mini", "0.750000", "4.500000", "0.075000", "-"] + [
+        "litellm_map"
+    ]
+    assert lines["anthropic"][2:4] == ["15.000000", "15.000000"]
+    assert lines["anthropic"][-1] == "user_blended" and lines["ollama"][-1] == "default"
+    assert (
+        "warning: anthropic: LiteLLM's price map does not know model 'claude-3-sonnet-20240229'"
+        in out
+    )
+    monkeypatch.delenv("ANTHROPIC_COST_PER_1K_TOKENS")  # now nothing prices it
+    assert main(["config", "check"]) == 1
+    out = capsys.readouterr().out
+    assert "anthropic: model 'claude-3-sonnet-20240229' has no price" in out
+    assert "ANTHROPIC_INPUT_COST_PER_1K_TOKENS and ANTHROPIC_OUTPUT_COST_PER_1K_TOKENS" in out
 
 
 def test_config_check_exit_codes(sim_env, monkeypatch, capsys):

@@ -15,6 +15,15 @@ USER = [{"role": "user", "content": "Write a tagline for a bakery."}]
 PROTOCOLS = ("ollama", "openai", "anthropic")
 
 
+@pytest.fixture(autouse=True)
+def prices(monkeypatch):
+    """Fixed prices, so the figures below hold whatever the default models cost:
+    OpenAI's split ($0.03 in, $0.06 out per 1,000 tokens), Anthropic's blended ($0.015)."""
+    monkeypatch.setenv("OPENAI_INPUT_COST_PER_1K_TOKENS", "0.03")
+    monkeypatch.setenv("OPENAI_OUTPUT_COST_PER_1K_TOKENS", "0.06")
+    monkeypatch.setenv("ANTHROPIC_COST_PER_1K_TOKENS", "0.015")
+
+
 def paid_only(**settings) -> LLMConfig:
     config = LLMConfig(enable_caching=False, fallback_strategy="round_robin", **settings)
     config.providers["ollama"].enabled = False
@@ -22,7 +31,7 @@ def paid_only(**settings) -> LLMConfig:
 
 
 def test_per_request_cap_skips_expensive_provider(sim_env, monkeypatch):
-    monkeypatch.setenv("OPENAI_COST_PER_1K_TOKENS", "10")  # ~$1.1 for 100 tokens: over the cap
+    monkeypatch.setenv("OPENAI_OUTPUT_COST_PER_1K_TOKENS", "10")  # $1 for 100 tokens: over the cap
     with LLMClient(paid_only()) as client:
         response = client.chat_completion(USER, max_tokens=100)
     assert response["provider"] == "anthropic"
@@ -62,10 +71,10 @@ def test_status_checks_the_budget_at_the_models_price(sim_env, monkeypatch):
     monkeypatch.setenv("LLM_MAX_COST_PER_REQUEST", "0.05")
     with LLMClient(LLMConfig(enable_caching=False)) as client:
         status = client.get_provider_status()
-    # default_max_tokens (1000) of gpt-4's output at $6e-5 a token (LiteLLM's map): $0.06
+    # default_max_tokens (1000) at OpenAI's output price, $6e-5 a token: $0.06
     assert not status["openai"]["available"]
     assert "max_cost_per_request" in status["openai"]["unavailable_reason"]
-    # claude-3-sonnet-20240229 is not in the map: the default $0.015 per 1,000 tokens
+    # at Anthropic's blended $0.015 per 1,000 tokens: $0.015
     assert status["anthropic"]["available"]
 
 

@@ -28,9 +28,11 @@ def test_defaults_follow_the_guide(monkeypatch):
     )
     assert costs.cost_tracking_enabled and costs.budget_alert_threshold == 0.8
     openai, anthropic, ollama = (config.providers[n] for n in ("openai", "anthropic", "ollama"))
+    # Not the guide's example models (retired: a 404 on every call) but ones the vendors
+    # serve, priced by LiteLLM's map; the guide's values still work when set.
     assert (openai.default_model, anthropic.default_model, ollama.default_model) == (
-        "gpt-4",
-        "claude-3-sonnet-20240229",
+        "gpt-5.4-mini",
+        "claude-haiku-4-5",
         "llama3:8b",
     )
     assert (openai.priority, anthropic.priority, ollama.priority) == (2, 3, 1)
@@ -177,7 +179,8 @@ def test_validate_lists_readable_problems(monkeypatch):
     )
     config.cost_config.daily_cost_limit = 2000
     problems = "\n".join(config.validate())
-    assert "free: cost_per_1k_tokens is 0" in problems
+    assert "free: model 'm' has no price" in problems
+    assert "set ProviderConfig.model_prices['m'] or ProviderConfig.cost_per_1k_tokens" in problems
     assert "nokey: no API key" in problems
     assert "LLM_DAILY_COST_LIMIT (2000" in problems
     assert LLMConfig(providers={"ollama": LLMConfig().providers["ollama"]}).validate() == []
@@ -268,7 +271,9 @@ def test_validate_suggests_only_settings_that_are_read():
     config = LLMConfig(providers={})
     config.providers["groq"] = ProviderConfig(name="groq", default_model="groq/llama-3.1-8b")
     config.providers["lan"] = ProviderConfig(name="lan", default_model="ollama_chat/llama3")
-    config.providers["openai"] = ProviderConfig(name="openai", default_model="gpt-4", api_key="k")
+    config.providers["openai"] = ProviderConfig(
+        name="openai", default_model="gpt-4o", api_key="k", cost_per_1k_tokens=0
+    )
     problems = "\n".join(config.validate())
     assert "groq: no API key (set ProviderConfig.api_key)" in problems
     assert "lan: no host configured (set ProviderConfig.base_url)" in problems

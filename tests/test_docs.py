@@ -200,7 +200,8 @@ def test_config_table_is_current() -> None:
 
 
 def test_config_table_lists_every_setting() -> None:
-    from leadfactory.llm.config import CostConfig, LLMConfig, _ProviderEnvironment
+    from leadfactory.llm.config import CostConfig, LLMConfig
+    from leadfactory.llm.settings_env import ProviderEnvironment as _ProviderEnvironment
 
     table = load_generator().render()
     for cls in (LLMConfig, CostConfig):

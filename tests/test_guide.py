@@ -36,9 +36,24 @@ def run(code: str, namespace: dict | None = None) -> dict:
     return namespace
 
 
+# The guide's example .env values for models and prices ("Provider-Specific Settings"):
+# the guide's blocks and numbers are written for them. (The library's own default
+# models are ones the vendors still serve: see docs/configuration.md.)
+GUIDE_ENV = {
+    "OPENAI_MODEL": "gpt-4",
+    "OPENAI_COST_PER_1K_TOKENS": "0.03",
+    "ANTHROPIC_MODEL": "claude-3-sonnet-20240229",
+    "ANTHROPIC_COST_PER_1K_TOKENS": "0.015",
+    "OLLAMA_MODEL": "llama3:8b",
+    "OLLAMA_COST_PER_1K_TOKENS": "0.0",
+}
+
+
 @pytest.fixture
 def env(sim_env, monkeypatch):
     monkeypatch.setenv("LLM_ENABLE_CACHING", "false")
+    for name, value in GUIDE_ENV.items():
+        monkeypatch.setenv(name, value)
     return sim_env
 
 

@@ -12,7 +12,15 @@ import pytest
 from leadfactory.llm import model_map, pricing
 from leadfactory.llm.config import LLMConfig
 from leadfactory.llm.exceptions import LLMConfigurationError
-from leadfactory.llm.pricing import PriceSource, charge, price_for, token_usage, worst_case_cost
+from leadfactory.llm.pricing import (
+    PriceSource,
+    charge,
+    price_for,
+    price_setting,
+    token_usage,
+    unpriced_refusal,
+    worst_case_cost,
+)
 from leadfactory.llm.provider_config import ModelPrice, ProviderConfig
 
 
@@ -190,9 +198,16 @@ def test_each_source_wins_in_turn_for_one_model(monkeypatch):
 
     monkeypatch.setattr(pricing, "map_entry", lambda *_: None)  # a map without the model
     pricing._resolve.cache_clear()  # decide again, with that map
-    default = price_for(without_blended)
-    assert default.source is PriceSource.DEFAULT
-    assert default.input == default.output == pytest.approx(0.03 / 1000, abs=1e-15)
+    unpriced = price_for(without_blended)  # no guess: the guide's 0.03 was not set
+    assert unpriced.source is PriceSource.UNPRICED and not unpriced.is_free
+
+
+def test_a_local_provider_is_free_by_default_whatever_its_model():
+    ollama = ProviderConfig(name="ollama", base_url="http://h:11434", default_model="mine:7b")
+    lan = ProviderConfig(name="lan", base_url="http://h:11434", default_model="ollama/x")
+    for provider in (ollama, lan):
+        price = price_for(provider)
+        assert price.source is PriceSource.DEFAULT and price.is_free
 
 
 def test_the_price_is_decided_once_per_provider_and_model(monkeypatch):
@@ -335,3 +350,55 @@ def test_missing_usage_costs_nothing():
 def test_worst_case_is_every_prompt_token_uncached_and_max_tokens_of_output():
     price = price_for(ProviderConfig(name="openai", api_key="k", default_model="gpt-4o"))
     assert abs(worst_case_cost(price, 1000, 500) - (1000 * 2.5e-6 + 500 * 1e-5)) <= 1e-12
+
+
+# -- a paid model without a price ------------------------------------------------------
+
+
+def test_an_unpriced_model_is_refused_only_under_a_budget():
+    provider = ProviderConfig(name="openai", api_key="k", default_model="gpt-99-preview")
+    price = price_for(provider)
+    refusal = unpriced_refusal(provider, "gpt-99-preview", price, budgeted=True)
+    assert isinstance(refusal, LLMConfigurationError) and refusal.provider == "openai"
+    message = str(refusal)
+    assert "'gpt-99-preview' has no price" in message
+    assert "OPENAI_INPUT_COST_PER_1K_TOKENS and OPENAI_OUTPUT_COST_PER_1K_TOKENS" in message
+    assert refusal.metadata["reason"] == "unpriced"
+    assert unpriced_refusal(provider, "gpt-99-preview", price, budgeted=False) is None
+    priced = price_for(provider, "gpt-4o")
+    assert unpriced_refusal(provider, "gpt-4o", priced, budgeted=True) is None
+
+
+def test_the_price_setting_names_what_this_provider_reads():
+    openai = ProviderConfig(name="openai", api_key="k", default_model="gpt-99")
+    assert price_setting(openai).startswith("OPENAI_INPUT_COST_PER_1K_TOKENS and OPENAI_OUTPUT")
+    other_model = price_setting(openai, "gpt-98")  # the split variables price gpt-99 only
+    assert other_model.startswith("OPENAI_COST_PER_1K_TOKENS")
+    assert "INPUT" not in other_model and "model_prices['gpt-98']" in other_model
+    custom = ProviderConfig(name="mine", api_key="k", default_model="openai/m")
+    assert price_setting(custom) == (
+        "ProviderConfig.model_prices['openai/m'] or ProviderConfig.cost_per_1k_tokens"
+    )
+
+
+def test_estimate_request_cost_is_the_worst_case_at_the_split_prices():
+    config = LLMConfig(providers={})
+    split = ModelPrice(input_cost_per_token=1e-6, output_cost_per_token=4e-6)
+    config.providers["openai"] = ProviderConfig(
+        name="openai", api_key="k", default_model="m", model_prices={"m": split}
+    )
+    config.providers["blended"] = ProviderConfig(
+        name="blended", api_key="k", default_model="m", cost_per_1k_tokens=0.03
+    )
+    # 1,100 tokens of which 100 are the completion allowance: 1,000 x 1e-6 + 100 x 4e-6
+    assert config.estimate_request_cost(1100, "openai", max_tokens=100) == pytest.approx(
+        1000 * 1e-6 + 100 * 4e-6, abs=1e-15
+    )
+    # without the split, every token may be output: 1,100 x 4e-6
+    assert config.estimate_request_cost(1100, "openai") == pytest.approx(1100 * 4e-6, abs=1e-15)
+    # the guide's blended price: tokens / 1000 x price, whichever way
+    for max_tokens in (None, 100):
+        cost = config.estimate_request_cost(1100, "blended", max_tokens=max_tokens)
+        assert cost == pytest.approx(1100 / 1000 * 0.03, abs=1e-15)
+    with pytest.raises(LLMConfigurationError, match="max_tokens must be between 0 and tokens"):
+        config.estimate_request_cost(100, "openai", max_tokens=101)

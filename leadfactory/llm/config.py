@@ -26,16 +26,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .dburl import check_postgres_setting
 from .exceptions import LLMConfigurationError
-from .provider_config import FallbackStrategy, ModelPrice, ProviderConfig
+from .pricing import PriceSource, price_for, price_setting, worst_case_cost
+from .provider_config import FallbackStrategy, ProviderConfig
+from .provider_env import providers_from_environment
 from .redis_link import check_redis_url
-from .settings_env import BUILTIN_DEFAULTS as _BUILTIN_DEFAULTS
 from .settings_env import (
     BUILTIN_PROVIDERS,
     NoneWord,
     OptionalLimit,
     configuration_errors,
 )
-from .settings_env import ProviderEnvironment as _ProviderEnvironment
 
 
 def _file_path(value: Any) -> Any:
@@ -54,56 +54,6 @@ __all__ = [
     "LLMConfig",
     "ProviderConfig",
 ]
-
-
-def _provider_from_environment(name: str) -> ProviderConfig | None:
-    prefix = f"{name.upper()}_"
-    with configuration_errors(env_prefix=prefix):
-        env = _ProviderEnvironment(_env_prefix=prefix)
-    if name != "ollama" and not env.api_key:
-        return None  # openai and anthropic are configured only when their key is set
-    values = dict(_BUILTIN_DEFAULTS[name])
-    found = env.model_dump(exclude_none=True)
-    found.pop("host" if name != "ollama" else "base_url", None)
-    if "host" in found:
-        found["base_url"] = found.pop("host")
-    if "model" in found:
-        found["default_model"] = found.pop("model")
-    split = {part: found.pop(f"{part}_cost_per_1k_tokens", None) for part in ("input", "output")}
-    values.update(found)
-    if any(price is not None for price in split.values()):
-        values["model_prices"] = {values["default_model"]: _split_price(prefix, split)}
-    with configuration_errors(env_prefix=prefix):
-        provider = ProviderConfig(name=name, **values)
-    if "cost_per_1k_tokens" not in found:  # the built-in default, not a price the user set
-        provider.model_fields_set.discard("cost_per_1k_tokens")
-    return provider
-
-
-def _split_price(prefix: str, split: dict[str, float | None]) -> ModelPrice:
-    """The model price of ``<PREFIX>_INPUT_``/``OUTPUT_COST_PER_1K_TOKENS`` (both needed)."""
-    for part, price in split.items():
-        if price is None:
-            other = "OUTPUT" if part == "input" else "INPUT"
-            raise LLMConfigurationError(
-                f"{prefix}{other}_COST_PER_1K_TOKENS is set but {prefix}{part.upper()}"
-                "_COST_PER_1K_TOKENS is not: set both (USD per 1,000 tokens)",
-                metadata={"fields": [f"{prefix}{part.upper()}_COST_PER_1K_TOKENS"]},
-            )
-    return ModelPrice(
-        input_cost_per_token=(split["input"] or 0.0) / 1000.0,
-        output_cost_per_token=(split["output"] or 0.0) / 1000.0,
-    )
-
-
-def providers_from_environment() -> dict[str, ProviderConfig]:
-    """The built-in providers configured by the environment, in declared order."""
-    providers = {}
-    for name in BUILTIN_PROVIDERS:
-        provider = _provider_from_environment(name)
-        if provider is not None:
-            providers[name] = provider
-    return providers
 
 
 # ---------------------------------------------------------------------------
@@ -335,8 +285,17 @@ class LLMConfig(BaseSettings):
         )
         return list(plan.order[: plan.max_tries])
 
-    def estimate_request_cost(self, tokens: int, provider: str) -> float:
-        """Estimated dollars for ``tokens`` tokens on ``provider``."""
+    def estimate_request_cost(
+        self, tokens: int, provider: str, *, max_tokens: int | None = None
+    ) -> float:
+        """The most a request of ``tokens`` tokens (prompt plus completion allowance, as
+        ``client.estimate_tokens`` counts them) may cost on ``provider``'s model.
+
+        With ``max_tokens`` (the completion allowance inside ``tokens``), the prompt is
+        priced at the model's input price and ``max_tokens`` at its output price, as a
+        reservation is; without it every token is priced at the higher of the two. With a
+        blended ``cost_per_1k_tokens`` both are that price: ``tokens / 1000 * price``.
+        """
         if provider not in self.providers:
             known = ", ".join(self.providers) or "none"
             raise LLMConfigurationError(
@@ -344,7 +303,21 @@ class LLMConfig(BaseSettings):
             )
         if tokens < 0:
             raise LLMConfigurationError(f"tokens must be >= 0, got {tokens}")
-        return self.providers[provider].estimate_cost(tokens)
+        if max_tokens is not None and not 0 <= max_tokens <= tokens:
+            raise LLMConfigurationError(
+                f"max_tokens must be between 0 and tokens ({tokens}), got {max_tokens}"
+            )
+        price = price_for(self.providers[provider])
+        if max_tokens is None:
+            return tokens * max(price.input, price.output)
+        return worst_case_cost(price, tokens - max_tokens, max_tokens)
+
+    def budgets_on(self) -> bool:
+        """Cost tracking is on and some limit (per request, daily, monthly) is set: then a
+        paid model with no price is refused (see ``pricing.unpriced_refusal``)."""
+        costs = self.cost_config
+        limits = (costs.max_cost_per_request, costs.daily_cost_limit, costs.monthly_cost_limit)
+        return costs.cost_tracking_enabled and any(limit is not None for limit in limits)
 
     def validate(self) -> list[str]:  # type: ignore[override]
         """Readable problems with this configuration; an empty list means it is usable."""
@@ -362,7 +335,13 @@ class LLMConfig(BaseSettings):
             missing = provider.missing_requirement()
             if missing:
                 problems.append(f"{name}: {missing}")
-            if provider.is_free and not provider.is_local:
+            price = price_for(provider)
+            if price.source is PriceSource.UNPRICED and self.budgets_on():
+                problems.append(
+                    f"{name}: model {provider.default_model!r} has no price, so calls to it"
+                    f" are refused while a budget is on; set {price_setting(provider)}"
+                )
+            elif price.is_free and not provider.is_local:
                 problems.append(
                     f"{name}: cost_per_1k_tokens is 0, so budgets never limit it; "
                     f"set {provider._setting_hint('cost_per_1k_tokens')}"

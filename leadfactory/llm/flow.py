@@ -46,7 +46,7 @@ from .exceptions import (
 )
 from .fit import FitCheck, no_fit_error, request_needs
 from .ledger import Budget, Ledger, LedgerWrite, Release, Reservation, Reserve, Settle
-from .pricing import price_for, worst_case_cost
+from .pricing import price_for, unpriced_refusal, worst_case_cost
 from .providers import call_arguments
 from .ratelimit import Denied
 from .shared_state import Health, Limiter
@@ -289,6 +289,11 @@ def _attempt(
 ) -> Generator[Operation, Outcome, tuple[dict | None, LLMError | None] | None]:
     name, model = provider.name, request.model or provider.default_model
     price = price_for(provider, model)  # decided once per (provider, model)
+    unpriced = unpriced_refusal(provider, model, price, budgeted=services.config.budgets_on())
+    if unpriced is not None:  # no price, so the budgets could not count it: never sent
+        walk.skip(name, "unpriced", unpriced)
+        walk.budget_refusals.append(unpriced)
+        return None
     estimate_tokens = (request.prompt_tokens or 0) + request.max_tokens
     permit = services.limiter.acquire(name, estimate_tokens)
     if isinstance(permit, Denied):

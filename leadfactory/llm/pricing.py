@@ -10,12 +10,14 @@ a provider's price for a model comes from, first match wins:
    set it for the provider's configured model);
 2. ``user_blended``: a ``cost_per_1k_tokens`` the user set (the guide's blended price,
    input and output alike);
-3. ``litellm_map``: LiteLLM's bundled price map, for the model actually called (never
-   for a local provider: Ollama's models cost nothing);
-4. ``default``: the built-in provider's default blended price (the guide's values;
-   0 for Ollama);
-5. otherwise ``unpriced`` (a custom provider's unknown model): every part is 0, and the
-   caller decides whether that is acceptable.
+3. ``default``: a local provider (Ollama) costs 0, whatever its model;
+4. ``litellm_map``: LiteLLM's bundled price map, for the model actually called;
+5. otherwise ``unpriced``: a paid model the map does not know and the user did not
+   price, on any provider (a custom endpoint, a model newer than the installed
+   LiteLLM). Every part is 0; under a budget such a call is refused
+   (:func:`unpriced_refusal`), since a guessed price would make the budget a guess.
+   The built-in providers' ``cost_per_1k_tokens`` defaults (the guide's example
+   values) price nothing unless set.
 
 A user price of 0 makes the provider free. The source is decided once per (provider,
 model) and configuration: :func:`price_for` is a dict lookup after the first call.
@@ -39,9 +41,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .exceptions import LLMConfigurationError
 from .model_map import map_entry
 from .provider_config import ModelPrice, ProviderConfig
-from .settings_env import BUILTIN_DEFAULTS
+from .settings_env import BUILTIN_PROVIDERS
 
 __all__ = [
     "Charge",
@@ -50,7 +53,9 @@ __all__ = [
     "TokenUsage",
     "charge",
     "price_for",
+    "price_setting",
     "token_usage",
+    "unpriced_refusal",
     "worst_case_cost",
 ]
 
@@ -121,12 +126,43 @@ def _resolve(
         )
     if blended is not None:
         return _blended(blended, PriceSource.USER_BLENDED)
-    mapped = None if local else _map_price(name, model)
-    if mapped is not None:
-        return mapped
-    if name in BUILTIN_DEFAULTS:
-        return _blended(BUILTIN_DEFAULTS[name]["cost_per_1k_tokens"], PriceSource.DEFAULT)
-    return Price(0.0, 0.0, None, None, PriceSource.UNPRICED)
+    if local:
+        return Price(0.0, 0.0, None, None, PriceSource.DEFAULT)
+    return _map_price(name, model) or Price(0.0, 0.0, None, None, PriceSource.UNPRICED)
+
+
+def price_setting(provider: ProviderConfig, model: str | None = None) -> str:
+    """Where to set a price for ``model`` on ``provider``: the variables, then the field."""
+    model = model or provider.default_model
+    table = f"ProviderConfig.model_prices[{model!r}]"
+    if provider.name not in BUILTIN_PROVIDERS:
+        return f"{table} or ProviderConfig.cost_per_1k_tokens"
+    prefix = provider.name.upper()
+    blended = f"{prefix}_COST_PER_1K_TOKENS (every model, input and output alike)"
+    if model != provider.default_model:  # the split variables price the default model only
+        return f"{blended}, or {table}"
+    split = f"{prefix}_INPUT_COST_PER_1K_TOKENS and {prefix}_OUTPUT_COST_PER_1K_TOKENS"
+    return f"{split}, or {blended}, or {table}"
+
+
+def unpriced_refusal(
+    provider: ProviderConfig, model: str, price: Price, *, budgeted: bool
+) -> LLMConfigurationError | None:
+    """The error refusing a call to a paid model with no price while a budget is on.
+
+    ``budgeted``: cost tracking is on and some limit (per request, daily, monthly) is
+    set. Without a price such a call would cost $0 to every budget, so it is refused
+    before it is sent; with no budget it goes ahead, its rows marked ``unpriced``.
+    """
+    if not budgeted or price.source is not PriceSource.UNPRICED:
+        return None
+    return LLMConfigurationError(
+        f"{provider.name}: model {model!r} has no price (LiteLLM's price map does not know"
+        f" it and none is configured), so the budgets cannot count it: set"
+        f" {price_setting(provider, model)} (USD), or switch the budgets off",
+        provider=provider.name,
+        metadata={"model": model, "reason": "unpriced", "set": price_setting(provider, model)},
+    )
 
 
 def _blended(per_1k: float, source: PriceSource) -> Price:

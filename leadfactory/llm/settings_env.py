@@ -87,8 +87,10 @@ PROVIDER_HELP: dict[str, str] = {
     "rate_limit_rpm": "Requests per minute this client sends at most; unset means no limit.",
     "rate_limit_tpm": "Tokens per minute (estimated, then corrected to the usage "
     "reported); unset means no limit.",
-    "cost_per_1k_tokens": "Price in USD per 1,000 tokens, prompt and completion alike. "
-    "Used for estimates, budgets and `response['cost']`; 0 means free.",
+    "cost_per_1k_tokens": "Price in USD per 1,000 tokens, prompt and completion alike, "
+    "for every model of the provider; 0 means free. It prices calls only when set (the "
+    "defaults shown are the guide's examples): unset, each model's price comes from "
+    "LiteLLM's map.",
     "input_cost_per_1k_tokens": "Price in USD per 1,000 input tokens of the provider's "
     "model; set with the output price, it wins over `COST_PER_1K_TOKENS` and LiteLLM's "
     "price map.",
@@ -120,7 +122,7 @@ BUILTIN_DEFAULTS: dict[str, dict[str, Any]] = {
         "retry_delay": 0.5,
     },
     "openai": {
-        "default_model": "gpt-4",
+        "default_model": "gpt-5.4-mini",
         "priority": 2,
         "cost_per_1k_tokens": 0.03,
         "timeout": 30.0,
@@ -128,7 +130,7 @@ BUILTIN_DEFAULTS: dict[str, dict[str, Any]] = {
         "retry_delay": 1.0,
     },
     "anthropic": {
-        "default_model": "claude-3-sonnet-20240229",
+        "default_model": "claude-haiku-4-5",
         "priority": 3,
         "cost_per_1k_tokens": 0.015,
         "timeout": 30.0,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import LLMQuotaExceededError
-from .pricing import price_for, worst_case_cost
+from .pricing import price_for, unpriced_refusal, worst_case_cost
 from .redact import redact
 
 if TYPE_CHECKING:
@@ -41,6 +41,10 @@ def provider_status(client: LLMClient, services: Services) -> dict[str, dict[str
             reason = f"cooling down after {health['consecutive_failures']} failures"
         elif limits.get("paused_for"):
             reason = f"paused by the provider for {limits['paused_for']:.1f}s (Retry-After)"
+        elif unpriced := unpriced_refusal(
+            provider, provider.default_model, price_for(provider), budgeted=config.budgets_on()
+        ):
+            reason = str(unpriced)
         else:
             try:
                 services.ledger.check(

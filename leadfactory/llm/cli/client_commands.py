@@ -100,6 +100,7 @@ def command_config_check(args: argparse.Namespace) -> int:
             problems.append(problem)
     order = config.get_provider_order()
     print(f"strategy: {config.fallback_strategy.value}; order: {' -> '.join(order) or '(none)'}")
+    print_prices(config.providers)
     from ..shared_state import backend_lines, describe_backends
 
     print("\n".join([ledger_text, *backend_lines(describe_backends(config))]))
@@ -110,6 +111,19 @@ def command_config_check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"  - {problem}")
     return 1
+
+
+def print_prices(providers: Any) -> None:
+    """Each enabled provider's model and prices (USD per 1M tokens), then the warnings."""
+    from ..price_report import price_rows, price_warnings
+
+    rows = price_rows(providers)
+    if rows:
+        print("prices, USD per 1M tokens (cache '-': priced as input):")
+        columns = ["provider", "model", "input", "output", "cache_read", "cache_write"]
+        print(format_table(rows, [*columns, "source"]))
+    for warning in price_warnings(providers):
+        print(f"warning: {warning}")
 
 
 def read_prompt(args: argparse.Namespace) -> str:
