@@ -29,6 +29,16 @@ EXPECTED = {
 }
 
 
+@pytest.fixture(autouse=True)
+def guide_models(monkeypatch):
+    """The models these tests were written for: the guide's gpt-4 (8,192 tokens in
+    LiteLLM's map) and an Anthropic model the map does not know, at the guide's price
+    (the library's defaults are other models since issue 14)."""
+    monkeypatch.setenv("OPENAI_MODEL", "gpt-4")
+    monkeypatch.setenv("ANTHROPIC_MODEL", "claude-3-sonnet-20240229")
+    monkeypatch.setenv("ANTHROPIC_COST_PER_1K_TOKENS", "0.015")
+
+
 def two_providers(first: str, second: str) -> LLMClient:
     """``first`` tried first (highest priority), then ``second``."""
     config = LLMConfig(fallback_strategy="quality_optimized", enable_caching=False)
