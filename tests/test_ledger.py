@@ -28,7 +28,12 @@ from leadfactory.llm.ledger import (
     period_key,
     utc_iso,
 )
-from leadfactory.llm.ledger.budget import NANOS_PER_USD, may_alert, settled_and_reserved
+from leadfactory.llm.ledger.budget import (
+    NANOS_PER_USD,
+    may_alert,
+    settled_and_reserved,
+    unsent_alert_possible,
+)
 from leadfactory.llm.ledger.schema import MIGRATION_SET, MIGRATIONS, migrate, pending
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -173,6 +178,16 @@ def test_settled_and_reserved_split_the_counted_spend():
     settled, reserved = settled_and_reserved((3 * usd, 5 * usd), (usd, 2 * usd), (usd // 2, usd))
     assert (settled, reserved) == ((2.0, 3.0), (0.5, 1.0))
     assert settled_and_reserved((0, 0), (5, 5), (0, 0))[0] == (0.0, 0.0)  # never negative
+
+
+def test_the_pending_rows_are_read_only_when_the_running_totals_reach_a_threshold():
+    budget = Budget(daily_limit=10.0, monthly_limit=100.0, alert_threshold=0.8)
+    usd = NANOS_PER_USD
+    assert not unsent_alert_possible(budget, (7 * usd, 7 * usd), now=NOON, sent=())
+    assert unsent_alert_possible(budget, (8 * usd, 8 * usd), now=NOON, sent=())
+    day_sent = {("day", "2026-11-25")}
+    assert not unsent_alert_possible(budget, (8 * usd, 8 * usd), now=NOON, sent=day_sent)
+    assert unsent_alert_possible(budget, (8 * usd, 80 * usd), now=NOON, sent=day_sent)
 
 
 def test_may_alert_until_the_periods_alerts_are_known_sent():

@@ -27,6 +27,7 @@ __all__ = [
     "period_bounds",
     "period_key",
     "settled_and_reserved",
+    "unsent_alert_possible",
     "summarise_providers",
     "spend_by_provider",
     "usd_text",
@@ -167,6 +168,18 @@ def alerts_due(
             alert = (period_key(now, period), "all", threshold, limit, spent[index])
             due.append(BudgetAlert(period, *alert, reserved_usd=reserved[index]))
     return due
+
+
+def unsent_alert_possible(
+    budget: Budget, counted: Sequence[int], *, now: datetime, sent: Container[tuple[str, str]]
+) -> bool:
+    """Whether the running totals ``counted`` (day, month nano-dollars: every row, pending
+    ones at their estimate, so at least the settled spend) reach the threshold of a period
+    whose alert is not known sent. If not, no alert is due, and the pending rows (what
+    settled spend needs) are not read."""
+    upper = (counted[0] / NANOS_PER_USD, counted[1] / NANOS_PER_USD)
+    due = alerts_due(budget, spent=upper, now=now)
+    return any((alert.period, alert.period_key) not in sent for alert in due)
 
 
 def settled_and_reserved(

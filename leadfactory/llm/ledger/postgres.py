@@ -44,6 +44,7 @@ from .budget import (
     settled_and_reserved,
     spend_by_provider,
     summarise_providers,
+    unsent_alert_possible,
     utc_iso,
 )
 from .postgres_pool import PostgresConnections
@@ -280,9 +281,18 @@ class PostgresLedger(Ledger):
     def _send_alerts(self, budget: Budget, now: datetime) -> list[BudgetAlert]:
         """The alerts due now that no host has sent yet: this call sends them."""
         window = self._spend_window(now)
-        sums = self._run(lambda conn: conn.execute(sql.ALERT_SPEND, window).fetchone())
-        settled, reserved = settled_and_reserved(sums[:2], sums[2:4], sums[4:])
-        due = alerts_due(budget, spent=settled, reserved=reserved, now=now)
+
+        def read(conn: Any) -> tuple[Spend, Spend] | None:
+            counted = conn.execute(sql.RUNNING_TOTALS, window).fetchone()
+            if not unsent_alert_possible(budget, counted, now=now, sent=self._alerted):
+                return None  # even counting what is reserved, no threshold is reached
+            pending = conn.execute(sql.PENDING_SUMS, window).fetchone()
+            return settled_and_reserved(counted, pending[:2], pending[2:])
+
+        spend = self._run(read)
+        if spend is None:
+            return []
+        due = alerts_due(budget, spent=spend[0], reserved=spend[1], now=now)
 
         def work(conn: Any) -> list[BudgetAlert]:
             return [

@@ -218,11 +218,13 @@ BUDGET_SPEND = f"""SELECT provider, sum(day)::bigint, sum(month)::bigint FROM (
            -{nanos_sql("c")}
     FROM calls c WHERE outcome = 'pending' AND ts >= %(month_start)s AND ts < %(cutoff)s
                    AND {counted_sql("c")}) AS s GROUP BY provider"""
-# What alerts measure (as the SQLite ledger's ALERT_SPEND): the running totals of the day
-# and month, the pending rows' estimates, and those of the pending rows not stale yet.
+# What alerts measure (as the SQLite ledger's RUNNING_TOTALS and PENDING_SUMS): the running
+# totals of the day and month; when they reach a threshold, the pending rows' estimates
+# and those of the pending rows not stale yet.
 _TOTAL = "(SELECT coalesce(sum(spent_nano_usd), 0) FROM spend_totals WHERE period = '{}'"
-ALERT_SPEND = f"""SELECT {_TOTAL.format("day")} AND period_key = %(day)s)::bigint,
-    {_TOTAL.format("month")} AND period_key = %(month)s)::bigint,
+RUNNING_TOTALS = f"""SELECT {_TOTAL.format("day")} AND period_key = %(day)s)::bigint,
+    {_TOTAL.format("month")} AND period_key = %(month)s)::bigint"""
+PENDING_SUMS = f"""SELECT
     coalesce(sum(n) FILTER (WHERE ts >= %(day_start)s), 0)::bigint, coalesce(sum(n), 0)::bigint,
     coalesce(sum(n) FILTER (WHERE ts >= %(day_start)s AND ts >= %(cutoff)s), 0)::bigint,
     coalesce(sum(n) FILTER (WHERE ts >= %(cutoff)s), 0)::bigint

@@ -38,6 +38,7 @@ from .budget import (
     settled_and_reserved,
     spend_by_provider,
     summarise_providers,
+    unsent_alert_possible,
     usd_text,
     utc_iso,
 )
@@ -182,8 +183,12 @@ class CostLedger(Ledger):
                 raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
             if not alert_possible:
                 return []
-            sums = conn.execute(sql.ALERT_SPEND, self._spend_window(now)).fetchone()
-            settled, reserved = settled_and_reserved(sums[:2], sums[2:4], sums[4:])
+            window = self._spend_window(now)
+            counted = conn.execute(sql.RUNNING_TOTALS, window).fetchone()
+            if not unsent_alert_possible(budget, counted, now=now, sent=self._alerted):
+                return []  # even counting what is reserved, no threshold is reached
+            pending = conn.execute(sql.PENDING_SUMS, window).fetchone()
+            settled, reserved = settled_and_reserved(counted, pending[:2], pending[2:])
             fired = []  # INSERT OR IGNORE: only the first writer of a period's alert sends it
             for alert in alerts_due(budget, spent=settled, reserved=reserved, now=now):
                 if conn.execute(sql.INSERT_ALERT, (utc_iso(now), *astuple(alert))).rowcount:

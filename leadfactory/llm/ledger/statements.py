@@ -46,15 +46,17 @@ _BUDGET_ROWS = f"""
 BUDGET_SPEND = f"SELECT provider, sum(day), sum(month) FROM ({_BUDGET_ROWS}) GROUP BY provider"
 # The same, summed over providers: one row, for the budget check on the request path.
 BUDGET_TOTAL = f"SELECT coalesce(sum(day), 0), coalesce(sum(month), 0) FROM ({_BUDGET_ROWS})"
-# What alerts measure, in nano-dollars for the day and the month holding :now: the running
-# totals, the pending rows' estimates, and those of the pending rows not stale yet.
-# Settled spend is the first less the second (see budget.settled_and_reserved).
-ALERT_SPEND = f"""
+# What alerts measure, in nano-dollars for the day and the month holding :now. The running
+# totals (every row, pending ones at their estimate: at least the settled spend, read in
+# a few rows) come first; only when they reach a threshold are the pending rows read:
+# their estimates, and those of the pending rows not stale yet (budget.settled_and_reserved).
+RUNNING_TOTALS = """
     SELECT (SELECT coalesce(sum(spent_nano_usd), 0) FROM spend_totals
             WHERE period = 'day' AND period_key = substr(:now, 1, 10)),
            (SELECT coalesce(sum(spent_nano_usd), 0) FROM spend_totals
-            WHERE period = 'month' AND period_key = substr(:now, 1, 7)),
-           coalesce(sum(CASE WHEN ts >= substr(:now, 1, 10) THEN n END), 0), coalesce(sum(n), 0),
+            WHERE period = 'month' AND period_key = substr(:now, 1, 7))"""
+PENDING_SUMS = f"""
+    SELECT coalesce(sum(CASE WHEN ts >= substr(:now, 1, 10) THEN n END), 0), coalesce(sum(n), 0),
            coalesce(sum(CASE WHEN ts >= substr(:now, 1, 10) AND ts >= :cutoff THEN n END), 0),
            coalesce(sum(CASE WHEN ts >= :cutoff THEN n END), 0)
     FROM (SELECT ts, {nanos_sql("c")} AS n FROM calls c
