@@ -54,7 +54,7 @@ def routes(sim) -> dict[str, ProviderConfig]:
             name="anthropic",
             api_key=SENTINEL_KEY,
             base_url=sim.base_url("anthropic"),
-            default_model="claude-3-haiku",
+            default_model="claude-haiku-4-5",  # in the price map: priced
         ),
         ProviderConfig(name="ollama", base_url=ollama, default_model=OLLAMA_MODEL),
         ProviderConfig(
@@ -62,6 +62,7 @@ def routes(sim) -> dict[str, ProviderConfig]:
             api_key=SENTINEL_KEY,
             base_url=sim.base_url("openai"),
             default_model="house-model",
+            cost_per_1k_tokens=0.001,  # unknown to the price map: priced here, or refused
         ),
         ProviderConfig(name="native", base_url=ollama, default_model=f"ollama_chat/{OLLAMA_MODEL}"),
     ]

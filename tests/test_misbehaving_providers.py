@@ -148,6 +148,8 @@ def test_empty_answer_alone_is_a_provider_error(sim_env, driver):
 @pytest.mark.parametrize("driver", list(DRIVERS))
 def test_answers_without_usage_still_count_against_the_budget(sim_env, monkeypatch, driver):
     monkeypatch.setenv("LLM_DAILY_COST_LIMIT", "0.004")
+    monkeypatch.setenv("OPENAI_INPUT_COST_PER_1K_TOKENS", "0.03")  # gpt-4's list price:
+    monkeypatch.setenv("OPENAI_OUTPUT_COST_PER_1K_TOKENS", "0.06")  # a few calls fit
     sim_env.set_fault("openai", Fault.NO_USAGE)
     client = LLMClient(LLMConfig(enable_caching=False))
     served = 0
