@@ -13,10 +13,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from leadfactory.llm import LLMClient, LLMConfig, ProviderConfig, model_map, pricing
+from leadfactory.llm import (
+    LLMClient,
+    LLMConfig,
+    LLMConfigurationError,
+    ProviderConfig,
+    model_map,
+    pricing,
+)
 from leadfactory.llm.cli import main
 from leadfactory.llm.provider_config import ModelPrice
-from leadfactory.llm.settings_env import BUILTIN_DEFAULTS
 from leadfactory.llm.simulator import Usage
 
 from .conftest import SENTINEL_KEY
@@ -243,20 +249,22 @@ def test_each_price_source_wins_in_turn_and_the_row_names_it(sim_env, settings, 
     assert abs(response["cost"] - cost) <= 1e-9 and abs(row["cost_usd"] - cost) <= 1e-9
 
 
-def test_the_default_price_wins_when_the_map_lacks_the_model(sim_env, monkeypatch):
+def test_a_model_the_map_lacks_is_unpriced_not_guessed(sim_env, monkeypatch):
+    """The guide's 0.03 default prices nothing unless set: a model the map lacks has no
+    price, so under the default budgets it is refused before any request; the local
+    provider's 0 is the one ``default`` source."""
     monkeypatch.setattr(pricing, "map_entry", lambda *_: None)  # a map without gpt-4o
     pricing._resolve.cache_clear()
     try:
-        assert BUILTIN_DEFAULTS["openai"]["cost_per_1k_tokens"] == 0.03  # the guide's value
-        sim_env.set_usage("openai", PRECEDENCE_USAGE, times=1)
         with LLMClient(LLMConfig(enable_caching=False)) as client:
-            response = client.chat_completion(USER, model="openai/gpt-4o", max_tokens=100)
-            (row,) = client.ledger.rows()
+            with pytest.raises(LLMConfigurationError, match="'gpt-4o' has no price"):
+                client.chat_completion(USER, model="openai/gpt-4o", max_tokens=100)
+            client.chat_completion(USER, model="ollama", max_tokens=100)
+            rows = client.ledger.rows()
     finally:
         pricing._resolve.cache_clear()
-    assert row["price_source"] == "default"
-    cost = 1200 * 0.03 / 1000  # = 0.036
-    assert abs(response["cost"] - cost) <= 1e-9 and abs(row["cost_usd"] - cost) <= 1e-9
+    assert sim_env.request_count("openai") == 0
+    assert [(row["provider"], row["price_source"]) for row in rows] == [("ollama", "default")]
 
 
 def test_a_model_no_source_prices_is_unpriced_and_the_row_says_so(sim_env, config):
