@@ -291,9 +291,12 @@ def test_a_cancelled_async_call_ends_its_spans_with_the_charge(sim_env, traced):
     assert attempt.attributes["leadfactory.llm.usage_estimated"] is True
 
 
-def test_a_provider_the_request_does_not_fit_is_a_skipped_attempt_span(sim_env, traced):
+def test_a_provider_the_request_does_not_fit_is_a_skipped_attempt_span(
+    sim_env, traced, monkeypatch
+):
     from leadfactory.llm import LLMContextWindowError
 
+    monkeypatch.setenv("OPENAI_MODEL", "gpt-4")  # not the default model since issue 14
     provider, exporter = traced
     big = [{"role": "user", "content": "Analyse this business. " + "lorem ipsum dolor " * 2200}]
     client = make_client(provider, names=("openai",))  # gpt-4 holds 8,192 tokens
