@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from .client_commands import command_chat, command_config_check, command_status
 from .ledger_commands import _GROUP_COLUMNS, command_costs, command_path
+from .metrics_command import command_metrics
 from .output import EXIT_USAGE, PROG, report
 
 
@@ -143,6 +144,7 @@ sqlite-utils tables "$({PROG} path)"
 """,
     )
     path.set_defaults(handler=command_path)
+    _metrics_command(commands)
 
     config = _command(
         commands,
@@ -169,6 +171,31 @@ LLM_FALLBACK_STRATEGY=cost_optimized {PROG} config check
     config.set_defaults(handler=lambda args: _missing_command(config))
     parser.set_defaults(handler=lambda args: _missing_command(parser))
     return parser
+
+
+def _metrics_command(commands: Any) -> None:
+    metrics = _command(
+        commands,
+        "metrics",
+        "serve Prometheus metrics read from the ledger",
+        "Serve http://HOST:PORT/metrics for Prometheus: the attempts, errors, tokens,\n"
+        "dollars, latencies and cache hits of every process that writes this ledger\n"
+        "(read as rows are settled) and the budget spent per period; with LLM_REDIS_URL,\n"
+        "the providers' cooldowns and Retry-After pauses too. Runs until interrupted.\n"
+        "Needs the [prometheus] extra. The metrics: docs/observability.md.",
+        f"""
+{PROG} metrics --port 9464
+{PROG} metrics --host 0.0.0.0 --ledger postgresql://llm@db:5432/llm
+{PROG} metrics --once > /var/lib/node_exporter/textfile/leadfactory_llm.prom
+""",
+    )
+    metrics.add_argument(
+        "--port", type=int, default=9464, help="port to listen on (default 9464; 0: any free one)"
+    )
+    metrics.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    metrics.add_argument("--once", action="store_true", help="print the metrics once and exit")
+    _ledger_option(metrics)
+    metrics.set_defaults(handler=command_metrics)
 
 
 def _ledger_option(command: argparse.ArgumentParser) -> None:

@@ -148,6 +148,10 @@ class MetricObserver:
         return None
 
     def attempt_ended(self, call: CallFacts, attempt: AttemptFacts) -> None:
+        self.attempt(attempt)
+
+    def attempt(self, attempt: AttemptFacts) -> None:
+        """The measurements of one attempt (also fed from ledger rows: .ledger_feed)."""
         add, record = self.sink.add, self.sink.record
         provider, model = attempt.provider, attempt.model or ""
         error, outcome = attempt.error_class or "", attempt.outcome

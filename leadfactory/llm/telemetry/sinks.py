@@ -34,16 +34,19 @@ class Gauges:
     """The clients whose state the gauges report (held weakly: a client gone is gone)."""
 
     def __init__(self) -> None:
-        self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._clients: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
-    def watch(self, client: Any) -> None:
-        self._clients.add(client)
+    def watch(self, client: Any, *, providers: bool = True) -> None:
+        """Report ``client``'s budget, and (``providers``) its providers' availability."""
+        self._clients[client] = providers
 
     def read(self, instrument: Instrument) -> list[Reading]:
         """The current values of gauge ``instrument``, one per label set (the largest
         when several clients report the same one)."""
         values: dict[tuple[str, ...], float] = {}
-        for client in list(self._clients):
+        for client, providers in list(self._clients.items()):
+            if not providers and instrument not in (BUDGET_SPENT, BUDGET_LIMIT):
+                continue
             try:
                 for value, labels in _client_readings(client, instrument):
                     values[labels] = max(value, values.get(labels, value))
