@@ -7,6 +7,7 @@ Real HTTP against the simulator; the OpenTelemetry SDK's in-memory exporter coll
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 
@@ -380,3 +381,41 @@ def test_the_attempt_span_is_current_during_the_provider_call(sim_env, traced, m
     attempts = sorted(split(exporter.get_finished_spans())[1], key=lambda s: s.start_time)
     assert current == [a.context.span_id for a in attempts]
     assert len(current) == 3  # openai's 500 and anthropic, then openai
+
+
+SECRET_FAULTS = [f for f in Fault if f not in (Fault.OK, Fault.DELAY, Fault.TRICKLE, Fault.HANG)]
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic", "ollama"])
+def test_no_span_or_metric_carries_the_key_even_with_content_captured(
+    sim_env, traced, protocol, monkeypatch
+):
+    """Every fault (ECHO_HEADERS quotes the request's headers back), content capture on:
+    the key appears in no span name, attribute, status or event, nor in the metrics."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from leadfactory.llm import LLMError
+
+    provider, exporter = traced
+    monkeypatch.setenv("OLLAMA_API_KEY", SENTINEL_KEY)  # every provider holds the key
+    registry = CollectorRegistry()
+    backup = "anthropic" if protocol != "anthropic" else "openai"
+    config = LLMConfig(fallback_strategy="quality_optimized", enable_caching=False)
+    for name in list(config.providers):
+        if name not in (protocol, backup):
+            del config.providers[name]
+    config.providers[protocol].priority = 10
+    telemetry = Telemetry(
+        traces=True, prometheus=True, capture_content=True, tracer_provider=provider,
+        registry=registry,
+    )  # fmt: skip
+    client = LLMClient(config, telemetry=telemetry)
+    for fault in SECRET_FAULTS:
+        sim_env.set_fault(protocol, fault, times=1)
+        with contextlib.suppress(LLMError):  # some faults fail the call: the spans stay
+            client.chat_completion(USER, max_tokens=20)
+    spans = exporter.get_finished_spans()
+    assert len(split(spans)[0]) == len(SECRET_FAULTS)
+    text = every_value(spans) + generate_latest(registry).decode()
+    assert SENTINEL_KEY not in text and SENTINEL_KEY[3:-4] not in text
+    assert TEXT in text  # content capture is on: the check above looked at real content
