@@ -276,3 +276,41 @@ def test_a_model_no_source_prices_is_unpriced_and_the_row_says_so(sim_env, confi
         (row,) = client.ledger.rows()
     assert (row["price_source"], row["cost_usd"], response["cost"]) == ("unpriced", 0.0, 0.0)
     assert (row["input_tokens"], row["output_tokens"]) == (1000, 200)
+
+
+# -- the same row from the async client, and in a PostgreSQL ledger ----------------------
+
+
+def billed_row(row: dict) -> tuple:
+    names = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+    return (*(row[k] for k in (*names, "reasoning_tokens")), row["price_source"])
+
+
+def test_the_async_client_writes_the_same_row(sim_env, config):
+    import asyncio
+
+    case = CASES["anthropic"]
+    sim_env.set_usage("anthropic", case.usage, times=1)
+
+    with LLMClient(config) as client:
+        response = asyncio.run(client.achat_completion(USER, model=case.model, max_tokens=1000))
+        rows = client.ledger.rows()
+
+    (row,) = rows
+    assert abs(response["cost"] - case.cost) <= 1e-9 and abs(row["cost_usd"] - case.cost) <= 1e-9
+    assert billed_row(row) == (*case.split, case.source)
+
+
+def test_a_postgresql_ledger_gets_the_same_row(sim_env, config, postgres_url):
+    case = CASES["openai"]
+    sim_env.set_usage("openai", case.usage, times=1)
+    config.ledger_url = postgres_url
+    with LLMClient(config) as client:
+        response = client.chat_completion(USER, model=case.model, max_tokens=1000, temperature=1)
+        (row,) = client.ledger.rows()
+    assert abs(response["cost"] - case.cost) <= 1e-9 and abs(row["cost_usd"] - case.cost) <= 1e-9
+    assert billed_row(row) == (*case.split, case.source)
+    prices = tuple(
+        row[f"{p}_cost_per_token"] for p in ("input", "output", "cache_read", "cache_write")
+    )
+    assert prices == pytest.approx(case.prices)
