@@ -125,14 +125,15 @@ def settlement(
         "latency_ms": elapsed_ms,
         "error_class": error_class,
         "estimated": charge.estimated,
-        "billing": billing(price, charge),
+        "billing": billing(price, charge, billed),
     }
 
 
-def billing(price: Price, charge: Charge) -> Billing:
+def billing(price: Price, charge: Charge, billed: TokenUsage | None = None) -> Billing:
     """What the ledger row records of ``charge`` at ``price``: the split, the unit prices
-    used (a cache part the price lacks is the input price) and where they came from."""
-    billed = charge.billed()
+    used (a cache part the price lacks is the input price) and where they came from.
+    ``billed``: ``charge.billed()``, when the caller has it already."""
+    billed = billed or charge.billed()
     return Billing(
         input_tokens=billed.input_tokens,
         cache_read_tokens=billed.cache_read_tokens,
