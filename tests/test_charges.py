@@ -219,3 +219,10 @@ def test_an_attempt_that_fails_before_sending_gives_the_reservation_back():
     with pytest.raises(RuntimeError):
         flow.send(Outcome(value=Reservation(1, "r1", "openai", 0.001)))
     assert [type(w) for w in written] == [Release]
+
+
+def test_the_note_quotes_no_text_given_as_a_prompt_or_completion_count():
+    secretish = "sk-ant-looks-like-a-key-0123456789"
+    charge = answer_charge(answer(usage(secretish, 5)), REQUEST, "openai")
+    assert charge.estimated and charge.clamped
+    assert secretish[:6] not in charge.why and "prompt_tokens (a str) estimated as" in charge.why

@@ -330,7 +330,13 @@ def _checked(
 
 
 def _shown(value: Any) -> str:
-    text = "missing" if value is None else repr(value)
+    """A reported count as the note shows it: a number, or only the type of anything
+    else (the note is logged and kept on the ledger row: no text from the answer)."""
+    if value is None:
+        return "missing"
+    if not isinstance(value, int | float):
+        return f"(a {type(value).__name__})"
+    text = repr(value)
     return text if len(text) <= 24 else text[:21] + "..."
 
 
