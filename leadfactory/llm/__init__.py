@@ -30,6 +30,7 @@ from .exceptions import (
     LLMProviderError,
     LLMQuotaExceededError,
     LLMRateLimitError,
+    LLMStreamInterruptedError,
     LLMTimeoutError,
     LLMValidationError,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "LLMProviderError",
     "LLMQuotaExceededError",
     "LLMRateLimitError",
+    "LLMStreamInterruptedError",
     "LLMTimeoutError",
     "LLMValidationError",
     "LLMLedgerUnavailableError",

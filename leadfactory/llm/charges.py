@@ -29,11 +29,11 @@ import json
 import logging
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .classify import classify
-from .exceptions import LLMError, LLMProviderError, LLMTimeoutError
+from .exceptions import LLMError, LLMProviderError, LLMStreamInterruptedError, LLMTimeoutError
 from .ledger.writes import Billing
 from .log import log_event
 from .pricing import Price, TokenUsage, token_usage
@@ -55,6 +55,7 @@ __all__ = [
     "finish_answer",
     "failure_charge",
     "prompt_bound",
+    "streamed_charge",
     "worst_case",
 ]
 
@@ -274,11 +275,31 @@ def failure_charge(error: LLMError, request: Request) -> Charge | None:
     after the client stopped waiting. A timeout while connecting is not. So is an answer
     the provider sent with a success status but this process could not read.
     """
+    if isinstance(error, LLMStreamInterruptedError):
+        return streamed_charge(error, request)
     if isinstance(error, LLMTimeoutError) and not _connect_timeout(error):
         return worst_case(request, "timed out waiting for the answer")
     if error.metadata.get("answered"):  # a success status, then an answer we could not read
         return worst_case(request, "answered, but the answer could not be read")
     return None
+
+
+def streamed_charge(error: LLMStreamInterruptedError, request: Request) -> Charge:
+    """What a stream cut (or left) after its first text is charged: the counts the provider
+    reported before the cut, the rest estimated (the completion from the text received);
+    ``error.usage`` becomes that charge, with ``estimated``."""
+    message = {"content": error.partial_text, "tool_calls": error.tool_calls or None}
+    partial = {"choices": [{"message": message}], "usage": error.usage}
+    charge = answer_charge(partial, request, error.provider or "")
+    if "completion_tokens" not in error.usage:  # never reported: always an estimate
+        charge = replace(charge, estimated=True)
+    error.usage = {
+        "prompt_tokens": charge.prompt_tokens,
+        "completion_tokens": charge.completion_tokens,
+        "total_tokens": charge.total_tokens,
+        "estimated": charge.estimated,
+    }
+    return charge
 
 
 def empty_answer_error(response: Mapping[str, Any], provider: str) -> LLMProviderError | None:

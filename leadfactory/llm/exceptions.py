@@ -16,6 +16,7 @@
     │   └── LLMContentPolicyError  the provider refused the content under its usage policy
     ├── LedgerBusyError            the ledger file stayed locked by other writers too long
     ├── LLMLedgerUnavailableError  the PostgreSQL ledger does not answer: no paid call is made
+    ├── LLMStreamInterruptedError  a stream failed after its first content reached the caller
     └── AllProvidersFailedError    every provider tried failed (``provider_errors``)
 
 Errors that came from a provider keep the original exception as ``__cause__``, with the
@@ -40,6 +41,7 @@ __all__ = [
     "LLMProviderError",
     "LLMQuotaExceededError",
     "LLMRateLimitError",
+    "LLMStreamInterruptedError",
     "LLMTimeoutError",
     "LLMValidationError",
     "LLMLedgerUnavailableError",
@@ -172,6 +174,32 @@ class LLMLedgerUnavailableError(LLMError):
     their rows are then not written (a warning says so). ``metadata["ledger"]`` is the
     ledger's URL without its password.
     """
+
+
+class LLMStreamInterruptedError(LLMError):
+    """A stream failed after its first content reached the caller; nothing is retried.
+
+    ``partial_text`` is exactly the text delivered, ``tool_calls`` the tool-call deltas
+    received (merged per call), ``usage`` the usage charged (the provider's when it
+    arrived, else an estimate: ``usage["estimated"]``), ``provider`` the provider that
+    streamed and ``attempts`` every attempt of the call, this one last.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        provider: str | None = None,
+        *,
+        partial_text: str = "",
+        tool_calls: list[dict[str, Any]] | None = None,
+        usage: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, metadata=metadata)
+        self.partial_text = partial_text
+        self.tool_calls: list[dict[str, Any]] = list(tool_calls or ())
+        self.usage: dict[str, Any] = dict(usage or {})
+        self.attempts: list[dict[str, Any]] = []
 
 
 class AllProvidersFailedError(LLMError):

@@ -42,6 +42,7 @@ from .exceptions import (
     LLMLedgerUnavailableError,
     LLMQuotaExceededError,
     LLMRateLimitError,
+    LLMStreamInterruptedError,
     LLMValidationError,
 )
 from .fit import FitCheck, no_fit_error, request_needs
@@ -154,7 +155,11 @@ def fallback_flow(services: Services, request: Request) -> Generator[Operation, 
     )
     while True:
         walk = Walk()
-        response = yield from _walk(services, request, plan, walk, fits)
+        try:
+            response = yield from _walk(services, request, plan, walk, fits)
+        except LLMStreamInterruptedError as cut:  # a stream failed after its first text
+            cut.attempts = attempts + walk.attempts
+            raise
         attempts += walk.attempts
         if response is not None:
             response["attempts"] = attempts
@@ -273,6 +278,8 @@ def _try_provider(
                 return response
             with attempt:  # tenacity records the failure and decides: retry, or reraise
                 raise error
+    except LLMStreamInterruptedError:
+        raise  # its text reached the caller: never retried, never continued elsewhere
     except LLMError as final:
         error = final
     if error is not None:
@@ -353,10 +360,13 @@ def _attempt(
             services.log(response=response, provider=name, latency_ms=elapsed_ms)
             return response, None
         assert error is not None
-        in_flight = settlement(price, "error", charge, elapsed_ms, type(error).__name__)
+        abandoned = error.metadata.get("abandoned")  # a stream its caller left: no fault
+        error_class = "Cancelled" if abandoned else type(error).__name__
+        in_flight = settlement(price, "error", charge, elapsed_ms, error_class)
         yield from _settle(reservation, in_flight)
         settled = True
-        services.health.record_failure(name, error)
+        if not abandoned:
+            services.health.record_failure(name, error)
         if isinstance(error, LLMRateLimitError) and error.retry_after:
             asked = error.retry_after
             error.retry_after = min(asked, services.config.max_retry_after)
@@ -365,6 +375,8 @@ def _attempt(
             services.limiter.pause(name, error.retry_after)
         walk.attempts.append(attempt_entry(name, "error", error, elapsed_ms))
         services.log(error=error, provider=name, latency_ms=elapsed_ms, model=model)
+        if isinstance(error, LLMStreamInterruptedError):
+            raise error
         return None, error
     finally:
         if not settled and in_flight is None and not sent:  # never asked: give it back

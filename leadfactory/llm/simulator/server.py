@@ -20,6 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .http_request import read_request
+from .streaming import (
+    STREAM_TYPES,
+    StreamControls,
+    StreamedProvider,
+    StreamRecord,
+    StreamState,
+    deliver,
+)
 from .usage import Usage, UsageScript
 from .vendors import (
     REQUEST_ID_HEADER,
@@ -59,7 +67,7 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
-class _Provider:
+class _Provider(StreamedProvider):
     """One listener speaking one protocol, with its fault state and request log."""
 
     def __init__(self, name: str, protocol: str) -> None:
@@ -75,6 +83,7 @@ class _Provider:
         self.server: asyncio.Server | None = None
         self.conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.release: asyncio.Event | None = None  # set to wake hung requests
+        self.stream_state, self.stream_log = StreamState(), deque[StreamRecord](maxlen=1000)
 
     async def sync(self) -> None:
         """On the loop: release hung requests; listen, or refuse if the fault is REFUSE."""
@@ -133,7 +142,9 @@ class _Provider:
         assert task is not None
         self.conns[task] = writer
         try:
-            while (req := await read_request(reader, writer)) and await self.answer(req, writer):
+            while (req := await read_request(reader, writer)) and await self.answer(
+                req, writer, reader
+            ):
                 pass
         except (OSError, EOFError, ValueError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass  # only close() cancels; swallowed so Python 3.11's stream callback stays quiet
@@ -141,7 +152,9 @@ class _Provider:
             self.conns.pop(task, None)
             writer.close()
 
-    async def answer(self, req: Request, writer: asyncio.StreamWriter) -> bool:
+    async def answer(
+        self, req: Request, writer: asyncio.StreamWriter, reader: asyncio.StreamReader | None = None
+    ) -> bool:
         """Answer one request, applying the fault; return whether to keep the connection."""
         state = self.take_fault(req, is_generation(self.protocol, req))
         fault, release = state.fault, self.release
@@ -163,14 +176,19 @@ class _Provider:
         if header := REQUEST_ID_HEADER.get(self.protocol):
             extra[header] = "req_sim" + secrets.token_hex(8)
         keep = req.keep_alive and fault is not Fault.TRUNCATED
+        streamed = ctype in STREAM_TYPES and fault not in (Fault.TRUNCATED, Fault.TRICKLE)
         lines = [
             f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
             f"content-type: {ctype}",
-            f"content-length: {len(body)}",  # TRUNCATED sends only half of it
+            "transfer-encoding: chunked" if streamed else f"content-length: {len(body)}",
             "connection: " + ("keep-alive" if keep else "close"),
             *(f"{k}: {v}" for k, v in extra.items()),
         ]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if streamed and req.method != "HEAD":  # frame by frame, with the stream fault
+            state = self.take_stream_fault()
+            sent = await deliver(reader, writer, head, ctype, body, state, release, self.stream_log)
+            return keep and sent
         if fault is Fault.TRUNCATED:
             body = body[: len(body) // 2]
         if fault is Fault.TRICKLE and release is not None:  # the body a byte every delay
@@ -197,7 +215,7 @@ class _Provider:
             return {str(r["json"].get("model")) for r in self.log if isinstance(r["json"], dict)}
 
 
-class Simulator:
+class Simulator(StreamControls):
     """Fake LLM providers, one local port per provider name (see :mod:`leadfactory.llm.simulator`).
 
     The server runs in its own thread; every method may be called from any thread.
@@ -307,7 +325,7 @@ class Simulator:
         """Every provider back to normal; refused ports listen again (on the same port)."""
         for p in self._providers.values():
             with p.lock:
-                p.state = _FaultState()
+                p.state, p.stream_state = _FaultState(), StreamState()
             p.usage.set(None)
         self._sync(*self._providers.values())
 
