@@ -15,14 +15,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import providers, shared_state
+from .astream import AsyncStream, aopen_stream
 from .cache import ResponseCache
 from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
 from .exceptions import LLMValidationError
-from .flow import Outcome, Request, Services, Sleep
+from .flow import Call, Outcome, Request, Services, Sleep
 from .health import HealthPolicy
-from .ledger import Budget, CostLedger, Ledger, LedgerWorker, LedgerWrite, Settle, UntrackedLedger
+from .ledger import Budget, CostLedger, LedgerWorker, LedgerWrite, UntrackedLedger
 from .log import log_attempt
+from .perform import aperform, awrite_ledger, perform, write_ledger
+from .stream_flow import StreamSession
+from .streaming import Stream, open_stream, stream_request
 from .telemetry import Telemetry, observer_for
 from .telemetry.watch import cache_hit, watched
 from .tokens import estimate_prompt_tokens
@@ -219,7 +223,7 @@ class LLMClient:
         cache: bool = True,
         caller: str | None = None,
         **kwargs: Any,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | Stream:
         """Answer ``messages`` with the first provider that succeeds.
 
         ``temperature`` and ``max_tokens`` default to the configuration's values
@@ -227,9 +231,16 @@ class LLMClient:
         model (``"openai/gpt-4o-mini"``), or overrides every provider's model.
         ``cache=False`` bypasses the cache; ``caller`` tags the ledger rows.
         Returns an OpenAI-shaped dict plus ``provider``, ``cost``, ``cached``,
-        ``latency_ms`` and ``attempts``.
+        ``latency_ms`` and ``attempts``. ``stream=True`` returns a :class:`Stream` of
+        chunks instead, once the first text arrived (see docs/streaming.md).
         """
+        include_usage = stream_request(kwargs)  # None: not streamed
         request = self._request(messages, model, temperature, max_tokens, caller, kwargs)
+        if include_usage is not None:
+            providers.load_litellm()
+            return open_stream(
+                StreamSession(self._services(), request, include_usage), self._perform
+            )
         if not (cache and self.config.enable_caching):
             return self._run(request)
         return self._cached.complete(request, self._run, self._deliver)
@@ -244,9 +255,13 @@ class LLMClient:
         cache: bool = True,
         caller: str | None = None,
         **kwargs: Any,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | AsyncStream:
         """The asyncio twin of :meth:`chat_completion`: same arguments, same answer."""
+        include_usage = stream_request(kwargs)
         request = self._request(messages, model, temperature, max_tokens, caller, kwargs)
+        if include_usage is not None:
+            session = StreamSession(self._aservices(), request, include_usage)
+            return await aopen_stream(session, self._aperform)
         if not (cache and self.config.enable_caching):
             return await self._arun(request)
         return await self._cached.acomplete(request, self._arun, self._adeliver)
@@ -263,23 +278,20 @@ class LLMClient:
                     operation = flow.send(send)  # type: ignore[arg-type]
                 except StopIteration as done:
                     return done.value
-                if isinstance(operation, Sleep):
-                    self._sleep(operation.seconds)
-                    send = None
-                elif isinstance(operation, LedgerWrite):
-                    send = _write_ledger(self.ledger, operation)
-                else:
+                if isinstance(operation, Call):
                     send = _call_provider(operation.arguments)
+                else:
+                    send = self._perform(operation)
         finally:
             flow.close()  # interrupted mid-call: the flow settles (sent) or releases (not sent)
+
+    def _perform(self, operation: Sleep | LedgerWrite) -> Outcome | None:
+        return perform(self.ledger, self._sleep, operation)
 
     async def _arun(self, request: Request) -> dict[str, Any]:
         if not providers.litellm_loaded():  # seconds of import: not on the event loop
             await asyncio.to_thread(providers.load_litellm)
-        services = self._services()
-        if isinstance(services.ledger, CostLedger):  # behind the writes under way, in order
-            services.settle_on_close = LedgerWorker.for_ledger(services.ledger).write_later
-        flow = watched(self._observer, services, request)
+        flow = watched(self._observer, self._aservices(), request)
         send: Outcome | None = None
         try:
             while True:
@@ -287,38 +299,29 @@ class LLMClient:
                     operation = flow.send(send)  # type: ignore[arg-type]
                 except StopIteration as done:
                     return done.value
-                if isinstance(operation, Sleep):
-                    await asyncio.sleep(operation.seconds)
-                    send = None
-                elif isinstance(operation, LedgerWrite):
-                    send = await self._awrite_ledger(operation)
-                else:
-                    try:
-                        send = Outcome(response=await providers.acomplete(operation.arguments))
-                    except Exception as error:  # classified by the flow
-                        send = Outcome(error=error)
+                if not isinstance(operation, Call):
+                    send = await self._aperform(operation)
+                    continue
+                try:
+                    send = Outcome(response=await providers.acomplete(operation.arguments))
+                except Exception as error:  # classified by the flow
+                    send = Outcome(error=error)
         finally:
             flow.close()
 
-    async def _awrite_ledger(self, write: LedgerWrite) -> Outcome:
-        """A ledger write from a coroutine: on the ledger's writer thread, off the loop."""
-        ledger = self.ledger
-        if isinstance(ledger, UntrackedLedger):  # nothing to wait for
-            return _write_ledger(ledger, write)
-        try:
-            value = await LedgerWorker.for_ledger(ledger).call(write)
-        except Exception as error:
-            return Outcome(error=error)
-        if isinstance(write, Settle):  # the alerts it fired, announced here on the loop
-            for alert in value or ():
-                ledger.announce(alert)
-            value = None
-        return Outcome(value=value)
+    def _aservices(self) -> Services:
+        services = self._services()
+        if isinstance(services.ledger, CostLedger):  # behind the writes under way, in order
+            services.settle_on_close = LedgerWorker.for_ledger(services.ledger).write_later
+        return services
+
+    async def _aperform(self, operation: Sleep | LedgerWrite) -> Outcome | None:
+        return await aperform(self.ledger, operation)
 
     def _deliver(self, answer: Answer) -> dict[str, Any]:
         """The response, once its ledger row (a cache hit's) is written."""
         response, record = answer
-        if record is not None and (error := _write_ledger(self.ledger, record).error):
+        if record is not None and (error := write_ledger(self.ledger, record).error):
             raise error
         if record is not None and self._observer is not None:
             cache_hit(self._observer, record, self.config)
@@ -326,7 +329,7 @@ class LLMClient:
 
     async def _adeliver(self, answer: Answer) -> dict[str, Any]:
         response, record = answer
-        if record is not None and (error := (await self._awrite_ledger(record)).error):
+        if record is not None and (error := (await awrite_ledger(self.ledger, record)).error):
             raise error
         if record is not None and self._observer is not None:
             cache_hit(self._observer, record, self.config)
@@ -382,13 +385,6 @@ def _call_provider(arguments: Mapping[str, Any]) -> Outcome:
     try:
         return Outcome(response=providers.complete(arguments))
     except Exception as error:  # classified by the flow
-        return Outcome(error=error)
-
-
-def _write_ledger(ledger: Ledger, write: LedgerWrite) -> Outcome:
-    try:
-        return Outcome(value=ledger.write(write))
-    except Exception as error:  # a refusal, or a ledger failure the flow raises
         return Outcome(error=error)
 
 

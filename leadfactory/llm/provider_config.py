@@ -104,6 +104,12 @@ class ProviderConfig(BaseModel):
         "OpenAI-compatible (`ollama/` or `ollama_chat/` makes it an Ollama server).",
     )
     timeout: PositiveFloat = Field(default=30.0, description=PROVIDER_HELP["timeout"])
+    first_token_timeout: PositiveFloat | None = Field(
+        default=None, description=PROVIDER_HELP["first_token_timeout"]
+    )
+    stream_idle_timeout: PositiveFloat | None = Field(
+        default=None, description=PROVIDER_HELP["stream_idle_timeout"]
+    )
     rate_limit_rpm: PositiveInt | None = Field(
         default=None, description=PROVIDER_HELP["rate_limit_rpm"]
     )

@@ -17,7 +17,16 @@ from .provider_config import ProviderConfig
 
 __all__ = [
     "AnswerNotRead",
+    "aclose_stream",
     "acomplete",
+    "anext_chunk",
+    "aopen_stream",
+    "chunk_dict",
+    "close_stream",
+    "finish_received",
+    "next_chunk",
+    "open_stream",
+    "reported_usage",
     "call_arguments",
     "complete",
     "count_prompt_tokens",
@@ -152,6 +161,138 @@ async def acomplete(arguments: Mapping[str, Any]) -> dict[str, Any]:
     except Exception as error:
         _raise_if_answered(answers, error)
         raise
+
+
+# -- streamed calls -----------------------------------------------------------------------
+# LiteLLM's stream (CustomStreamWrapper) is opened with usage asked for, read one chunk at a
+# time and closed (which closes the HTTP response, releasing its connection). Its own
+# MidStreamFallbackError is unwrapped: the provider's error inside is what classify reads.
+
+
+def _stream_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    options = {**(arguments.get("stream_options") or {}), "include_usage": True}
+    return {**arguments, "stream": True, "stream_options": options}
+
+
+def open_stream(arguments: Mapping[str, Any]) -> Any:
+    """Start one streamed call (some routes send the request on the first read)."""
+    clients = _http_clients()
+    client = clients.client_for(arguments, asynchronous=False)
+    try:
+        return load_litellm().completion(**_stream_arguments(arguments), client=client)
+    except Exception as error:
+        raise _unwrapped(error) from None
+
+
+async def aopen_stream(arguments: Mapping[str, Any]) -> Any:
+    """:func:`open_stream` on the running event loop."""
+    clients = _http_clients()
+    client = clients.client_for(arguments, asynchronous=True)
+    try:
+        return await load_litellm().acompletion(**_stream_arguments(arguments), client=client)
+    except Exception as error:
+        raise _unwrapped(error) from None
+
+
+def next_chunk(stream: Any) -> Any | None:
+    """The stream's next chunk (LiteLLM's), or None at its end."""
+    try:
+        return next(stream, None)
+    except Exception as error:
+        raise _unwrapped(error) from None
+
+
+async def anext_chunk(stream: Any) -> Any | None:
+    try:
+        return await anext(stream, None)
+    except Exception as error:
+        raise _unwrapped(error) from None
+
+
+def close_stream(stream: Any) -> None:
+    """Close the stream and its HTTP response (a no-op when already closed)."""
+    stream.close()
+
+
+async def aclose_stream(stream: Any) -> None:
+    await stream.aclose()
+
+
+def _unwrapped(error: Exception) -> Exception:
+    """The provider's error that LiteLLM wrapped in its MidStreamFallbackError, if any."""
+    inner = getattr(error, "original_exception", None)
+    if type(error).__name__ == "MidStreamFallbackError" and isinstance(inner, Exception):
+        return inner
+    return error
+
+
+def chunk_dict(chunk: Any, route: str = "") -> dict[str, Any]:
+    """LiteLLM's stream chunk as a plain OpenAI ``chat.completion.chunk`` dict.
+
+    ``usage`` is kept only when the provider reported it in this chunk.
+    """
+    choices = []
+    for choice in chunk.choices:
+        delta, out = choice.delta, {}
+        if delta.role:
+            out["role"] = delta.role
+        if delta.content is not None:
+            out["content"] = delta.content
+        if delta.tool_calls:
+            out["tool_calls"] = [_tool_call_delta(call) for call in delta.tool_calls]
+        choices.append({"index": choice.index, "delta": out, "finish_reason": choice.finish_reason})
+    model = str(chunk.model or route.partition("/")[2])
+    prefix = route.partition("/")[0] + "/"
+    return {
+        "id": chunk.id,
+        "object": "chat.completion.chunk",
+        "created": int(chunk.created),
+        "model": model[len(prefix) :] if model.startswith(prefix) else model,
+        "choices": choices,
+    }
+
+
+def _tool_call_delta(call: Any) -> dict[str, Any]:
+    data = call if isinstance(call, dict) else call.model_dump()
+    function = data.get("function") or {}
+    out: dict[str, Any] = {"index": data.get("index", 0)}
+    if data.get("id"):
+        out["id"] = data["id"]
+        out["type"] = data.get("type") or "function"
+    out["function"] = {k: v for k, v in function.items() if k in ("name", "arguments") and v}
+    return out
+
+
+def finish_received(stream: Any) -> bool:
+    """Whether the provider sent its finish reason (LiteLLM makes up ``stop`` otherwise)."""
+    return bool(
+        getattr(stream, "received_finish_reason", None)
+        or getattr(stream, "intermittent_finish_reason", None)
+        or getattr(stream, "received_any_finish_reason", False)
+    )
+
+
+def reported_usage(stream: Any, final: Any) -> dict[str, Any] | None:
+    """The usage the provider itself reported in ``stream`` (None: it reported none).
+
+    ``final`` is the usage of LiteLLM's last chunk: its sum of what the provider
+    reported (Anthropic's ``message_start`` and ``message_delta``), cache details
+    included, or, when the provider reported none, its own count. The chunks LiteLLM
+    kept tell the two apart: a provider's final usage comes with its finish reason or
+    after it. Usage sent only before (Anthropic's ``message_start``) gives the prompt
+    count alone.
+    """
+    early = finished = None
+    for chunk in getattr(stream, "chunks", ()):
+        choices = getattr(chunk, "choices", None) or ()
+        if any(getattr(choice, "finish_reason", None) for choice in choices):
+            finished = True
+        usage = getattr(chunk, "usage", None)
+        if usage and finished:
+            return usage_dict(final or usage)
+        early = early or usage
+    prompt = getattr(early, "prompt_tokens", None)
+    return {"prompt_tokens": prompt} if prompt else None
 
 
 class AnswerNotRead(Exception):

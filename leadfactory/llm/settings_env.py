@@ -84,6 +84,10 @@ PROVIDER_HELP: dict[str, str] = {
     "host": "Ollama server root; `localhost:11434` without a scheme is accepted.",
     "timeout": "Seconds one attempt may take in all: connecting, sending and reading the "
     "whole answer (a deadline, not a limit per read).",
+    "first_token_timeout": "Seconds a streamed call may take to its first text or tool "
+    "call; past it the attempt is a timeout, retried or failed over (unset: `timeout`).",
+    "stream_idle_timeout": "Seconds a stream may go without a byte once its first text "
+    "arrived; past it the stream is interrupted (unset: `timeout`).",
     "rate_limit_rpm": "Requests per minute this client sends at most; unset means no limit.",
     "rate_limit_tpm": "Tokens per minute (estimated, then corrected to the usage "
     "reported); unset means no limit.",
@@ -153,6 +157,8 @@ class ProviderEnvironment(BaseSettings):
     base_url: str | None = _help("base_url")
     host: str | None = _help("host")
     timeout: PositiveFloat | None = _help("timeout")
+    first_token_timeout: PositiveFloat | None = _help("first_token_timeout")
+    stream_idle_timeout: PositiveFloat | None = _help("stream_idle_timeout")
     rate_limit_rpm: PositiveInt | None = _help("rate_limit_rpm")
     rate_limit_tpm: PositiveInt | None = _help("rate_limit_tpm")
     cost_per_1k_tokens: NonNegativeFloat | None = _help("cost_per_1k_tokens")

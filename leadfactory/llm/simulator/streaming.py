@@ -9,6 +9,8 @@ applying the provider's :class:`StreamFault`:
   (OpenAI ``data: {"error": ...}``, Anthropic ``event: error``, Ollama ``{"error": ...}``);
 - ``CUT``: after ``after`` content frames, the connection is closed mid-body;
 - ``STALL``: after ``after`` content frames, nothing more until the client gives up;
+- ``END_EARLY``: after ``after`` content frames, the body ends cleanly, without the
+  finish reason, the usage or OpenAI's ``[DONE]``;
 - ``SLOW_FIRST``: ``delay`` seconds before the first content frame (frames before it,
   such as OpenAI's role frame, go at once);
 - ``NO_USAGE``: the usage is left out (OpenAI's usage chunk, Anthropic's
@@ -52,6 +54,7 @@ class StreamFault(StrEnum):
     ERROR_EVENT = "error_event"
     CUT = "cut"
     STALL = "stall"
+    END_EARLY = "end_early"
     SLOW_FIRST = "slow_first"
     NO_USAGE = "no_usage"
 
@@ -230,6 +233,10 @@ async def _fault(
         return not _client_closed(closed)
     if fault is StreamFault.ERROR_EVENT:
         writer.write(_chunk(error_frame(shape)) + b"0\r\n\r\n")
+        await writer.drain()
+        return False
+    if fault is StreamFault.END_EARLY:
+        writer.write(b"0\r\n\r\n")
         await writer.drain()
         return False
     if fault is StreamFault.CUT:

@@ -1,0 +1,174 @@
+"""Streaming end to end, blocking client: the fault matrix per wire protocol, usage,
+leaving early, the summary (shared checks in tests/stream_cases.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from leadfactory.llm import LLMClient, LLMConfig, LLMStreamInterruptedError, LLMValidationError
+from leadfactory.llm.simulator.streaming import StreamFault
+
+from .conftest import list_cost
+from .stream_cases import (
+    AFTER,
+    BEFORE,
+    FAILING_REPLY,
+    PROVIDER,
+    ROUTES,
+    USER,
+    check_fell_back,
+    check_interrupted,
+    make_client,
+    pieces,
+    replies_restored,  # noqa: F401  (autouse fixture)
+    set_replies,
+)
+
+
+def read(stream) -> tuple[list[dict], str]:
+    chunks = list(stream)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    return chunks, text
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("fault", list(BEFORE))
+def test_fault_before_first_content_falls_back(sim_env, route, fault):
+    set_replies(sim_env, route)
+    BEFORE[fault](sim_env, PROVIDER[route])
+    client = make_client(route)
+    with client.chat_completion(USER, max_tokens=20, stream=True) as stream:
+        _, text = read(stream)
+    check_fell_back(sim_env, client, route, text, stream.response)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("fault", list(AFTER))
+def test_fault_after_first_content_raises_with_the_text_so_far(sim_env, route, fault):
+    set_replies(sim_env, route)
+    sim_env.set_stream_fault(PROVIDER[route], AFTER[fault], after=2)
+    client = make_client(route)
+    received: list[str] = []
+    stream = client.chat_completion(USER, max_tokens=20, stream=True)
+    with pytest.raises(LLMStreamInterruptedError) as caught:
+        for chunk in stream:
+            if chunk["choices"]:
+                received.append(chunk["choices"][0]["delta"].get("content") or "")
+    check_interrupted(sim_env, client, route, "".join(received), caught.value)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_completed_stream_is_charged_its_reported_usage(sim_env, route):
+    set_replies(sim_env, route)
+    client = make_client(route)
+    stream = client.chat_completion(USER, max_tokens=20, stream=True)
+    chunks, text = read(stream)
+    provider = PROVIDER[route]
+    assert text == FAILING_REPLY and stream.text == text
+    assert chunks[0]["object"] == "chat.completion.chunk"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    summary = stream.response
+    assert summary["choices"][0]["message"]["content"] == FAILING_REPLY
+    usage = summary["usage"]
+    assert usage["completion_tokens"] == len(FAILING_REPLY.split())
+    assert usage["prompt_tokens"] == len(USER[0]["content"].split()) + 3  # the simulator's count
+    assert stream.cost == pytest.approx(
+        list_cost(client, provider, usage["prompt_tokens"], usage["completion_tokens"])
+    )
+    assert stream.provider == provider and stream.cached is False
+    assert stream.latency_ms >= stream.time_to_first_token_ms > 0
+    assert [a["outcome"] for a in stream.attempts] == ["success"]
+    [row] = client.ledger.rows()
+    assert row["outcome"] == "success" and row["estimated"] == 0
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    assert row["cost_usd"] == pytest.approx(stream.cost)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_stream_without_usage_is_charged_an_estimate(sim_env, route):
+    set_replies(sim_env, route)
+    sim_env.set_stream_fault(PROVIDER[route], StreamFault.NO_USAGE)
+    client = make_client(route)
+    stream = client.chat_completion(USER, max_tokens=20, stream=True)
+    _, text = read(stream)
+    assert text == FAILING_REPLY
+    [row] = client.ledger.rows()
+    assert row["outcome"] == "success" and row["estimated"] == 1
+    assert row["completion_tokens"] == stream.usage["completion_tokens"] > 0
+
+
+def test_usage_chunk_only_when_asked(sim_env):
+    client = make_client("openai")
+    chunks, _ = read(client.chat_completion(USER, stream=True))
+    assert all(c["choices"] for c in chunks)
+    stream = client.chat_completion(USER, stream=True, stream_options={"include_usage": True})
+    chunks, _ = read(stream)
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == stream.usage
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_leaving_after_two_chunks_settles_and_closes_the_connection(sim_env, route):
+    set_replies(sim_env, route)
+    provider = PROVIDER[route]
+    sim_env.set_stream_fault(provider, StreamFault.OK, interval=0.05)
+    client = make_client(route)
+    seen = []
+    with client.chat_completion(USER, max_tokens=20, stream=True) as stream:
+        for chunk in stream:
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                seen.append(chunk["choices"][0]["delta"]["content"])
+            if len(seen) == 2:
+                break
+    assert "".join(seen) == "".join(pieces(FAILING_REPLY)[:2])
+    [row] = client.ledger.rows()
+    assert row["outcome"] == "error" and row["error_class"] == "Cancelled"
+    assert row["estimated"] == 1 and row["completion_tokens"] > 0
+    for _ in range(100):  # the server notices the close on its next write
+        record = sim_env.stream_records(provider)[-1]
+        if record["client_closed"]:
+            break
+        time.sleep(0.02)
+    assert record["client_closed"] and not record["complete"]
+    assert client.get_provider_status()[provider]["available"]  # leaving is not a failure
+
+
+def test_stream_dropped_without_close_is_settled(sim_env):
+    sim_env.set_stream_fault("openai", StreamFault.OK, interval=0.05)
+    client = make_client("openai")
+    stream = client.chat_completion(USER, max_tokens=20, stream=True)
+    next(stream)
+    del stream
+    [row] = client.ledger.rows()
+    assert row["outcome"] == "error" and row["error_class"] == "Cancelled"
+
+
+def test_every_provider_failing_before_content_raises_before_any_chunk(sim_env):
+    from leadfactory.llm import AllProvidersFailedError
+
+    sim_env.set_stream_fault("openai", StreamFault.CUT)
+    sim_env.set_stream_fault("ollama", StreamFault.CUT)
+    client = make_client("openai", retries=0)
+    client.config.providers["ollama"].max_retries = 0
+    with pytest.raises(AllProvidersFailedError):
+        client.chat_completion(USER, max_tokens=20, stream=True)
+    assert [r["outcome"] for r in client.ledger.rows()] == ["error", "error"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"stream": "yes"},
+        {"stream_options": {"include_usage": True}},
+        {"stream": True, "stream_options": 1},
+    ],
+)
+def test_bad_stream_arguments_are_refused_before_any_call(sim_env, kwargs):
+    client = LLMClient(LLMConfig(enable_caching=False))
+    with pytest.raises(LLMValidationError):
+        client.chat_completion(USER, **kwargs)
+    assert sim_env.request_count("openai") == 0 and client.ledger.rows() == []
