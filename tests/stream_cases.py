@@ -32,7 +32,8 @@ PROVIDER = {
 BACKUP = {"openai": "ollama", "anthropic": "openai", "ollama": "openai", "ollama_chat": "openai"}
 FAILING_REPLY = "alpha beta gamma delta epsilon zeta eta theta"
 BACKUP_REPLY = "one two three four five"
-TIMEOUT = 1.0  # first-token and idle timeouts of the failing provider
+TIMEOUT = 1.0  # the first-token or idle timeout, in the tests of those timeouts
+TIMED = {"stall", "slow_first"}  # the faults those timeouts end
 
 
 @pytest.fixture(autouse=True)
@@ -48,8 +49,16 @@ def pieces(text: str) -> list[str]:
     return [p for p in re.split(r"(?<=\s)(?=\S)", text) if p]
 
 
-def make_client(route: str, *, cache: bool = False, retries: int = 1) -> LLMClient:
-    """The failing route's provider first, its backup second."""
+def make_client(
+    route: str,
+    *,
+    cache: bool = False,
+    retries: int = 1,
+    first_token: float = 30.0,
+    idle: float = 30.0,
+) -> LLMClient:
+    """The failing route's provider first, its backup second (timeouts long unless a
+    test is about them: the machine may be loaded)."""
     failing, backup = PROVIDER[route], BACKUP[route]
     config = LLMConfig(fallback_strategy="quality_optimized", enable_caching=cache)
     for name in list(config.providers):
@@ -57,7 +66,7 @@ def make_client(route: str, *, cache: bool = False, retries: int = 1) -> LLMClie
             del config.providers[name]
     provider = config.providers[failing]
     provider.priority, provider.max_retries = 10, retries
-    provider.first_token_timeout = provider.stream_idle_timeout = TIMEOUT
+    provider.first_token_timeout, provider.stream_idle_timeout = first_token, idle
     if route == "ollama_chat":
         provider.default_model = "ollama_chat/llama3:8b"
     return LLMClient(config)
@@ -88,6 +97,14 @@ AFTER = {
     "stall": StreamFault.STALL,
     "ends_early": StreamFault.END_EARLY,
 }
+
+
+def timeouts(fault: str, after: bool) -> dict[str, float]:
+    """The short timeout a fault's test needs (the first-token one before the first
+    content, the idle one after), or none."""
+    if fault not in TIMED:
+        return {}
+    return {"idle": TIMEOUT} if after else {"first_token": TIMEOUT}
 
 
 def check_fell_back(sim: Any, client: LLMClient, route: str, text: str, summary: dict) -> None:

@@ -147,7 +147,7 @@ def test_async_bad_input_costs_nothing(sim_env):
     with pytest.raises(LLMValidationError, match="bogus"):
         achat(client, USER, bogus=1)
     with pytest.raises(LLMValidationError, match="stream"):
-        achat(client, USER, stream=True)
+        achat(client, USER, stream="yes")  # stream=True streams: docs/streaming.md
     assert sum(sim_env.request_count(p) for p in PROTOCOLS) == 0
     assert client.ledger.rows() == []
 

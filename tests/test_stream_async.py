@@ -23,6 +23,7 @@ from .stream_cases import (
     pieces,
     replies_restored,  # noqa: F401  (autouse fixture)
     set_replies,
+    timeouts,
 )
 
 
@@ -39,7 +40,7 @@ async def read(stream) -> str:
 def test_fault_before_first_content_falls_back(sim_env, route, fault):
     set_replies(sim_env, route)
     BEFORE[fault](sim_env, PROVIDER[route])
-    client = make_client(route)
+    client = make_client(route, **timeouts(fault, after=False))
 
     async def main():
         async with await client.achat_completion(USER, max_tokens=20, stream=True) as stream:
@@ -54,7 +55,7 @@ def test_fault_before_first_content_falls_back(sim_env, route, fault):
 def test_fault_after_first_content_raises_with_the_text_so_far(sim_env, route, fault):
     set_replies(sim_env, route)
     sim_env.set_stream_fault(PROVIDER[route], AFTER[fault], after=2)
-    client = make_client(route)
+    client = make_client(route, **timeouts(fault, after=True))
     received: list[str] = []
 
     async def main():
@@ -101,8 +102,6 @@ def test_leaving_with_aclose_settles_and_closes_the_connection(sim_env, route):
 def test_completed_streams_at_concurrency_each_settle(sim_env):
     sim_env.set_reply("openai", FAILING_REPLY)
     client = make_client("openai")
-    provider = client.config.providers["openai"]
-    provider.first_token_timeout = provider.stream_idle_timeout = 30.0  # a loaded machine
 
     async def one():
         stream = await client.achat_completion(USER, max_tokens=20, stream=True)
@@ -116,3 +115,20 @@ def test_completed_streams_at_concurrency_each_settle(sim_env):
     rows = client.ledger.rows()
     assert len(rows) == 20 and {r["outcome"] for r in rows} == {"success"}
     assert sum(r["cost_usd"] for r in rows) == pytest.approx(sum(cost for _, cost in results))
+
+
+def test_a_completed_stream_is_replayed_from_the_cache(sim_env):
+    sim_env.set_reply("openai", FAILING_REPLY)
+    client = make_client("openai", cache=True)
+
+    async def main():
+        first = await client.achat_completion(USER, max_tokens=20, stream=True)
+        text = await read(first)
+        again = await client.achat_completion(USER, max_tokens=20, stream=True)
+        return text, await read(again), again
+
+    text, replayed, again = asyncio.run(main())
+    assert replayed == text == FAILING_REPLY
+    assert again.cached is True and again.cost == 0
+    assert sim_env.request_count("openai") == 1
+    assert [r["outcome"] for r in client.ledger.rows()] == ["success", "cache_hit"]

@@ -24,6 +24,7 @@ from .stream_cases import (
     pieces,
     replies_restored,  # noqa: F401  (autouse fixture)
     set_replies,
+    timeouts,
 )
 
 
@@ -38,7 +39,7 @@ def read(stream) -> tuple[list[dict], str]:
 def test_fault_before_first_content_falls_back(sim_env, route, fault):
     set_replies(sim_env, route)
     BEFORE[fault](sim_env, PROVIDER[route])
-    client = make_client(route)
+    client = make_client(route, **timeouts(fault, after=False))
     with client.chat_completion(USER, max_tokens=20, stream=True) as stream:
         _, text = read(stream)
     check_fell_back(sim_env, client, route, text, stream.response)
@@ -49,7 +50,7 @@ def test_fault_before_first_content_falls_back(sim_env, route, fault):
 def test_fault_after_first_content_raises_with_the_text_so_far(sim_env, route, fault):
     set_replies(sim_env, route)
     sim_env.set_stream_fault(PROVIDER[route], AFTER[fault], after=2)
-    client = make_client(route)
+    client = make_client(route, **timeouts(fault, after=True))
     received: list[str] = []
     stream = client.chat_completion(USER, max_tokens=20, stream=True)
     with pytest.raises(LLMStreamInterruptedError) as caught:
@@ -172,3 +173,36 @@ def test_bad_stream_arguments_are_refused_before_any_call(sim_env, kwargs):
     with pytest.raises(LLMValidationError):
         client.chat_completion(USER, **kwargs)
     assert sim_env.request_count("openai") == 0 and client.ledger.rows() == []
+
+
+def test_a_completed_stream_is_replayed_from_the_cache(sim_env):
+    sim_env.set_reply("openai", FAILING_REPLY)
+    client = make_client("openai", cache=True)
+    first = client.chat_completion(USER, max_tokens=20, stream=True)
+    _, text = read(first)
+    again = client.chat_completion(
+        USER, max_tokens=20, stream=True, stream_options={"include_usage": True}
+    )
+    chunks, replayed = read(again)
+    assert replayed == text == FAILING_REPLY
+    assert again.cached is True and again.cost == 0 and again.provider == "openai"
+    assert (
+        chunks[-1]["usage"] == first.usage and chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    )
+    whole = client.chat_completion(USER, max_tokens=20)  # the same answer, not streamed
+    assert whole["cached"] is True and whole["choices"][0]["message"]["content"] == text
+    assert sim_env.request_count("openai") == 1
+    outcomes = [r["outcome"] for r in client.ledger.rows()]
+    assert outcomes == ["success", "cache_hit", "cache_hit"]
+
+
+def test_a_cut_stream_is_never_cached(sim_env):
+    sim_env.set_reply("openai", FAILING_REPLY)
+    sim_env.set_stream_fault("openai", StreamFault.CUT, after=2, times=1)
+    client = make_client("openai", cache=True)
+    with pytest.raises(LLMStreamInterruptedError):
+        read(client.chat_completion(USER, max_tokens=20, stream=True))
+    stream = client.chat_completion(USER, max_tokens=20, stream=True)
+    _, text = read(stream)
+    assert text == FAILING_REPLY and stream.cached is False
+    assert sim_env.request_count("openai") == 2

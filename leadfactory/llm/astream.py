@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import providers
+from .cached_calls import Answer, CachedCalls
 from .exceptions import LLMStreamInterruptedError
-from .flow import Call, Outcome
+from .flow import Call, Outcome, Request, Services
 from .http_clients import time_stream
 from .stream_flow import StreamSession
-from .streaming import StreamSummary
+from .streaming import StreamSummary, replayed
 
-__all__ = ["AsyncStream", "aopen_stream"]
+__all__ = ["AsyncStream", "aopen_stream", "astream_call"]
 
 APerform = Callable[[Any], Awaitable[Outcome | None]]
 
@@ -111,6 +112,22 @@ class AsyncStream(StreamSummary):
             while not session.done:
                 session.services.settle_on_close(operation)  # type: ignore[misc]
                 operation = session.advance(Outcome())
+
+
+async def astream_call(
+    cached: CachedCalls | None,
+    request: Request,
+    include_usage: bool,
+    services: Callable[[], Services],
+    perform: APerform,
+    deliver: Callable[[Answer], Awaitable[dict[str, Any]]],
+) -> AsyncStream:
+    """``achat_completion(stream=True)``: as :func:`.streaming.stream_call`, awaited."""
+    hit = cached.stream_hit(request) if cached is not None else None
+    if hit is not None:
+        return replayed(AsyncStream, await deliver(hit), include_usage)
+    store = cached.stream_store(request) if cached is not None else None
+    return await aopen_stream(StreamSession(services(), request, include_usage), perform, store)
 
 
 async def aopen_stream(

@@ -96,6 +96,22 @@ class CachedCalls:
             answer = self._share(shared, key, request, led=bool(led))
         return await deliver(answer)
 
+    def stream_hit(self, request: Request) -> Answer | None:
+        """A cache hit for a streamed request (replayed as chunks), else None.
+
+        Streams do not share a call in flight: each miss streams its own answer."""
+        return self._lookup(self.key(request), request)
+
+    def stream_store(self, request: Request) -> Callable[[dict[str, Any]], Any]:
+        """What stores a streamed request's answer once it completed (a cut one never)."""
+        key = self.key(request)
+
+        def store(response: dict[str, Any]) -> None:
+            kept = {k: v for k, v in response.items() if k != "time_to_first_token_ms"}
+            self._store(key, request, kept)
+
+        return store
+
     @staticmethod
     def key(request: Request) -> str:
         """The cache key of what determines ``request``'s answer."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import providers, shared_state
-from .astream import AsyncStream, aopen_stream
+from .astream import AsyncStream, astream_call
 from .cache import ResponseCache
 from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
@@ -25,8 +25,7 @@ from .health import HealthPolicy
 from .ledger import Budget, CostLedger, LedgerWorker, LedgerWrite, UntrackedLedger
 from .log import log_attempt
 from .perform import aperform, awrite_ledger, perform, write_ledger
-from .stream_flow import StreamSession
-from .streaming import Stream, open_stream, stream_request
+from .streaming import Stream, stream_call, stream_request
 from .telemetry import Telemetry, observer_for
 from .telemetry.watch import cache_hit, watched
 from .tokens import estimate_prompt_tokens
@@ -237,10 +236,9 @@ class LLMClient:
         include_usage = stream_request(kwargs)  # None: not streamed
         request = self._request(messages, model, temperature, max_tokens, caller, kwargs)
         if include_usage is not None:
-            providers.load_litellm()
-            return open_stream(
-                StreamSession(self._services(), request, include_usage), self._perform
-            )
+            cached = self._cached if cache and self.config.enable_caching else None
+            parts = (self._services, self._perform, self._deliver)
+            return stream_call(cached, request, include_usage, *parts)
         if not (cache and self.config.enable_caching):
             return self._run(request)
         return self._cached.complete(request, self._run, self._deliver)
@@ -260,8 +258,9 @@ class LLMClient:
         include_usage = stream_request(kwargs)
         request = self._request(messages, model, temperature, max_tokens, caller, kwargs)
         if include_usage is not None:
-            session = StreamSession(self._aservices(), request, include_usage)
-            return await aopen_stream(session, self._aperform)
+            cached = self._cached if cache and self.config.enable_caching else None
+            parts = (self._aservices, self._aperform, self._adeliver)
+            return await astream_call(cached, request, include_usage, *parts)
         if not (cache and self.config.enable_caching):
             return await self._arun(request)
         return await self._cached.acomplete(request, self._arun, self._adeliver)

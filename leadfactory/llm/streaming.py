@@ -11,18 +11,20 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from . import providers
+from .cached_calls import Answer, CachedCalls
 from .exceptions import LLMStreamInterruptedError, LLMValidationError
-from .flow import Call, Outcome
+from .flow import Call, Outcome, Request, Services
 from .http_clients import time_stream
 from .stream_assembly import replay_chunks
 from .stream_flow import StreamSession
 
-__all__ = ["Stream", "open_stream", "stream_request"]
+__all__ = ["Stream", "StreamSummary", "open_stream", "replayed", "stream_call", "stream_request"]
 
 Perform = Callable[[Any], Outcome | None]  # sleeps and ledger writes, as the client does them
+S = TypeVar("S")
 
 
 class StreamSummary:
@@ -165,11 +167,28 @@ def stream_request(kwargs: dict[str, Any]) -> bool | None:
     return bool((options or {}).get("include_usage")) if stream else None
 
 
-def replayed(response: dict[str, Any]) -> Stream:
-    """A cached answer as a stream (its ``cached`` and ``cost`` already set)."""
-    include = bool(response.get("_include_usage"))
-    response.pop("_include_usage", None)
-    return Stream(None, None, None, replay_chunks(response, include), response=response)
+def replayed(kind: type[S], response: dict[str, Any], include_usage: bool) -> S:
+    """A cached answer (``cached`` True, ``cost`` 0) as a stream of ``kind``."""
+    response["time_to_first_token_ms"] = response.get("latency_ms")
+    return kind(None, None, None, replay_chunks(response, include_usage), response=response)
+
+
+def stream_call(
+    cached: CachedCalls | None,
+    request: Request,
+    include_usage: bool,
+    services: Callable[[], Services],
+    perform: Perform,
+    deliver: Callable[[Answer], dict[str, Any]],
+) -> Stream:
+    """The client's ``stream=True``: a cache hit replayed (``cached``: caching is on for
+    the call), or a new stream, stored in the cache once it completed."""
+    hit = cached.stream_hit(request) if cached is not None else None
+    if hit is not None:
+        return replayed(Stream, deliver(hit), include_usage)
+    providers.load_litellm()  # seconds, the first time: before any rate-limit permit
+    store = cached.stream_store(request) if cached is not None else None
+    return open_stream(StreamSession(services(), request, include_usage), perform, store)
 
 
 def open_stream(
