@@ -139,6 +139,20 @@ def read_prompt(args: argparse.Namespace) -> str:
     return prompt
 
 
+def print_stream(stream: Any) -> dict[str, Any]:
+    """Print a stream's text as it arrives; its whole response once it ended.
+
+    An interrupted stream leaves what arrived printed, and its error is raised."""
+    with stream:
+        try:
+            for chunk in stream:
+                for choice in chunk["choices"]:
+                    print(choice["delta"].get("content") or "", end="", flush=True)
+        finally:
+            print(flush=True)
+    return stream.response
+
+
 def command_chat(args: argparse.Namespace) -> int:
     from ..client import LLMClient
     from ..config import FallbackStrategy
@@ -153,19 +167,23 @@ def command_chat(args: argparse.Namespace) -> int:
     config = load_config()
     if args.strategy:
         config.fallback_strategy = args.strategy
+    options = {
+        "model": args.model,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "cache": not args.no_cache,
+        "caller": "cli",
+    }
     with LLMClient(config) as client:
-        response = client.chat_completion(
-            messages,
-            model=args.model,
-            temperature=args.temperature,
-            max_tokens=args.max_tokens,
-            cache=not args.no_cache,
-            caller="cli",
-        )
+        if args.json or args.no_stream:
+            response = client.chat_completion(messages, **options)
+        else:
+            response = print_stream(client.chat_completion(messages, stream=True, **options))
     if args.json:
         print_json(response)
         return 0
-    print(response["choices"][0]["message"]["content"])
+    if args.no_stream:
+        print(response["choices"][0]["message"]["content"])
     usage = response["usage"]
     print(
         f"\n[{response['provider']} {response['model']}  {usage['total_tokens']} tokens  "

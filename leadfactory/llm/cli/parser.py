@@ -55,7 +55,8 @@ def build_parser() -> Parser:
         commands,
         "chat",
         "ask one question (calls a provider)",
-        "Send one prompt through the fallback chain and print the answer on stdout.\n"
+        "Send one prompt through the fallback chain and print the answer on stdout as it\n"
+        "arrives (--no-stream: once it is whole).\n"
         "Provider, model, tokens, cost and latency go to stderr. The call is written\n"
         "to the ledger with caller 'cli'.",
         f"""
@@ -82,6 +83,9 @@ echo "Summarise: Acme Corp makes anvils." | {PROG} chat --strategy quality_optim
         "(default LLM_FALLBACK_STRATEGY)",
     )
     chat.add_argument("--no-cache", action="store_true", help="skip the response cache")
+    chat.add_argument(
+        "--no-stream", action="store_true", help="wait for the whole answer, then print it"
+    )
     chat.add_argument("--json", action="store_true", help="print the whole response as JSON")
     chat.set_defaults(handler=command_chat)
 
