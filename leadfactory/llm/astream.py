@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,20 +32,6 @@ class AsyncStream(StreamSummary):
     connection and settles the ledger with what arrived. A failure after the first
     content raises :class:`~leadfactory.llm.exceptions.LLMStreamInterruptedError`.
     """
-
-    def __init__(
-        self,
-        session: StreamSession | None,
-        perform: APerform | None,
-        live: Any,
-        chunks: list[dict[str, Any]],
-        response: dict[str, Any] | None = None,
-        on_complete: Callable[[dict[str, Any]], Any] | None = None,
-    ) -> None:
-        self._session, self._perform, self._live = session, perform, live
-        self._ready = deque(chunks)
-        self._response = response
-        self._on_complete = on_complete
 
     def __aiter__(self) -> AsyncStream:
         return self
@@ -162,7 +147,6 @@ async def _first_content(session: StreamSession, call: Call) -> tuple[Outcome | 
             live = await providers.aopen_stream(arguments)
             while (raw := await providers.anext_chunk(live)) is not None:
                 if session.take(raw):
-                    timer.content_arrived()
                     opened, live = live, None
                     return None, opened
             return session.ended(live), None

@@ -53,6 +53,7 @@ class StreamSession:
         self.first_content_ms: float | None = None
         self.response: dict[str, Any] | None = None  # the summary, once the flow answered
         self.done = False
+        self.timer = StreamTimer(0.0, 0.0)  # the attempt's, from begin()
 
     def advance(self, send: Outcome | None) -> Any:
         """The flow's next operation, or (``done`` set) the response it returned."""
@@ -75,8 +76,8 @@ class StreamSession:
         idle = provider.stream_idle_timeout or provider.timeout
         self.provider, self.route = call.provider, str(call.arguments["model"])
         self.assembly, self.pending, self.final_usage = Assembly(), [], None
-        # Sockets wait as long as the timer allows; the timer decides (http_clients).
-        return {**call.arguments, "timeout": max(first, idle)}, StreamTimer(first, idle)
+        self.timer = StreamTimer(first, idle)  # http_clients reads it: it decides, not sockets
+        return {**call.arguments, "timeout": max(first, idle)}, self.timer
 
     def take(self, raw: Any) -> bool:
         """Take LiteLLM's next chunk in; True once content has arrived (``pending`` may
@@ -91,6 +92,7 @@ class StreamSession:
         self.assembly.add(chunk)
         self.pending.append(chunk)
         if self.assembly.content and not had:
+            self.timer.content_arrived()  # from now on, reads wait the idle timeout
             self.first_content_ms = (self.services.timer() - self.started) * 1000.0
         return self.assembly.content
 

@@ -28,10 +28,25 @@ S = TypeVar("S")
 
 
 class StreamSummary:
-    """What a stream knows of itself: the summary once it ended, the text so far."""
+    """What a stream knows of itself: the summary once it ended, the text so far.
 
-    _session: StreamSession | None
-    _response: dict[str, Any] | None
+    ``perform`` does the flow's ledger writes (awaitable for the async stream), ``live``
+    is LiteLLM's stream (None: over, or replayed), ``chunks`` the chunks ready.
+    """
+
+    def __init__(
+        self,
+        session: StreamSession | None,
+        perform: Any,
+        live: Any,
+        chunks: list[dict[str, Any]],
+        response: dict[str, Any] | None = None,
+        on_complete: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self._session, self._perform, self._live = session, perform, live
+        self._ready = deque(chunks)
+        self._response = response  # set at once for an answer replayed from the cache
+        self._on_complete = on_complete
 
     @property
     def response(self) -> dict[str, Any] | None:
@@ -70,20 +85,6 @@ class Stream(StreamSummary):
     connection and settles the ledger with what arrived. A failure after the first
     content raises :class:`~leadfactory.llm.exceptions.LLMStreamInterruptedError`.
     """
-
-    def __init__(
-        self,
-        session: StreamSession | None,
-        perform: Perform | None,
-        live: Any,
-        chunks: list[dict[str, Any]],
-        response: dict[str, Any] | None = None,
-        on_complete: Callable[[dict[str, Any]], Any] | None = None,
-    ) -> None:
-        self._session, self._perform, self._live = session, perform, live
-        self._ready = deque(chunks)
-        self._response = response  # set at once for an answer replayed from the cache
-        self._on_complete = on_complete
 
     # -- reading -----------------------------------------------------------------------
 
@@ -221,7 +222,6 @@ def _first_content(session: StreamSession, call: Call) -> tuple[Outcome | None, 
             live = providers.open_stream(arguments)
             while (raw := providers.next_chunk(live)) is not None:
                 if session.take(raw):
-                    timer.content_arrived()
                     opened, live = live, None
                     return None, opened
             return session.ended(live), None
