@@ -12,6 +12,7 @@ from leadfactory.llm.exceptions import (
     LLMProviderError,
     LLMQuotaExceededError,
     LLMRateLimitError,
+    LLMStreamInterruptedError,
     LLMTimeoutError,
     LLMValidationError,
 )
@@ -132,6 +133,7 @@ def test_counted_failures_is_data():
         LLMConnectionError,
         LLMProviderError,
         LLMAuthenticationError,
+        LLMStreamInterruptedError,
     }
     assert HealthPolicy().counted == COUNTED_FAILURES
 

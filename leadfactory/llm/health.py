@@ -32,6 +32,7 @@ from .exceptions import (
     LLMConfigurationError,
     LLMConnectionError,
     LLMProviderError,
+    LLMStreamInterruptedError,
 )
 from .forksafe import guard_at_fork
 
@@ -51,6 +52,7 @@ COUNTED_FAILURES: tuple[type[BaseException], ...] = (
     LLMConnectionError,  # includes LLMTimeoutError
     LLMProviderError,
     LLMAuthenticationError,
+    LLMStreamInterruptedError,  # cut, stalled or broken after its first text (not left)
 )
 
 
