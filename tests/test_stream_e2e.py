@@ -206,3 +206,39 @@ def test_a_cut_stream_is_never_cached(sim_env):
     _, text = read(stream)
     assert text == FAILING_REPLY and stream.cached is False
     assert sim_env.request_count("openai") == 2
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+@pytest.mark.parametrize("route", ["openai", "ollama"])
+def test_a_tool_call_streams_and_counts_as_content(sim_env, route):
+    client = make_client(route)
+    stream = client.chat_completion(USER, max_tokens=20, tools=TOOLS, stream=True)
+    chunks, text = read(stream)
+    assert text == "" and any(c["choices"][0]["delta"].get("tool_calls") for c in chunks)
+    message = stream.response["choices"][0]["message"]
+    assert stream.response["choices"][0]["finish_reason"] == "tool_calls"
+    [call] = message["tool_calls"]
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city": "sample"}'}
+    assert call["id"].startswith("call_")
+
+
+def test_a_stream_cut_inside_a_tool_call_carries_its_deltas(sim_env):
+    sim_env.set_stream_fault("openai", StreamFault.CUT, after=2)
+    client = make_client("openai")
+    stream = client.chat_completion(USER, max_tokens=20, tools=TOOLS, stream=True)
+    with pytest.raises(LLMStreamInterruptedError) as caught:
+        read(stream)
+    [call] = caught.value.tool_calls
+    assert call["function"]["name"] == "get_weather"
+    assert call["function"]["arguments"] == '{"city": "sample"}'[:9]  # the first half
+    assert caught.value.partial_text == ""

@@ -42,6 +42,7 @@ __all__ = [
     "StreamedProvider",
     "deliver",
     "frames_of",
+    "stream_deltas",
 ]
 
 STREAM_TYPES = frozenset({"text/event-stream", "application/x-ndjson"})
@@ -80,6 +81,20 @@ class StreamRecord:
     fault: str = "ok"
     client_closed: bool = False  # the client closed the connection before the end
     complete: bool = False  # every frame (and the body's end) was sent
+
+
+def stream_deltas(message: dict[str, Any], pieces: Any) -> list[dict[str, Any]]:
+    """The deltas an OpenAI stream sends ``message`` in: its text split by ``pieces``, or
+    each tool call as its id and name, then its arguments in two halves."""
+    deltas = [{"content": piece} for piece in pieces(message.get("content") or "")]
+    for index, call in enumerate(message.get("tool_calls") or ()):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        head = {"index": index, "id": call["id"], "type": "function"}
+        deltas.append({"tool_calls": [{**head, "function": {"name": call["function"]["name"]}}]})
+        for part in (arguments[:half], arguments[half:]):
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+    return deltas
 
 
 def frames_of(ctype: str, body: bytes) -> list[bytes]:

@@ -30,6 +30,7 @@ from .faults import (
     vendor_error,
 )
 from .refusals import REFUSALS, refusal_response
+from .streaming import stream_deltas
 from .tools import anthropic_answer, ollama_answer, openai_answer
 from .usage import UsageScript, with_usage
 
@@ -207,8 +208,9 @@ def _openai_chat(p: Backend, req: Request) -> Response:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return {**base, "object": "chat.completion.chunk", "choices": [choice]}
 
+    message, finish = openai_answer(b, {"role": "assistant", "content": c.text}, finish)
     chunks = [chunk({"role": "assistant", "content": ""})]
-    chunks += [chunk({"content": piece}) for piece in _pieces(c.text)] + [chunk({}, finish)]
+    chunks += [chunk(delta) for delta in stream_deltas(message, _pieces)] + [chunk({}, finish)]
     if (b.get("stream_options") or {}).get("include_usage"):
         chunks.append({**chunks[-1], "choices": [], "usage": usage})  # OpenAI's usage chunk
     body = "".join(f"data: {json.dumps(x)}\n\n" for x in chunks) + "data: [DONE]\n\n"
