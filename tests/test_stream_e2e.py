@@ -242,3 +242,16 @@ def test_a_stream_cut_inside_a_tool_call_carries_its_deltas(sim_env):
     assert call["function"]["name"] == "get_weather"
     assert call["function"]["arguments"] == '{"city": "sample"}'[:9]  # the first half
     assert caught.value.partial_text == ""
+
+
+def test_an_interrupted_stream_shows_no_key(sim_env):
+    import traceback
+
+    from .conftest import SENTINEL_KEY
+
+    sim_env.set_stream_fault("anthropic", StreamFault.ERROR_EVENT, after=1)
+    client = make_client("anthropic")
+    with pytest.raises(LLMStreamInterruptedError) as caught:
+        read(client.chat_completion(USER, max_tokens=20, stream=True))
+    shown = "".join(traceback.format_exception(caught.value)) + repr(caught.value)
+    assert SENTINEL_KEY not in shown and SENTINEL_KEY not in str(client.ledger.rows())
