@@ -255,3 +255,23 @@ def test_an_interrupted_stream_shows_no_key(sim_env):
         read(client.chat_completion(USER, max_tokens=20, stream=True))
     shown = "".join(traceback.format_exception(caught.value)) + repr(caught.value)
     assert SENTINEL_KEY not in shown and SENTINEL_KEY not in str(client.ledger.rows())
+
+
+def test_a_streamed_call_is_traced_like_any_call(sim_env):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from leadfactory.llm.telemetry import Telemetry
+
+    exporter = InMemorySpanExporter()
+    tracer = TracerProvider()
+    tracer.add_span_processor(SimpleSpanProcessor(exporter))
+    sim_env.set_stream_fault("openai", StreamFault.CUT, times=1)  # before the first text
+    client = make_client("openai", retries=0)
+    client = LLMClient(client.config, telemetry=Telemetry(traces=True, tracer_provider=tracer))
+    _, text = read(client.chat_completion(USER, max_tokens=20, stream=True))
+    names = [span.name for span in exporter.get_finished_spans()]
+    tracer.shutdown()
+    assert text and len([n for n in names if n.startswith("chat")]) == 2  # two attempts
+    assert len([n for n in names if n.startswith("leadfactory.llm.chat")]) == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import providers
 from .cached_calls import Answer, CachedCalls
@@ -18,7 +18,10 @@ from .exceptions import LLMStreamInterruptedError
 from .flow import Call, Outcome, Request, Services
 from .http_clients import time_stream
 from .stream_flow import StreamSession
-from .streaming import StreamSummary, replayed
+from .streaming import StreamSummary, replayed, session
+
+if TYPE_CHECKING:
+    from .telemetry.facts import Observer
 
 __all__ = ["AsyncStream", "aopen_stream", "astream_call"]
 
@@ -106,13 +109,14 @@ async def astream_call(
     services: Callable[[], Services],
     perform: APerform,
     deliver: Callable[[Answer], Awaitable[dict[str, Any]]],
+    observer: Observer | None = None,
 ) -> AsyncStream:
     """``achat_completion(stream=True)``: as :func:`.streaming.stream_call`, awaited."""
     hit = cached.stream_hit(request) if cached is not None else None
     if hit is not None:
         return replayed(AsyncStream, await deliver(hit), include_usage)
     store = cached.stream_store(request) if cached is not None else None
-    return await aopen_stream(StreamSession(services(), request, include_usage), perform, store)
+    return await aopen_stream(session(services(), request, include_usage, observer), perform, store)
 
 
 async def aopen_stream(

@@ -237,7 +237,7 @@ class LLMClient:
         request = self._request(messages, model, temperature, max_tokens, caller, kwargs)
         if include_usage is not None:
             cached = self._cached if cache and self.config.enable_caching else None
-            parts = (self._services, self._perform, self._deliver)
+            parts = (self._services, self._perform, self._deliver, self._observer)
             return stream_call(cached, request, include_usage, *parts)
         if not (cache and self.config.enable_caching):
             return self._run(request)
@@ -259,7 +259,7 @@ class LLMClient:
         request = self._request(messages, model, temperature, max_tokens, caller, kwargs)
         if include_usage is not None:
             cached = self._cached if cache and self.config.enable_caching else None
-            parts = (self._aservices, self._aperform, self._adeliver)
+            parts = (self._aservices, self._aperform, self._adeliver, self._observer)
             return await astream_call(cached, request, include_usage, *parts)
         if not (cache and self.config.enable_caching):
             return await self._arun(request)

@@ -24,6 +24,7 @@ empty chunk is not content):
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 from .classify import classify
@@ -39,10 +40,16 @@ __all__ = ["StreamSession"]
 class StreamSession:
     """One streamed request: its flow, the attempt being read, and what was delivered."""
 
-    def __init__(self, services: Services, request: Request, include_usage: bool = False) -> None:
+    def __init__(
+        self,
+        services: Services,
+        request: Request,
+        include_usage: bool = False,
+        flow: Generator[Any, Outcome, dict] | None = None,
+    ) -> None:
         self.services = services
         self.request = request
-        self.flow = fallback_flow(services, request)
+        self.flow = flow if flow is not None else fallback_flow(services, request)
         self.started = services.timer()
         self.include_usage = include_usage
         self.provider: str | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import providers
 from .cached_calls import Answer, CachedCalls
@@ -20,6 +20,10 @@ from .flow import Call, Outcome, Request, Services
 from .http_clients import time_stream
 from .stream_assembly import replay_chunks
 from .stream_flow import StreamSession
+from .telemetry.watch import watched
+
+if TYPE_CHECKING:
+    from .telemetry.facts import Observer
 
 __all__ = ["Stream", "StreamSummary", "open_stream", "replayed", "stream_call", "stream_request"]
 
@@ -181,6 +185,7 @@ def stream_call(
     services: Callable[[], Services],
     perform: Perform,
     deliver: Callable[[Answer], dict[str, Any]],
+    observer: Observer | None = None,
 ) -> Stream:
     """The client's ``stream=True``: a cache hit replayed (``cached``: caching is on for
     the call), or a new stream, stored in the cache once it completed."""
@@ -189,7 +194,15 @@ def stream_call(
         return replayed(Stream, deliver(hit), include_usage)
     providers.load_litellm()  # seconds, the first time: before any rate-limit permit
     store = cached.stream_store(request) if cached is not None else None
-    return open_stream(StreamSession(services(), request, include_usage), perform, store)
+    return open_stream(session(services(), request, include_usage, observer), perform, store)
+
+
+def session(
+    services: Services, request: Request, include_usage: bool, observer: Observer | None
+) -> StreamSession:
+    """A streamed request's session, its flow seen by telemetry when it is on."""
+    flow = watched(observer, services, request)
+    return StreamSession(services, request, include_usage, flow)
 
 
 def open_stream(
