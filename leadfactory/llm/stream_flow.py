@@ -31,8 +31,7 @@ from .classify import classify
 from .exceptions import LLMStreamInterruptedError
 from .flow import Call, Outcome, Request, Services, fallback_flow
 from .http_clients import StreamTimer
-from .providers import chunk_dict, finish_received, reported_usage
-from .stream_assembly import Assembly
+from .stream_assembly import Assembly, chunk_dict, finish_received, reported_usage
 
 __all__ = ["StreamSession"]
 
