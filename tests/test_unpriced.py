@@ -87,3 +87,15 @@ def test_the_status_says_why_an_unpriced_provider_is_unavailable(unpriced_openai
     with LLMClient(openai_only()) as client:
         status = client.get_provider_status()["openai"]
     assert not status["available"] and "has no price" in status["unavailable_reason"]
+    assert status["price_source"] == "unpriced" and status["input_cost_per_1k_tokens"] is None
+
+
+def test_the_status_gives_each_models_price_and_its_source(sim_env):
+    with LLMClient(LLMConfig(enable_caching=False)) as client:
+        status = client.get_provider_status()
+    # gpt-5.4-mini in LiteLLM's map: $0.75 and $4.50 per 1M tokens
+    openai = status["openai"]
+    assert openai["price_source"] == "litellm_map"
+    assert openai["input_cost_per_1k_tokens"] == pytest.approx(0.00075, abs=1e-12)
+    assert openai["output_cost_per_1k_tokens"] == pytest.approx(0.0045, abs=1e-12)
+    assert status["ollama"]["price_source"] == "default"

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import LLMQuotaExceededError
-from .pricing import price_for, unpriced_refusal, worst_case_cost
+from .pricing import PriceSource, price_for, unpriced_refusal, worst_case_cost
+from .provider_config import ProviderConfig
 from .redact import redact
 
 if TYPE_CHECKING:
@@ -21,6 +22,18 @@ def _wall_time(seconds_left: float | None) -> str | None:
     if not seconds_left:
         return None
     return (datetime.now(UTC) + timedelta(seconds=seconds_left)).isoformat(timespec="seconds")
+
+
+def _model_price(provider: ProviderConfig) -> dict[str, Any]:
+    """The default model's input and output prices per 1,000 tokens (None: no price),
+    and their source (``pricing.PriceSource``)."""
+    price = price_for(provider)
+    priced = price.source is not PriceSource.UNPRICED
+    return {
+        "input_cost_per_1k_tokens": price.input * 1000 if priced else None,
+        "output_cost_per_1k_tokens": price.output * 1000 if priced else None,
+        "price_source": price.source.value,
+    }
 
 
 def provider_status(client: LLMClient, services: Services) -> dict[str, dict[str, Any]]:
@@ -63,6 +76,7 @@ def provider_status(client: LLMClient, services: Services) -> dict[str, dict[str
             "base_url": redact(provider.base_url, ()) if provider.base_url else None,
             "priority": provider.priority,
             "cost_per_1k_tokens": provider.cost_per_1k_tokens,
+            **_model_price(provider),
             "daily_cost": float(used.get("daily_cost", 0.0)),
             "monthly_cost": float(used.get("monthly_cost", 0.0)),
             "requests_today": int(used.get("requests_today", 0)),
