@@ -1,8 +1,8 @@
 """The SQLite ledger: budgets, reservations and alerts on one file (schema in .schema).
 
 :meth:`CostLedger.reserve` checks the budgets and writes a ``pending`` row holding the
-estimate in one ``BEGIN IMMEDIATE`` transaction, so concurrent workers cannot overspend
-together; :meth:`CostLedger.settle` replaces the estimate with the real cost. Budgets
+estimate in one statement, under the file's write lock (.admission), so concurrent
+workers cannot overspend together; :meth:`CostLedger.settle` replaces the estimate with the real cost. Budgets
 count ``cost_usd + reserved_usd`` per UTC day and month since the latest reset that
 applies to each provider, ignoring reservations pending for longer than ``stale_after``.
 Every thread and process of a pipeline may share one ledger file.
@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from ..exceptions import LLMConfigurationError, LLMError, LLMQuotaExceededError
 from ..log import log_event
 from . import statements as sql
+from .admission import Admission
 from .budget import (
     NANOS_PER_USD,
     Budget,
@@ -81,6 +82,7 @@ class CostLedger(Ledger):
         self.read_only = read_only
         self._file = open_ledger_file(self.path, busy_timeout=busy_timeout, read_only=read_only)
         self._transaction = self._file.transaction
+        self._admission = Admission()  # the budget check inside a reservation's INSERT
 
     @staticmethod
     def default_path() -> Path:
@@ -156,17 +158,23 @@ class CostLedger(Ledger):
         raise AssertionError(write)  # check_write lets only the four kinds through
 
     def _reserve_work(self, w: Reserve) -> _Work:
+        row = {"request_id": w.request_id, "provider": w.provider, "model": w.model}
+        row.update(strategy=w.strategy, estimate=w.estimated_usd, caller=w.caller)
+
         def write(conn: sqlite3.Connection) -> Reservation:
             now = self._now()
-            spent, refusal = self._budget_check(conn, now, w.provider, w.estimated_usd, w.budget)
-            if refusal is not None:
-                raise refusal
-            row = (utc_iso(now), w.request_id, w.provider, w.model, w.strategy, "pending")
-            args = (*row, 0, 0, 0, w.estimated_usd, 0, 0, 0, w.caller)
-            row_id = conn.execute(sql.INSERT_CALL, args).lastrowid
+            row["ts"] = utc_iso(now)
+            if w.estimated_usd <= 0:  # free: never refused, no need to read the spend
+                row_id, spent = conn.execute(sql.RESERVE_FREE, row).lastrowid, None
+            else:  # one statement: checked against the spend under the write lock
+                row.update(self._spend_window(now))
+                row_id = self._admission.insert(conn, sql.RESERVE_CALL, row, w, now)
+                if row_id is None:
+                    raise self._admission.refusal or AssertionError("refused without a reason")
+                spent = self._admission.spent
             return Reservation(row_id, w.request_id, w.provider, w.estimated_usd, w.budget, spent)
 
-        return _Work(write)
+        return _Work(write, alone=True)
 
     def _settle_work(self, w: Settle) -> _Work:
         reservation, budget = w.reservation, w.reservation.budget

@@ -45,7 +45,9 @@ _BUDGET_ROWS = f"""
                    AND {after_reset_sql("c")}"""
 BUDGET_SPEND = f"SELECT provider, sum(day), sum(month) FROM ({_BUDGET_ROWS}) GROUP BY provider"
 # The same, summed over providers: one row, for the budget check on the request path.
-BUDGET_TOTAL = f"SELECT coalesce(sum(day), 0), coalesce(sum(month), 0) FROM ({_BUDGET_ROWS})"
+BUDGET_TOTAL = (
+    f"SELECT coalesce(sum(day), 0) AS day, coalesce(sum(month), 0) AS month FROM ({_BUDGET_ROWS})"
+)
 # What alerts measure, in nano-dollars for the day and the month holding :now. The running
 # totals (every row, pending ones at their estimate: at least the settled spend, read in
 # a few rows) come first; only when they reach a threshold are the pending rows read:
@@ -61,6 +63,15 @@ PENDING_SUMS = f"""
            coalesce(sum(CASE WHEN ts >= :cutoff THEN n END), 0)
     FROM (SELECT ts, {nanos_sql("c")} AS n FROM calls c
           WHERE outcome = 'pending' AND ts >= substr(:now, 1, 7) AND {after_reset_sql("c")})"""
+# A reservation: a pending row holding :estimate. A paid one is written only if
+# lf_admit (.admission) admits it against the spend read under the same write lock.
+_PENDING_COLUMNS = "ts, request_id, provider, model, strategy, outcome, reserved_usd, caller"
+_PENDING_VALUES = ":ts, :request_id, :provider, :model, :strategy, 'pending', :estimate, :caller"
+RESERVE_FREE = f"INSERT INTO calls ({_PENDING_COLUMNS}) VALUES ({_PENDING_VALUES})"
+RESERVE_CALL = (
+    f"INSERT INTO calls ({_PENDING_COLUMNS}) SELECT {_PENDING_VALUES}"
+    f" FROM ({BUDGET_TOTAL}) WHERE lf_admit(day, month)"
+)
 COUNTS_TODAY = (
     "SELECT provider, sum(outcome != 'cache_hit'), sum(outcome = 'error'),"
     " sum(outcome = 'cache_hit') FROM calls c"
