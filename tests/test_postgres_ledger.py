@@ -198,3 +198,44 @@ def test_the_async_client_writes_through_the_writer_thread(sim_env, postgres_url
     assert {r["request_id"] for r in responses} == {row["request_id"] for row in rows}
     assert {row["outcome"] for row in rows} == {"success"}
     totals_match_rows(postgres_url)
+
+
+def test_only_reservations_commit_without_waiting_for_the_disk(postgres_url):
+    from leadfactory.llm.ledger.postgres_schema import RESERVE_LOCK, WRITE_LOCK
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for lock, during in ((RESERVE_LOCK, "off"), (WRITE_LOCK, "on")):
+            with conn.transaction():
+                conn.execute(lock)
+                assert conn.execute("SHOW synchronous_commit").fetchone() == (during,)
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+
+
+def test_a_call_whose_reservation_was_lost_is_still_charged(postgres_url, caplog):
+    """A server crash may lose a reservation (committed without waiting for the disk)
+    while its call is under way: the settlement writes the row again, settled."""
+    with PostgresLedger(postgres_url) as ledger:
+        reservation = ledger.reserve(
+            request_id="lost", provider="openai", model="m", estimated_usd=0.01, budget=LIMITED
+        )
+        with psycopg.connect(postgres_url, autocommit=True) as conn:  # what the crash undoes
+            conn.execute("DELETE FROM calls")
+            conn.execute("DELETE FROM spend_totals")
+            conn.execute("ALTER TABLE calls ALTER COLUMN id RESTART WITH 1")  # set back too
+        with caplog.at_level(logging.WARNING):
+            ledger.settle(reservation, outcome="success", cost_usd=0.004, prompt_tokens=7)
+        (row,) = ledger.rows()
+        assert (row["request_id"], row["outcome"], row["cost_usd"]) == ("lost", "success", 0.004)
+        assert (row["prompt_tokens"], row["reserved_usd"]) == (7, 0.0)
+        assert ledger.spend() == pytest.approx(0.004)
+        assert "written again" in caplog.text
+        with pytest.raises(ValueError, match="not a pending reservation"):  # settled once
+            ledger.settle(reservation, outcome="success", cost_usd=0.004)
+        ledger.release(reservation)  # nothing pending: nothing changes
+        later = ledger.reserve(  # the id sequence moved past the row written again
+            request_id="later", provider="openai", model="m", estimated_usd=0.01, budget=LIMITED
+        )
+        ledger.release(later)
+        assert later.row_id > reservation.row_id
+        assert [r["cost_usd"] for r in ledger.rows()] == [0.004, 0.0]
+    totals_match_rows(postgres_url)

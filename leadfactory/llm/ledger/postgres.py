@@ -12,6 +12,14 @@ near a limit, two requests that would each fit alone may both be refused. No wri
 takes a lock row that another holds in a different order; PostgreSQL's requests to
 retry (serialization failure 40001, deadlock 40P01) are retried here.
 
+Durable commits: a transaction of reservations commits without waiting for the disk
+flush (``synchronous_commit`` off for it alone): it is visible to every host at once,
+so the budget check is as strict, and the WAL holds it before any later commit, so the
+settlement's commit, which waits for the flush as every other write does, makes both
+durable before the answer is returned. A server crash in between may lose the pending
+row; the settlement then writes the row again, settled (``postgres_writes``), so the
+call is still charged. One disk flush per call instead of two.
+
 When the database does not answer within ``timeout`` seconds, paid reservations and
 reads raise :class:`LLMLedgerUnavailableError`, so no paid call is made; a free
 request (estimate 0) goes on, its row unwritten, with a warning that says so.
@@ -224,8 +232,9 @@ class PostgresLedger(Ledger):
         """Every write of a batch in one transaction; totals added in one sorted upsert."""
         deltas: Counter[tuple[str, str, str]] = Counter()
         results: list[Any] = []
+        reserving = all(isinstance(item, Reserve | Exception) for item in prepared)
         with conn.transaction():
-            conn.execute(sql.WRITE_LOCK)
+            conn.execute(sql.RESERVE_LOCK if reserving else sql.WRITE_LOCK)
             for item in prepared:
                 if isinstance(item, Exception):
                     results.append(item)
@@ -272,7 +281,7 @@ class PostgresLedger(Ledger):
     def _withdraw(self, conn: Any, row_id: int) -> None:
         deltas: Counter[tuple[str, str, str]] = Counter()
         with conn.transaction():
-            conn.execute(sql.WRITE_LOCK)
+            conn.execute(sql.RESERVE_LOCK)  # lost in a crash, the row stays pending: refused
             for ts, provider, amount, counted in conn.execute(sql.WITHDRAW_CALL, [row_id]):
                 if counted:
                     add(deltas, ts, provider, amount)

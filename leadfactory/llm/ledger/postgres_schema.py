@@ -27,6 +27,11 @@ SHARDS = 16
 NANOS = "1000000000"
 _LOCK = "hashtext('leadfactory-llm-ledger:' || current_schema())"
 WRITE_LOCK = f"SELECT pg_advisory_xact_lock_shared({_LOCK})"  # every write: shared
+# The same for a transaction that only reserves or withdraws: it commits without waiting
+# for the disk (see postgres.py: the settlement's durable commit makes it durable too).
+RESERVE_LOCK = (
+    f"SELECT pg_advisory_xact_lock_shared({_LOCK}), set_config('synchronous_commit', 'off', true)"
+)
 RESET_LOCK = f"SELECT pg_advisory_xact_lock({_LOCK})"  # a reset waits for writers in flight
 
 
@@ -177,8 +182,21 @@ SETTLE_CALL = f"""UPDATE calls c SET outcome = %s, cost_usd = %s, reserved_usd =
     prompt_tokens = %s, completion_tokens = %s, total_tokens = %s, latency_ms = %s,
     error_class = %s, model = coalesce(%s, c.model), estimated = %s,
     {", ".join(f"{column} = %s" for column in BILLING_COLUMNS)}
-    FROM calls o WHERE c.id = %s AND o.id = c.id AND c.outcome = 'pending'
+    FROM calls o WHERE c.id = %s AND c.request_id = %s AND o.id = c.id
+    AND c.outcome = 'pending'
     RETURNING c.ts, c.provider, {nanos_sql("c")} - {nanos_sql("o")}, {counted_sql("c")}"""
+# A settlement whose pending row is gone (lost in a server crash with the reservation's
+# commit) writes the row again under its id, settled, unless a row has that id (settled
+# already); the id sequence, which the crash may have set back, is moved past it.
+_RESTORED = (
+    "id, ts, request_id, provider, outcome, cost_usd, prompt_tokens, completion_tokens,"
+    " total_tokens, latency_ms, error_class, model, estimated, " + ", ".join(BILLING_COLUMNS)
+)
+RESTORE_CALL = f"""INSERT INTO calls ({_RESTORED}) OVERRIDING SYSTEM VALUE
+    VALUES ({", ".join(["%s"] * (13 + len(BILLING_COLUMNS)))}) ON CONFLICT (id) DO NOTHING
+    RETURNING ts, provider, {nanos_sql("calls")}, {counted_sql("calls")}"""
+_ID_SEQUENCE = "pg_get_serial_sequence('calls', 'id')"
+SEQUENCE_PAST = f"SELECT setval({_ID_SEQUENCE}, greatest(nextval({_ID_SEQUENCE}), %s))"
 WITHDRAW_CALL = (
     "DELETE FROM calls c WHERE id = %s AND outcome = 'pending'"
     f" RETURNING c.ts, c.provider, -{nanos_sql('c')}, {counted_sql('c')}"

@@ -58,26 +58,52 @@ def _settle(conn: Any, w: Settle, now: datetime, deltas: Deltas) -> bool:
         return False
     tokens = (w.prompt_tokens, w.completion_tokens)
     args = (w.outcome, w.cost_usd, *tokens, sum(tokens), w.latency_ms, w.error_class, w.model)
-    args += (int(bool(w.estimated)), *w.billed().values(), reservation.row_id)
-    if not _update(conn, args, deltas):
+    args += (int(bool(w.estimated)), *w.billed().values())
+    row = (reservation.row_id, reservation.request_id)
+    if not _update(conn, (*args, *row), deltas) and not _restore(conn, w, now, deltas):
         raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
     return True
 
 
 def _release(conn: Any, w: Release, now: datetime, deltas: Deltas) -> None:
-    if w.reservation.row_id:  # a row settled already is left as it is
+    r = w.reservation
+    if r.row_id:  # a row settled already is left as it is; a row lost is nothing to give back
         args = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, *NOTHING_BILLED)
-        _update(conn, (*args, w.reservation.row_id), deltas)
+        _update(conn, (*args, r.row_id, r.request_id), deltas)
 
 
 def _update(conn: Any, args: tuple[Any, ...], deltas: Deltas) -> bool:
     """Settle a pending row with ``args``; False when no pending row has that id."""
-    row = conn.execute(sql.SETTLE_CALL, args).fetchone()
+    return _counted(conn.execute(sql.SETTLE_CALL, args).fetchone(), deltas)
+
+
+def _restore(conn: Any, w: Settle, now: datetime, deltas: Deltas) -> bool:
+    """The settled row of a reservation that is gone; False if the row is there.
+
+    A reservation commits without waiting for the disk (see .postgres): a server crash
+    within a moment of it may lose it, and the call it admitted is then charged here.
+    """
+    r, tokens = w.reservation, (w.prompt_tokens, w.completion_tokens)
+    row = (r.row_id, now, r.request_id, r.provider, w.outcome, w.cost_usd, *tokens)
+    row += (sum(tokens), w.latency_ms, w.error_class, w.model, int(bool(w.estimated)))
+    restored = conn.execute(sql.RESTORE_CALL, (*row, *w.billed().values())).fetchone()
+    if restored is not None:
+        conn.execute(sql.SEQUENCE_PAST, [r.row_id])
+        log_event(
+            logging.WARNING,
+            f"ledger row {r.row_id} (request {r.request_id}) was gone when its call was"
+            " settled (lost in a database crash?): written again, settled",
+        )
+    return _counted(restored, deltas)
+
+
+def _counted(row: tuple[Any, ...] | None, deltas: Deltas) -> bool:
+    """Add a written row's (ts, provider, amount, counted) to ``deltas``; False for none."""
     if row is None:
         return False
-    ts, provider, difference, counted = row
+    ts, provider, amount, counted = row
     if counted:
-        add(deltas, ts, provider, difference)
+        add(deltas, ts, provider, amount)
     return True
 
 

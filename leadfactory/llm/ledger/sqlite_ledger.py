@@ -2,9 +2,10 @@
 
 :meth:`CostLedger.reserve` checks the budgets and writes a ``pending`` row holding the
 estimate in one statement, under the file's write lock (.admission), so concurrent
-workers cannot overspend together; :meth:`CostLedger.settle` replaces the estimate with the real cost. Budgets
-count ``cost_usd + reserved_usd`` per UTC day and month since the latest reset that
-applies to each provider, ignoring reservations pending for longer than ``stale_after``.
+workers cannot overspend together; :meth:`CostLedger.settle` replaces the estimate with
+the real cost. Budgets count ``cost_usd + reserved_usd`` per UTC day and month since the
+latest reset that applies to each provider, ignoring reservations pending for longer than
+``stale_after``.
 Every thread and process of a pipeline may share one ledger file.
 """
 
