@@ -16,7 +16,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +46,7 @@ from .budget import (
 )
 from .protocol import GROUPINGS, Grouping, Ledger
 from .schema import open_ledger_file
+from .sqlite_work import Runner, Work
 from .writes import NOTHING_BILLED, CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
 __all__ = ["CostLedger"]
@@ -106,8 +107,7 @@ class CostLedger(Ledger):
     def write(self, write: LedgerWrite) -> Any:
         """Do one write in its own transaction (see :meth:`Ledger.write`)."""
         self._check_writable()
-        item = self._work(write)
-        return item.finish(self._transaction(item.write, single_statement=item.alone))
+        return self._work(write).run(self._transaction)
 
     def run_batch(self, writes: Sequence[LedgerWrite], *, announce: bool = True) -> list[Any]:
         """Several writes in one transaction (see :meth:`Ledger.run_batch`).
@@ -117,7 +117,7 @@ class CostLedger(Ledger):
         lot: the async client's writer thread groups concurrent requests' writes this way.
         """
         self._check_writable()
-        prepared: list[_Work | Exception] = []
+        prepared: list[Work | Exception] = []
         for write in writes:
             try:
                 prepared.append(self._work(write))
@@ -131,7 +131,7 @@ class CostLedger(Ledger):
                     results.append(item)
                     continue
                 try:  # each refusal or bad settlement raises before it writes
-                    results.append(item.write(conn))
+                    results.append(item.run_in(conn))
                 except (LLMQuotaExceededError, ValueError) as exc:
                     results.append(exc)
             return results
@@ -144,7 +144,7 @@ class CostLedger(Ledger):
             for item, result in zip(prepared, results, strict=True)
         ]
 
-    def _work(self, write: LedgerWrite) -> _Work:
+    def _work(self, write: LedgerWrite) -> Work:
         """The SQL of ``write``, checked first (TypeError, ValueError)."""
         check_write(write)
         match write:
@@ -158,7 +158,7 @@ class CostLedger(Ledger):
                 return self._cache_hit_work(write)
         raise AssertionError(write)  # check_write lets only the four kinds through
 
-    def _reserve_work(self, w: Reserve) -> _Work:
+    def _reserve_work(self, w: Reserve) -> Work:
         row = {"request_id": w.request_id, "provider": w.provider, "model": w.model}
         row.update(strategy=w.strategy, estimate=w.estimated_usd, caller=w.caller)
 
@@ -175,9 +175,9 @@ class CostLedger(Ledger):
                 spent = self._admission.spent
             return Reservation(row_id, w.request_id, w.provider, w.estimated_usd, w.budget, spent)
 
-        return _Work(write, alone=True)
+        return Work(write, alone=True)
 
-    def _settle_work(self, w: Settle) -> _Work:
+    def _settle_work(self, w: Settle) -> Work:
         reservation, budget = w.reservation, w.reservation.budget
         tokens = (w.prompt_tokens, w.completion_tokens, w.prompt_tokens + w.completion_tokens)
         args = (w.outcome, w.cost_usd, *tokens, w.latency_ms, w.error_class, w.model)
@@ -190,38 +190,57 @@ class CostLedger(Ledger):
         def write(conn: sqlite3.Connection) -> list[BudgetAlert]:
             if conn.execute(sql.SETTLE_CALL, args).rowcount != 1:
                 raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
-            if not alert_possible:
+            return []
+
+        def counted(conn: sqlite3.Connection) -> Any:
+            return conn.execute(sql.RUNNING_TOTALS, self._spend_window(now)).fetchone()
+
+        def possible(conn: sqlite3.Connection) -> bool:
+            # even counting what is reserved, is a threshold without an alert reached?
+            return unsent_alert_possible(budget, counted(conn), now=now, sent=self._alerted)
+
+        def due(conn: sqlite3.Connection) -> list[BudgetAlert]:
+            totals = counted(conn)
+            if not unsent_alert_possible(budget, totals, now=now, sent=self._alerted):
                 return []
-            window = self._spend_window(now)
-            counted = conn.execute(sql.RUNNING_TOTALS, window).fetchone()
-            if not unsent_alert_possible(budget, counted, now=now, sent=self._alerted):
-                return []  # even counting what is reserved, no threshold is reached
-            pending = conn.execute(sql.PENDING_SUMS, window).fetchone()
-            settled, reserved = settled_and_reserved(counted, pending[:2], pending[2:])
+            pending = conn.execute(sql.PENDING_SUMS, self._spend_window(now)).fetchone()
+            settled, reserved = settled_and_reserved(totals, pending[:2], pending[2:])
+            return alerts_due(budget, spent=settled, reserved=reserved, now=now)
+
+        def send(conn: sqlite3.Connection, alerts: list[BudgetAlert]) -> list[BudgetAlert]:
             fired = []  # INSERT OR IGNORE: only the first writer of a period's alert sends it
-            for alert in alerts_due(budget, spent=settled, reserved=reserved, now=now):
+            for alert in alerts:
                 if conn.execute(sql.INSERT_ALERT, (utc_iso(now), *astuple(alert))).rowcount:
                     fired.append(alert)
                 self._alerted.add((alert.period, alert.period_key))  # sent, here or elsewhere
             return fired
 
+        def alerts(run: Runner) -> list[BudgetAlert]:
+            # After the settlement's commit, which it sees: the settled spend (a read), and
+            # a write only when an alert is due. Of two settlements that cross a threshold
+            # together, each sees both; the alerts table keeps one alert per period.
+            if not run(possible, single_statement=True, write=False):
+                return []  # the usual case: one read of the running totals
+            found = run(due, write=False)  # both reads in one snapshot
+            return run(lambda conn: send(conn, found)) if found else []
+
         def announce(fired: list[BudgetAlert]) -> None:
             for alert in fired:  # after COMMIT: no callback holds the lock
                 self.announce(alert)
 
-        # No alert possible: the UPDATE alone is the write, atomic without BEGIN/COMMIT.
-        return _Work(write, announce, alone=not alert_possible)
+        # The UPDATE alone is the write, atomic without BEGIN/COMMIT.
+        return Work(write, announce, alone=True, then=alerts if alert_possible else None)
 
-    def _release_work(self, w: Release) -> _Work:
+    def _release_work(self, w: Release) -> Work:
         args = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, *NOTHING_BILLED)
         args += (w.reservation.row_id,)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(sql.SETTLE_CALL, args)  # no row changed: settled already, fine
 
-        return _Work(write, alone=True)
+        return Work(write, alone=True)
 
-    def _cache_hit_work(self, w: CacheHit) -> _Work:
+    def _cache_hit_work(self, w: CacheHit) -> Work:
         tokens = (w.prompt_tokens, w.completion_tokens, w.prompt_tokens + w.completion_tokens)
         row = (w.request_id, w.provider, w.model, w.strategy, "cache_hit", *tokens)
         tail = (0, w.saved_usd, w.latency_ms, 1, w.caller)
@@ -229,7 +248,7 @@ class CostLedger(Ledger):
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(sql.INSERT_CALL, (utc_iso(self._now()), *row, *tail))
 
-        return _Work(write, alone=True)
+        return Work(write, alone=True)
 
     def reset(self, provider: str | None = None) -> None:
         """From now on budgets count only new rows (of ``provider``, or of all)."""
@@ -356,18 +375,3 @@ class CostLedger(Ledger):
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return self._transaction(work, write=False)
-
-
-@dataclass(frozen=True)
-class _Work:
-    """One ledger write: ``write(conn)`` inside the transaction, ``finish(result)`` after it."""
-
-    write: Callable[[sqlite3.Connection], Any]
-    after: Callable[[Any], None] | None = None
-    alone: bool = False  # one statement: may run in autocommit, without BEGIN/COMMIT
-
-    def finish(self, result: Any) -> Any:
-        if self.after is not None:
-            self.after(result)
-            return None
-        return result
