@@ -56,7 +56,16 @@ from .budget import (
     utc_iso,
 )
 from .postgres_pool import PostgresConnections
-from .postgres_writes import WRITERS, add, add_to_totals, checked, unwritten
+from .postgres_writes import (
+    WRITERS,
+    add,
+    add_to_totals,
+    alone,
+    checked,
+    limited,
+    read_after,
+    unwritten,
+)
 from .protocol import Grouping, Ledger
 from .sqlite_ledger import CostLedger
 from .writes import LedgerWrite, Reserve, Settle
@@ -128,15 +137,25 @@ class PostgresLedger(Ledger):
             except (TypeError, ValueError, LLMQuotaExceededError) as exc:
                 prepared.append(exc)
         now = self._now()
+        one = alone(prepared[0], now) if len(prepared) == 1 else None
+        reads: list[list[Any] | None] = [None] * len(prepared)  # what followed each commit
         try:
-            written = self._run(lambda conn: self._write(conn, prepared, now))
+            if one is not None:
+                read = read_after(prepared[0], now, self._alerted)
+                follow = None if read is None else (read, self._spend_window(now))
+                result, reads[0] = self._run(
+                    lambda conn: self._write_alone(conn, prepared, now, one, follow)
+                )
+                written = [result]
+            else:
+                written = self._run(lambda conn: self._write(conn, prepared, now))
         except LLMLedgerUnavailableError as down:
             return [unwritten(item, down) for item in prepared]
         results = []
-        for item, result in zip(prepared, written, strict=True):
+        for item, result, read in zip(prepared, written, reads, strict=True):
             if not isinstance(result, Exception):
                 try:
-                    result = self._after_commit(item, result, now, announce)
+                    result = self._after_commit(item, result, now, announce, read)
                 except (LLMQuotaExceededError, LLMLedgerUnavailableError) as exc:
                     result = exc
             results.append(result)
@@ -246,10 +265,46 @@ class PostgresLedger(Ledger):
             add_to_totals(conn, deltas)
         return results
 
-    def _after_commit(self, write: LedgerWrite, result: Any, now: datetime, announce: bool) -> Any:
-        """A reservation's budget check (withdrawn if refused); a settlement's alerts."""
+    def _write_alone(
+        self,
+        conn: Any,
+        prepared: list,
+        now: datetime,
+        statement: tuple[str, tuple[Any, ...]],
+        follow: tuple[str, dict[str, Any]] | None,
+    ) -> tuple[Any, list[Any] | None]:
+        """One write in one round trip: BEGIN, the lock, the write with its totals, COMMIT,
+        and the read that must follow the commit (``follow``), sent as one query.
+
+        Returns the write's result and the rows read. A settlement that finds no pending
+        row takes the batch path (which writes a lost row again, or raises).
+        """
+        from psycopg import ClientCursor
+
+        (item,) = prepared
+        cursor = ClientCursor(conn)  # binds here: one simple query of several statements
+        lock = sql.RESERVE_LOCK if isinstance(item, Reserve) else sql.WRITE_LOCK
+        parts = ["BEGIN", lock, cursor.mogrify(*statement), "COMMIT"]
+        if follow is not None:  # after the COMMIT: its own snapshot, which sees the write
+            parts.append(cursor.mogrify(*follow))
+        cursor.execute("; ".join(parts))
+        sets = [cursor.fetchall() if cursor.description else None]
+        while cursor.nextset():
+            sets.append(cursor.fetchall() if cursor.description else None)
+        rows, read = sets[2], (sets[4] if follow is not None else None)
+        if isinstance(item, Reserve):
+            return rows[0][0], read
+        if isinstance(item, Settle) and not rows:
+            return self._write(conn, prepared, now)[0], None
+        return isinstance(item, Settle) or None, read
+
+    def _after_commit(
+        self, write: LedgerWrite, result: Any, now: datetime, announce: bool, read: Any = None
+    ) -> Any:
+        """A reservation's budget check (withdrawn if refused); a settlement's alerts.
+        ``read``: the rows of the read that followed the commit (None: read them now)."""
         if isinstance(write, Reserve):
-            return self._check_reservation(write, result, now)
+            return self._check_reservation(write, result, now, read)
         budget = write.reservation.budget if isinstance(write, Settle) else None
         if (
             budget is None
@@ -257,18 +312,19 @@ class PostgresLedger(Ledger):
             or not may_alert(budget, write.cost_usd, now=now, sent=self._alerted)
         ):
             return [] if isinstance(write, Settle) and not announce else None
-        fired = self._send_alerts(budget, now)
+        fired = self._send_alerts(budget, now, read[0] if read else None)
         if not announce:
             return fired
         for alert in fired:
             self.announce(alert)
         return None
 
-    def _check_reservation(self, w: Reserve, row_id: int, now: datetime) -> Reservation:
+    def _check_reservation(
+        self, w: Reserve, row_id: int, now: datetime, read: list[Any] | None
+    ) -> Reservation:
         spent = None
-        limited = w.budget.daily_limit is not None or w.budget.monthly_limit is not None
-        if w.estimated_usd > 0 and limited:
-            day, month = self._spent_total(now)
+        if w.estimated_usd > 0 and limited(w.budget):
+            day, month = self._spent_total(now) if read is None else spend_by_provider(read)[None]
             spent = (max(day - w.estimated_usd, 0.0), max(month - w.estimated_usd, 0.0))
             refusal = budget_refusal(
                 w.budget, provider=w.provider, estimated_usd=w.estimated_usd, spent=spent, now=now
@@ -287,9 +343,16 @@ class PostgresLedger(Ledger):
                     add(deltas, ts, provider, amount)
             add_to_totals(conn, deltas)
 
-    def _send_alerts(self, budget: Budget, now: datetime) -> list[BudgetAlert]:
-        """The alerts due now that no host has sent yet: this call sends them."""
+    def _send_alerts(
+        self, budget: Budget, now: datetime, counted: Sequence[Any] | None = None
+    ) -> list[BudgetAlert]:
+        """The alerts due now that no host has sent yet: this call sends them.
+        ``counted``: RUNNING_TOTALS's row, read after the settlement (None: read here)."""
         window = self._spend_window(now)
+        if counted is not None and not unsent_alert_possible(
+            budget, counted, now=now, sent=self._alerted
+        ):
+            return []  # the usual case, with no round trip of its own
 
         def read(conn: Any) -> tuple[Spend, Spend] | None:
             counted = conn.execute(sql.RUNNING_TOTALS, window).fetchone()

@@ -175,7 +175,7 @@ _CALL_COLUMNS = (
 INSERT_CALL = (
     f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES"
     " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    f" RETURNING id, {nanos_sql('calls')}"
+    f" RETURNING id, ts, provider, {nanos_sql('calls')} AS amount, true AS counted"
 )
 # The old amount comes from the row as it was (``o``), the new one from ``c``.
 SETTLE_CALL = f"""UPDATE calls c SET outcome = %s, cost_usd = %s, reserved_usd = 0,
@@ -184,7 +184,8 @@ SETTLE_CALL = f"""UPDATE calls c SET outcome = %s, cost_usd = %s, reserved_usd =
     {", ".join(f"{column} = %s" for column in BILLING_COLUMNS)}
     FROM calls o WHERE c.id = %s AND c.request_id = %s AND o.id = c.id
     AND c.outcome = 'pending'
-    RETURNING c.ts, c.provider, {nanos_sql("c")} - {nanos_sql("o")}, {counted_sql("c")}"""
+    RETURNING c.ts, c.provider, {nanos_sql("c")} - {nanos_sql("o")} AS amount,
+        {counted_sql("c")} AS counted"""
 # A settlement whose pending row is gone (lost in a server crash with the reservation's
 # commit) writes the row again under its id, settled, unless a row has that id (settled
 # already); the id sequence, which the crash may have set back, is moved past it.
@@ -209,6 +210,26 @@ ADD_TO_TOTALS = (
     " ON CONFLICT (period, period_key, provider, shard)"
     " DO UPDATE SET spent_nano_usd = spend_totals.spent_nano_usd + excluded.spent_nano_usd"
 )
+
+
+# One write with its totals in one statement, for a transaction of that write alone
+# (after the lock): the row written (``statement`` returns ts, provider, amount and
+# counted) and its amount added to this connection's day and month rows, in key order.
+# Batches add their totals in one sorted upsert instead (ADD_TO_TOTALS).
+def _with_totals(statement: str) -> str:
+    return f"""WITH w AS ({statement}), t AS (
+    INSERT INTO spend_totals (period, period_key, provider, shard, spent_nano_usd)
+    SELECT p.period, to_char(w.ts AT TIME ZONE 'UTC', p.format), w.provider,
+        pg_backend_pid() %% {SHARDS}, w.amount
+    FROM w, (VALUES ('day', 'YYYY-MM-DD'), ('month', 'YYYY-MM')) AS p(period, format)
+    WHERE w.counted ORDER BY p.period
+    ON CONFLICT (period, period_key, provider, shard)
+    DO UPDATE SET spent_nano_usd = spend_totals.spent_nano_usd + excluded.spent_nano_usd)
+    SELECT * FROM w"""
+
+
+INSERT_ONE = _with_totals(INSERT_CALL)
+SETTLE_ONE = _with_totals(SETTLE_CALL)
 INSERT_ALERT = (
     "INSERT INTO alerts (ts, period, period_key, scope, threshold, limit_usd, spent_usd,"
     " reserved_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,10 +17,20 @@ from typing import Any
 from ..exceptions import LLMLedgerUnavailableError
 from ..log import log_event
 from . import postgres_schema as sql
-from .budget import Reservation, budget_refusal, period_key
+from .budget import Budget, Reservation, budget_refusal, may_alert, period_key
 from .writes import NOTHING_BILLED, CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
-__all__ = ["WRITERS", "Deltas", "add", "add_to_totals", "checked", "unwritten"]
+__all__ = [
+    "WRITERS",
+    "Deltas",
+    "add",
+    "add_to_totals",
+    "alone",
+    "checked",
+    "limited",
+    "read_after",
+    "unwritten",
+]
 
 Deltas = Counter[tuple[str, str, str]]  # (period, period key, provider) -> nano-dollars
 
@@ -42,11 +52,47 @@ def checked(write: LedgerWrite) -> LedgerWrite:
     return write
 
 
-def _reserve(conn: Any, w: Reserve, now: datetime, deltas: Deltas) -> int:
+def alone(item: LedgerWrite | Exception, now: datetime) -> tuple[str, tuple[Any, ...]] | None:
+    """The one statement that writes ``item`` and its totals, in a transaction of its own
+    (:data:`.postgres_schema.INSERT_ONE`), with its arguments; None: the batch path only
+    (a settlement of a row never written, an invalid write)."""
+    match item:
+        case Reserve():
+            return sql.INSERT_ONE, _reserve_args(item, now)
+        case CacheHit():
+            return sql.INSERT_ONE, _cache_hit_args(item, now)
+        case Settle() if item.reservation.row_id:
+            return sql.SETTLE_ONE, _settle_args(item)
+        case Release() if item.reservation.row_id:
+            return sql.SETTLE_ONE, _release_args(item)
+    return None
+
+
+def read_after(write: LedgerWrite | Exception, now: datetime, alerted: Any) -> str | None:
+    """The read that follows a lone write's commit, for the check after it: the spend a
+    reservation is checked against, the running totals after a settlement that may send
+    an alert (``alerted``: the alerts this process knows were sent); None: no read."""
+    if isinstance(write, Reserve):
+        return sql.BUDGET_SPEND if write.estimated_usd > 0 and limited(write.budget) else None
+    budget = write.reservation.budget if isinstance(write, Settle) else None
+    if budget is not None and may_alert(budget, write.cost_usd, now=now, sent=alerted):
+        return sql.RUNNING_TOTALS
+    return None
+
+
+def limited(budget: Budget) -> bool:
+    """Whether ``budget`` has a daily or monthly limit (a reservation is checked after)."""
+    return budget.daily_limit is not None or budget.monthly_limit is not None
+
+
+def _reserve_args(w: Reserve, now: datetime) -> tuple[Any, ...]:
     row = (now, w.request_id, w.provider, w.model, w.strategy, "pending")
-    args = (*row, 0, 0, 0, 0.0, w.estimated_usd, 0.0, 0.0, 0, w.caller)
-    row_id, amount = conn.execute(sql.INSERT_CALL, args).fetchone()
-    add(deltas, now, w.provider, amount)
+    return (*row, 0, 0, 0, 0.0, w.estimated_usd, 0.0, 0.0, 0, w.caller)
+
+
+def _reserve(conn: Any, w: Reserve, now: datetime, deltas: Deltas) -> int:
+    row_id, *written = conn.execute(sql.INSERT_CALL, _reserve_args(w, now)).fetchone()
+    _counted(written, deltas)
     return row_id
 
 
@@ -56,20 +102,25 @@ def _settle(conn: Any, w: Settle, now: datetime, deltas: Deltas) -> bool:
     if reservation.row_id == 0:  # reserved while the database was down: nothing to settle
         _warn_unwritten(reservation.request_id, reservation.provider)
         return False
-    tokens = (w.prompt_tokens, w.completion_tokens)
-    args = (w.outcome, w.cost_usd, *tokens, sum(tokens), w.latency_ms, w.error_class, w.model)
-    args += (int(bool(w.estimated)), *w.billed().values())
-    row = (reservation.row_id, reservation.request_id)
-    if not _update(conn, (*args, *row), deltas) and not _restore(conn, w, now, deltas):
+    if not _update(conn, _settle_args(w), deltas) and not _restore(conn, w, now, deltas):
         raise ValueError(f"ledger row {reservation.row_id} is not a pending reservation")
     return True
 
 
+def _settle_args(w: Settle) -> tuple[Any, ...]:
+    r, tokens = w.reservation, (w.prompt_tokens, w.completion_tokens)
+    args = (w.outcome, w.cost_usd, *tokens, sum(tokens), w.latency_ms, w.error_class, w.model)
+    return (*args, int(bool(w.estimated)), *w.billed().values(), r.row_id, r.request_id)
+
+
 def _release(conn: Any, w: Release, now: datetime, deltas: Deltas) -> None:
-    r = w.reservation
-    if r.row_id:  # a row settled already is left as it is; a row lost is nothing to give back
-        args = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, *NOTHING_BILLED)
-        _update(conn, (*args, r.row_id, r.request_id), deltas)
+    if w.reservation.row_id:  # a row settled already is left as it is; a row lost: nothing
+        _update(conn, _release_args(w), deltas)
+
+
+def _release_args(w: Release) -> tuple[Any, ...]:
+    nothing = ("error", 0.0, 0, 0, 0, 0.0, w.error_class, None, 0, *NOTHING_BILLED)
+    return (*nothing, w.reservation.row_id, w.reservation.request_id)
 
 
 def _update(conn: Any, args: tuple[Any, ...], deltas: Deltas) -> bool:
@@ -97,7 +148,7 @@ def _restore(conn: Any, w: Settle, now: datetime, deltas: Deltas) -> bool:
     return _counted(restored, deltas)
 
 
-def _counted(row: tuple[Any, ...] | None, deltas: Deltas) -> bool:
+def _counted(row: Sequence[Any] | None, deltas: Deltas) -> bool:
     """Add a written row's (ts, provider, amount, counted) to ``deltas``; False for none."""
     if row is None:
         return False
@@ -109,12 +160,13 @@ def _counted(row: tuple[Any, ...] | None, deltas: Deltas) -> bool:
 
 def _cache_hit(conn: Any, w: CacheHit, now: datetime, deltas: Deltas) -> None:
     add(deltas, now, w.provider, 0)  # counts nothing, but lists the provider this month
+    conn.execute(sql.INSERT_CALL, _cache_hit_args(w, now))
+
+
+def _cache_hit_args(w: CacheHit, now: datetime) -> tuple[Any, ...]:
     tokens = (w.prompt_tokens, w.completion_tokens)
     row = (now, w.request_id, w.provider, w.model, w.strategy, "cache_hit")
-    conn.execute(
-        sql.INSERT_CALL,
-        (*row, *tokens, sum(tokens), 0.0, 0.0, w.saved_usd, w.latency_ms, 1, w.caller),
-    )
+    return (*row, *tokens, sum(tokens), 0.0, 0.0, w.saved_usd, w.latency_ms, 1, w.caller)
 
 
 WRITERS: dict[type, Callable[[Any, Any, datetime, Deltas], Any]] = {
