@@ -1,7 +1,8 @@
-"""The ledger's background WAL checkpoints, and the alert check a settlement may skip."""
+"""The ledger's background WAL checkpoints, and which statements its writes run."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import time
@@ -78,14 +79,18 @@ def test_checkpointer_rejects_a_zero_interval(tmp_path):
         BackgroundCheckpointer(tmp_path / "x.db", every=0)
 
 
-def test_settlements_far_below_the_threshold_skip_the_spend_read(tmp_path):
+def test_a_reservation_is_one_statement_and_a_settlement_an_update_then_a_read(tmp_path):
     ledger = CostLedger(tmp_path / "l.db", clock=lambda: NOON)
     budget = Budget(max_cost_per_request=None, daily_limit=1.0, monthly_limit=None)
-    reads = []
-    spent = ledger._spent_total
-    ledger._spent_total = lambda conn, now: reads.append(1) or spent(conn, now)  # type: ignore[method-assign]
+    reserve_and_settle(ledger, 1, budget)  # the connection is open, the file migrated
+    statements: list[str] = []
+    ledger._file._guarded.conn.set_trace_callback(statements.append)
     reserve_and_settle(ledger, 3, budget)  # $0.03 of $1: far from 80 %
-    assert len(reads) == 3  # one per reservation, none per settlement
+    # No BEGIN/COMMIT: the reservation's budget check runs inside its INSERT, the UPDATE
+    # commits alone, and the settled spend is read after it (no alert row to write).
+    # (SQLite traces a statement again as each of its triggers runs: count it once.)
+    kinds = [text.split()[0] for text, _ in itertools.groupby(statements)]
+    assert kinds == ["INSERT", "UPDATE", "SELECT"] * 3
     assert ledger.alerts() == []
 
 
