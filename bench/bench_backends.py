@@ -7,11 +7,15 @@
    and 4 processes of 8 threads (PostgreSQL commits of concurrent writers share a disk
    flush; SQLite writers take turns). Target: >= 1,000 pairs/s with 4 processes on
    PostgreSQL.
-2. Per-call wall time of the client against the simulator with the PostgreSQL ledger
-   vs the SQLite ledger (interleaved, median of paired differences).
+2. Per-call wall time of the client against the simulator with the PostgreSQL ledger,
+   and with the PostgreSQL ledger + the Redis limiter (``LLM_REDIS_URL``, keys under a
+   prefix of their own, deleted after), vs the SQLite ledger with in-process limits
+   (interleaved, median of paired differences). Target: <= 1 ms added by PostgreSQL +
+   Redis.
 
 PostgreSQL comes from ``LF_TEST_POSTGRES_URL`` (default: the development machines'
 127.0.0.1:5432, database ``test``); the run works in a schema of its own, dropped after.
+Redis comes from ``LF_TEST_REDIS_URL`` (default 127.0.0.1:6379, database 0).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from _common import (  # noqa: E402
 )
 
 from leadfactory.llm.ledger import Budget, CostLedger, Ledger  # noqa: E402
-from tests.services import POSTGRES_URL  # noqa: E402
+from tests.services import POSTGRES_URL, REDIS_URL  # noqa: E402
 
 BUDGET = Budget(max_cost_per_request=10.0, daily_limit=1e9, monthly_limit=1e9)
 
@@ -126,15 +130,31 @@ def ledger_throughput(pairs: int) -> None:
     table(["ledger", "processes x threads", "pairs/s", "target"], rows)
 
 
+@contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this run's own on ``REDIS_URL``; its keys are deleted after."""
+    import redis
+
+    prefix = f"lf-bench-{uuid.uuid4().hex[:8]}:"
+    try:
+        yield prefix
+    finally:
+        server = redis.Redis.from_url(REDIS_URL)
+        for key in server.scan_iter(match=f"{prefix}*"):
+            server.delete(key)
+        server.close()
+
+
 def client_overhead(calls: int) -> None:
     from leadfactory.llm import LLMClient, LLMConfig
 
-    with simulator() as (sim, tmp), postgres_schema() as url:
+    with simulator() as (sim, tmp), postgres_schema() as url, redis_prefix() as prefix:
+        quiet = {"enable_caching": False, "log_requests": False}
+        shared = {"ledger_url": url, "redis_url": REDIS_URL, "redis_key_prefix": prefix}
         clients = {
-            "SQLite ledger": LLMClient(LLMConfig(enable_caching=False, log_requests=False)),
-            "PostgreSQL ledger": LLMClient(
-                LLMConfig(enable_caching=False, log_requests=False, ledger_url=url)
-            ),
+            "SQLite ledger": LLMClient(LLMConfig(**quiet)),
+            "PostgreSQL ledger": LLMClient(LLMConfig(**quiet, ledger_url=url)),
+            "PostgreSQL ledger + Redis limiter": LLMClient(LLMConfig(**quiet, **shared)),
         }
 
         def case(client: LLMClient) -> Callable[[int], object]:
@@ -143,10 +163,12 @@ def client_overhead(calls: int) -> None:
         wall, _ = interleaved({name: case(c) for name, c in clients.items()}, calls)
         for client in clients.values():
             client.close()
-    added = paired_median_diff(wall["PostgreSQL ledger"], wall["SQLite ledger"])
-    rows = [[name, median(times)] for name, times in wall.items()]
-    rows.append(["added by PostgreSQL (paired)", added])
-    table(["client call, sync", "median ms"], rows)
+    rows: list[list[object]] = [[name, median(times), "-"] for name, times in wall.items()]
+    for name, target in (("PostgreSQL ledger", None), ("PostgreSQL ledger + Redis limiter", 1.0)):
+        added = paired_median_diff(wall[name], wall["SQLite ledger"])
+        cell = target_cell(added, target, unit=" ms") if target else "-"
+        rows.append([f"added by {name.lower()} (paired)", added, cell])
+    table(["client call, sync", "median ms", "target"], rows)
 
 
 def main() -> None:
