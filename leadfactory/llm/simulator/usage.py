@@ -7,10 +7,11 @@ reasoning tokens can be tested end to end::
 
     sim.set_usage("openai", Usage(2000, 500, cached_tokens=1200, reasoning_tokens=300))
 
-A script is taken by the generation answers that are sent whole (not streamed, not
-failed): a request answered by an error fault leaves it for the next one. Counts are
-reported as given, impossible ones included (that is a test too). Pure, but for the
-lock of :class:`UsageScript`: nothing here touches a socket.
+A script is taken by the generation answers that are not failed (a streamed one
+reports it as its vendor streams usage: :func:`.streaming.restated`): a request
+answered by an error fault leaves it for the next one. Counts are reported as given,
+impossible ones included (that is a test too). Pure, but for the lock of
+:class:`UsageScript`: nothing here touches a socket.
 """
 
 from __future__ import annotations
