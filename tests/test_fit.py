@@ -262,3 +262,16 @@ def test_lowered_max_tokens_is_sent_reserved_and_noted():
     assert sent == [{"max_tokens": 4096}]
     [entry] = response["attempts"]
     assert (entry["max_tokens_requested"], entry["max_tokens_sent"]) == (6000, 4096)
+
+
+def test_an_answer_stopped_by_the_content_filter_is_a_policy_refusal_charged():
+    stopped = answer(text="")
+    stopped["choices"][0].update(message={"role": "assistant", "content": None})
+    stopped["choices"][0]["finish_reason"] = "content_filter"
+    script = Script({"openai": [stopped], "anthropic": [answer()]})
+    svc = services(script, ("openai", "anthropic"), retries=3)
+    response = script.run(svc, make_request())
+    assert script.calls == ["openai", "anthropic"]
+    assert response["attempts"][0]["error"] == "LLMContentPolicyError"
+    [row] = [r for r in script.ledger.settled if r["provider"] == "openai"]
+    assert row["error_class"] == "LLMContentPolicyError" and row["cost_usd"] > 0

@@ -113,3 +113,25 @@ def test_after_a_context_refusal_windows_no_larger_are_skipped(sim_env):
     assert won["provider"] == "anthropic" and response["provider"] == "anthropic"
     assert sim_env.request_count("ollama") == 0
     assert sorted(r["provider"] for r in rows) == ["anthropic", "openai"]
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+def test_an_answer_stopped_by_the_content_filter_is_a_charged_policy_refusal(
+    sim_env, monkeypatch, protocol
+):
+    # A 200: OpenAI's finish_reason content_filter, Anthropic's stop_reason refusal.
+    monkeypatch.setenv("LLM_COOLDOWN_FAILURES", "1")  # one outage would cool it down
+    sim_env.set_fault(protocol, Fault.POLICY_STOP)
+    backup = BACKUP[protocol]
+    with two_providers(protocol, backup) as client:
+        response = client.chat_completion(USER, max_tokens=20)
+        rows = client.ledger.rows()
+        status = client.get_provider_status()[protocol]
+    assert response["provider"] == backup
+    refused = response["attempts"][0]
+    assert (refused["outcome"], refused["error"]) == ("error", "LLMContentPolicyError")
+    assert sim_env.request_count(protocol) == 1
+    [row] = [r for r in rows if r["provider"] == protocol]
+    assert row["error_class"] == "LLMContentPolicyError"
+    assert row["prompt_tokens"] > 0  # it answered, with usage: charged what it reported
+    assert status["available"], status  # a refusal is not an outage: no cooldown

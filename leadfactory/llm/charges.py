@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .classify import classify
+from .classify import classify, content_filter_refusal
 from .exceptions import LLMError, LLMProviderError, LLMStreamInterruptedError, LLMTimeoutError
 from .ledger.writes import Billing
 from .log import log_event
@@ -302,19 +302,20 @@ def streamed_charge(error: LLMStreamInterruptedError, request: Request) -> Charg
     return charge
 
 
-def empty_answer_error(response: Mapping[str, Any], provider: str) -> LLMProviderError | None:
+def empty_answer_error(response: Mapping[str, Any], provider: str) -> LLMError | None:
     """The error for an empty answer (None for a real one).
 
     Empty: no choice at all (``"choices": []``), or none with text, a tool call or a
     refusal in it (Anthropic's ``"content": []``). Such an answer reached the provider,
     so it is charged; it is not served or cached, and the next provider is asked instead
-    (the same one, asked again, tends to repeat it).
+    (the same one, asked again, tends to repeat it). Stopped by the content filter, it
+    is an LLMContentPolicyError (:func:`~.classify.content_filter_refusal`).
     """
     choices = response.get("choices")
     if _answer_tokens(choices) > 0:
         return None
     what = "any choices" if not choices else "any text or tool call"
-    return LLMProviderError(
+    return content_filter_refusal(choices, provider) or LLMProviderError(
         f"{provider}: answered without {what} (an empty answer)",
         provider=provider,
         metadata={"empty_answer": True},

@@ -59,7 +59,7 @@ from .exceptions import (
 from .providers import AnswerNotRead
 from .redact import exception_chain, redact, redact_chain
 
-__all__ = ["RETRY_SAME_PROVIDER", "classify", "retry_same_provider"]
+__all__ = ["RETRY_SAME_PROVIDER", "classify", "content_filter_refusal", "retry_same_provider"]
 
 RETRY_SAME_PROVIDER: tuple[type[LLMError], ...] = (LLMConnectionError, LLMProviderError)
 """Failures worth another attempt on the same provider (LLMTimeoutError is a
@@ -152,6 +152,21 @@ def classify(
         )
     cls = _status_class(status, body)
     return cls(text, provider=provider, status_code=status, metadata=metadata)
+
+
+def content_filter_refusal(choices: Any, provider: str) -> LLMContentPolicyError | None:
+    """The refusal an answer without text is when the provider's content filter stopped
+    every choice (``finish_reason`` ``content_filter``, which LiteLLM also makes of
+    Anthropic's ``refusal`` stop reason); None otherwise."""
+    if not choices or not all(
+        isinstance(c, Mapping) and c.get("finish_reason") == "content_filter" for c in choices
+    ):
+        return None
+    return LLMContentPolicyError(
+        f"{provider}: its content filter stopped the answer before any text",
+        provider=provider,
+        metadata={"empty_answer": True, "finish_reason": "content_filter"},
+    )
 
 
 def _refusal_class(exc: BaseException, body: Any) -> type[LLMError] | None:

@@ -45,6 +45,7 @@ class Fault(StrEnum):
     # Refusals, with each vendor's real body (see refusals.py).
     CONTEXT_LENGTH = "context_length"
     CONTENT_POLICY = "content_policy"
+    POLICY_STOP = "policy_stop"  # a 200 answer stopped by the content filter, no text
 
 
 IRE, _QUOTA = "invalid_request_error", "insufficient_quota"

@@ -11,6 +11,9 @@ bodies, copied from each vendor's API (HTTP 400 all):
   shape, with no code, on its ``/v1`` routes). Ollama has no content policy: there the
   fault answers a plain 400.
 
+``Fault.POLICY_STOP`` is the other way a vendor refuses: a 200 answer that its content
+filter stopped before any text (:func:`policy_stop`).
+
 Pure functions: nothing here touches a socket.
 """
 
@@ -20,7 +23,7 @@ from typing import Any
 
 from .faults import IRE, Fault, Response, vendor_error
 
-__all__ = ["REFUSALS", "refusal_response"]
+__all__ = ["REFUSALS", "policy_stop", "refusal_response"]
 
 REFUSALS = frozenset({Fault.CONTEXT_LENGTH, Fault.CONTENT_POLICY})
 
@@ -61,3 +64,18 @@ def refusal_response(protocol: str, fault: Fault, body: Any, shape: str) -> Resp
     else:
         message = "invalid request"  # Ollama refuses nothing on policy grounds
     return vendor_error(shape, 400, message, IRE, None)
+
+
+def policy_stop(shape: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` (a 200 JSON answer in ``shape``) stopped by the vendor's content filter
+    before any text (``Fault.POLICY_STOP``): OpenAI's ``finish_reason``
+    ``content_filter`` with no content, Anthropic's ``stop_reason`` ``refusal`` with
+    no content blocks. Ollama's ``/v1`` routes answer in OpenAI's shape, so as OpenAI;
+    its native API is left as it is (Ollama filters nothing)."""
+    if shape == "openai":
+        message = {"role": "assistant", "content": None, "refusal": None}
+        choice = {"index": 0, "message": message, "logprobs": None}
+        return {**answer, "choices": [{**choice, "finish_reason": "content_filter"}]}
+    if shape == "anthropic":
+        return {**answer, "content": [], "stop_reason": "refusal"}
+    return answer

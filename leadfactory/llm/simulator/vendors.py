@@ -29,7 +29,7 @@ from .faults import (
     misbehave,
     vendor_error,
 )
-from .refusals import REFUSALS, refusal_response
+from .refusals import REFUSALS, policy_stop, refusal_response
 from .streaming import stream_deltas
 from .tools import anthropic_answer, ollama_answer, openai_answer
 from .usage import UsageScript, with_usage
@@ -137,6 +137,8 @@ def respond(
         response = json_response(200, with_usage(protocol, shape, json.loads(response[2]), usage))
     if fault in ANSWER_FAULTS and response[:2] == (200, "application/json"):
         return json_response(200, misbehave(shape, fault, json.loads(response[2])))
+    if fault is Fault.POLICY_STOP and response[:2] == (200, "application/json"):
+        return json_response(200, policy_stop(shape, json.loads(response[2])))
     return response
 
 
