@@ -31,6 +31,9 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 BARE_KEY = "sk-bench"
 # Ollama as the client reaches it: LiteLLM's OpenAI route to Ollama's OpenAI-compatible /v1.
 BARE_MODELS = {"openai": "openai/gpt-4", "ollama": "openai/llama3:8b"}
+# The same models as the client names them (provider/model), so both do the same work
+# whatever the configuration's default models are.
+CLIENT_MODELS = {"openai": "openai/gpt-4", "ollama": "ollama/llama3:8b"}
 NATIVE_OLLAMA_MODEL = "ollama_chat/llama3:8b"  # LiteLLM's native Ollama route, for reference
 MAX_TOKENS = 20
 

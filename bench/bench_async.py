@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from _common import (
+    CLIENT_MODELS,
     banner,
     bare_acompletion,
     load_litellm,
@@ -63,7 +64,7 @@ async def measure(sim, requests: int, concurrency: int, rounds: int) -> dict[str
 
     cases = {
         "client": lambda i: client.achat_completion(
-            prompt(i), model="openai", max_tokens=20, cache=False
+            prompt(i), model=CLIENT_MODELS["openai"], max_tokens=20, cache=False
         ),
         "bare": lambda i: bare_acompletion(sim, prompt(i), "openai"),
     }

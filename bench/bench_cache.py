@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from _common import (
+    CLIENT_MODELS,
     banner,
     bare_completion,
     interleaved,
@@ -62,7 +63,7 @@ def main() -> None:
         )
 
         def ask(on: Any, prompt: list[dict], *, cached: bool) -> None:
-            answer = on.chat_completion(prompt, model="openai", max_tokens=20)
+            answer = on.chat_completion(prompt, model=CLIENT_MODELS["openai"], max_tokens=20)
             if answer["cached"] is not cached:
                 raise SystemExit(f"expected cached={cached}, got {answer['cached']}")
 

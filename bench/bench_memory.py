@@ -24,7 +24,7 @@ EARLY = 10
 
 def child(mode: str, calls: int) -> None:
     """Run in the subprocess: make the calls, print peak RSS in MiB as JSON."""
-    from _common import bare_completion, load_litellm, messages, simulator
+    from _common import CLIENT_MODELS, bare_completion, load_litellm, messages, simulator
 
     def peak() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -39,7 +39,10 @@ def child(mode: str, calls: int) -> None:
             client = LLMClient(LLMConfig(enable_caching=mode != "client"))
             cache = mode != "client"
             call = lambda i: client.chat_completion(  # noqa: E731
-                messages(f"Say hello, call {i}."), model="openai", max_tokens=20, cache=cache
+                messages(f"Say hello, call {i}."),
+                model=CLIENT_MODELS["openai"],
+                max_tokens=20,
+                cache=cache,
             )
         for i in range(EARLY):
             call(i)

@@ -21,6 +21,7 @@ Wall-clock ms is what a caller waits; CPU ms is the calling thread's own work
 from __future__ import annotations
 
 from _common import (
+    CLIENT_MODELS,
     NATIVE_OLLAMA_MODEL,
     banner,
     bare_args,
@@ -71,7 +72,7 @@ def main() -> None:
 
         def ask(provider: str, cache: bool):
             return lambda i: client.chat_completion(
-                prompt(i), model=provider, max_tokens=20, cache=cache
+                prompt(i), model=CLIENT_MODELS[provider], max_tokens=20, cache=cache
             )
 
         cases = {
