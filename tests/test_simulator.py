@@ -840,7 +840,7 @@ def test_cli_prints_env_and_serves() -> None:
             url = env["OPENAI_BASE_URL"] + "/chat/completions"
             assert httpx.post(url, json=REQUESTS["openai"][1]).status_code == 200
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=5) == 0
+            assert proc.wait(timeout=30) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
