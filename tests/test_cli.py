@@ -154,7 +154,7 @@ def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["chat"], ["status"], ["costs"], ["path"], ["config"], ["config", "check"]],
+    [[], ["chat"], ["batch"], ["status"], ["costs"], ["path"], ["config"], ["config", "check"]],
     ids=lambda c: " ".join(c) or "top",
 )
 def test_help_is_useful_for_every_command(command):
@@ -170,6 +170,8 @@ def test_help_is_useful_for_every_command(command):
         assert all(option in out for option in ("--by", "--since", "--ledger", "--json"))
     if command == ["chat"]:
         assert all(option in out for option in ("--model", "--strategy", "--max-tokens"))
+    if command == ["batch"]:
+        assert all(option in out for option in ("--out", "--run", "--stop-at-spend"))
 
 
 def test_version(capsys):

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import providers, shared_state
 from .astream import AsyncStream, astream_call
+from .batch import BatchMethods
 from .cache import ResponseCache
 from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
@@ -34,7 +35,7 @@ from .validation import check_caller, check_messages, check_parameters
 __all__ = ["LLMClient"]
 
 
-class LLMClient:
+class LLMClient(BatchMethods):
     """A chat-completion client that falls back across providers.
 
     ``LLMClient()`` reads its configuration from the environment; pass an
@@ -42,7 +43,8 @@ class LLMClient:
     given to share them between clients; otherwise they are opened lazily at the
     paths the configuration names. ``telemetry`` turns on spans and metrics
     (default: as ``LLM_TELEMETRY`` says; see observability.md). ``clock``, ``timer`` and
-    ``sleep`` are seams for tests.
+    ``sleep`` are seams for tests. Many requests at once: :meth:`map` and :meth:`amap`
+    (from :class:`BatchMethods`).
     """
 
     def __init__(

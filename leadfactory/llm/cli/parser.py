@@ -7,6 +7,7 @@ import sys
 from typing import Any, NoReturn
 
 from .. import __version__
+from .batch_command import command_batch
 from .client_commands import command_chat, command_config_check, command_status
 from .ledger_commands import _GROUP_COLUMNS, command_costs, command_path
 from .metrics_command import command_metrics
@@ -88,6 +89,39 @@ echo "Summarise: Acme Corp makes anvils." | {PROG} chat --strategy quality_optim
     )
     chat.add_argument("--json", action="store_true", help="print the whole response as JSON")
     chat.set_defaults(handler=command_chat)
+
+    batch = _command(
+        commands,
+        "batch",
+        "run a JSONL file of requests (calls providers), resumable",
+        'Answer every request of INPUT.jsonl (one JSON object a line: {"id": ...,\n'
+        '"messages": [...]} or {"id": ..., "prompt": "..."}) and write one line per\n'
+        "item to OUTPUT.jsonl: id, content, provider, cost, cached, error. Bad lines are\n"
+        "reported by number and skipped. Answers are kept beside the ledger under the\n"
+        "run's name (default: the output file's path): running the same command again\n"
+        "resumes, asking no provider for items already answered. A progress bar shows\n"
+        "on a terminal; Ctrl-C stops new items and writes what finished.",
+        f"""
+{PROG} batch leads.jsonl --out answers.jsonl
+{PROG} batch leads.jsonl --out answers.jsonl --concurrency 20 --stop-at-spend 5
+{PROG} batch leads.jsonl --out answers.jsonl --run leads-2026-12-02
+""",
+    )
+    batch.add_argument("input", metavar="INPUT.jsonl", help="one request per line")
+    batch.add_argument("--out", required=True, metavar="OUTPUT.jsonl", help="where answers go")
+    batch.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="requests in flight (8)"
+    )
+    batch.add_argument(
+        "--run", metavar="NAME", help="the run's name, to resume (default: from --out)"
+    )
+    batch.add_argument(
+        "--stop-at-spend",
+        type=float,
+        metavar="USD",
+        help="start no new item once this run's answers cost this many dollars",
+    )
+    batch.set_defaults(handler=command_batch)
 
     status = _command(
         commands,

@@ -131,6 +131,15 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             *(f"CREATE VIEW {name} AS {query}" for name, query in _views(_BILLED_VIEW_COLUMNS)),
         ],
     ),
+    (  # the answers of named batch runs (ledger/postgres_runs.py)
+        "m006_batch_items",
+        [
+            """CREATE TABLE batch_items (run text NOT NULL, item_id text NOT NULL,
+                ts timestamptz NOT NULL DEFAULT now(),
+                cost_usd double precision NOT NULL DEFAULT 0, response text NOT NULL,
+                PRIMARY KEY (run, item_id))""",
+        ],
+    ),
 ]
 
 _HISTORY = "leadfactory_ledger_migrations"

@@ -342,3 +342,14 @@ def m008_calls_billing(db: Database) -> None:
     for name, query in views.items():
         db.execute(f"DROP VIEW IF EXISTS {name}")
         db.create_view(name, query)
+
+
+@migration
+def m009_batch_items(db: Database) -> None:
+    # The answers of named batch runs (leadfactory.llm.batch): a rerun of the run returns
+    # them instead of asking a provider again. ``response`` is the response dict as JSON.
+    db.execute(
+        "CREATE TABLE batch_items (run TEXT NOT NULL, item_id TEXT NOT NULL, ts TEXT NOT NULL,"
+        " cost_usd REAL NOT NULL DEFAULT 0, response TEXT NOT NULL,"
+        " PRIMARY KEY (run, item_id)) WITHOUT ROWID"
+    )

@@ -16,7 +16,7 @@ import struct
 import threading
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .http_request import read_request
@@ -53,6 +53,8 @@ class _FaultState:
     times: int | None = None  # None: until cleared
     delay: float = 1.0
     retry_after: float | str = 1
+    cycle: tuple[Fault, ...] = ()  # set_fault_cycle(): request n gets cycle[n % len]
+    turn: int = 0
 
 
 def _bind(port: int) -> socket.socket:
@@ -130,6 +132,9 @@ class _Provider(StreamedProvider):
             self.count += 1
             if not generation:
                 return _FaultState()
+            if state.cycle:  # intermittent faults: this request gets the cycle's next one
+                state.turn += 1
+                return replace(state, fault=state.cycle[(state.turn - 1) % len(state.cycle)])
             if state.times is not None:
                 state.times -= 1
                 if state.times <= 0:
@@ -320,6 +325,18 @@ class Simulator(StreamControls):
             p.state = _FaultState(
                 fault, None if fault is Fault.REFUSE else times, delay, retry_after
             )
+        self._sync(p)
+
+    def set_fault_cycle(
+        self, provider: str, faults: Sequence[Fault | str], *, retry_after: float | str = 0
+    ) -> None:
+        """Intermittent faults until cleared: generation request n gets ``faults[n % len]``
+        (``"ok"``: a normal answer), e.g. ``["ok", "rate_limit", "ok", "500"]``."""
+        p, cycle = self._get(provider), tuple(Fault(str(fault)) for fault in faults)
+        if not cycle or Fault.REFUSE in cycle:
+            raise ValueError("faults must be a non-empty list of faults other than refuse")
+        with p.lock:
+            p.state = _FaultState(retry_after=retry_after, cycle=cycle)
         self._sync(p)
 
     def clear_faults(self) -> None:
