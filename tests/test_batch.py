@@ -186,6 +186,7 @@ def test_no_bar_when_stderr_is_not_a_terminal(sim_env, capfd):
         ({"run": ""}, "run"),
         ({"stop_at_spend": -1}, "stop_at_spend"),
         ({"stop_at_spend": float("nan")}, "stop_at_spend"),
+        ({"concurency": 3}, "concurency"),
     ],
 )
 def test_bad_options_are_refused_before_anything_runs(options, field):

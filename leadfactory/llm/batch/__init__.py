@@ -9,13 +9,14 @@ bar, spend stops and resume (see docs/batches.md).
 from __future__ import annotations
 
 from ..ledger.run_store import RunStore, run_store_for
-from .methods import DEFAULT_CONCURRENCY, BatchMethods
+from .methods import DEFAULT_CONCURRENCY, BatchMethods, BatchOptions
 from .results import BatchItem, BatchResults, LLMBatchNotRunError
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "BatchItem",
     "BatchMethods",
+    "BatchOptions",
     "BatchResults",
     "LLMBatchNotRunError",
     "RunStore",

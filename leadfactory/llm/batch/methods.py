@@ -13,7 +13,7 @@ import asyncio
 import math
 import queue
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from ..exceptions import LLMValidationError
 from ..ledger.run_store import run_store_for
@@ -23,9 +23,18 @@ from .progress import shows_progress
 from .results import BatchItem, BatchResults
 from .runner import BatchRun
 
-__all__ = ["BatchMethods"]
+__all__ = ["DEFAULT_CONCURRENCY", "BatchMethods", "BatchOptions"]
 
 DEFAULT_CONCURRENCY = 8
+
+
+class BatchOptions(TypedDict, total=False):
+    """The options every batch method takes (see :class:`BatchMethods`)."""
+
+    concurrency: int  # requests in flight at once (DEFAULT_CONCURRENCY)
+    progress: bool | None  # the tqdm bar: None shows it when stderr is a terminal
+    run: str | None  # the run's name, to resume
+    stop_at_spend: float | None  # dollars: no new item once the run's answers cost this
 
 
 class BatchMethods:
@@ -46,11 +55,7 @@ class BatchMethods:
     async def amap(
         self,
         requests: Iterable[Any],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        progress: bool | None = None,
-        run: str | None = None,
-        stop_at_spend: float | None = None,
+        **options: Unpack[BatchOptions],
     ) -> BatchResults:
         """Answer every request; the response dicts or LLMErrors in input order.
 
@@ -58,36 +63,28 @@ class BatchMethods:
         no free provider can serve, ``stop_at_spend`` or Ctrl-C stops new items from
         starting: they end as :class:`~leadfactory.llm.batch.LLMBatchNotRunError`.
         """
-        batch = self._batch(requests, concurrency, progress, run, stop_at_spend)
+        batch = self._batch(requests, options)
         return await batch.execute()
 
     def map(
         self,
         requests: Iterable[Any],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        progress: bool | None = None,
-        run: str | None = None,
-        stop_at_spend: float | None = None,
+        **options: Unpack[BatchOptions],
     ) -> BatchResults:
         """:meth:`amap` from synchronous code, on a private event loop (on a thread of
         its own when a loop already runs here, as in Jupyter)."""
-        batch = self._batch(requests, concurrency, progress, run, stop_at_spend)
+        batch = self._batch(requests, options)
         return run_blocking(batch.execute, batch.interrupt_threadsafe)
 
     async def aas_completed(
         self,
         requests: Iterable[Any],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        progress: bool | None = None,
-        run: str | None = None,
-        stop_at_spend: float | None = None,
+        **options: Unpack[BatchOptions],
     ) -> AsyncIterator[BatchItem]:
         """As :meth:`amap`, but each :class:`BatchItem` as it finishes (``.index`` is its
         place in the input)."""
         done: asyncio.Queue[BatchItem | None] = asyncio.Queue()
-        batch = self._batch(requests, concurrency, progress, run, stop_at_spend, done.put_nowait)
+        batch = self._batch(requests, options, done.put_nowait)
         task = asyncio.ensure_future(batch.execute())
         task.add_done_callback(lambda _: done.put_nowait(None))
         try:
@@ -102,26 +99,25 @@ class BatchMethods:
     def as_completed(
         self,
         requests: Iterable[Any],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        progress: bool | None = None,
-        run: str | None = None,
-        stop_at_spend: float | None = None,
+        **options: Unpack[BatchOptions],
     ) -> Iterator[BatchItem]:
         """:meth:`aas_completed` from synchronous code (the run goes on a worker thread)."""
         handoff: queue.Queue[BatchItem] = queue.Queue()
-        batch = self._batch(requests, concurrency, progress, run, stop_at_spend, handoff.put)
+        batch = self._batch(requests, options, handoff.put)
         return iterate_blocking(batch.execute, handoff, batch.interrupt_threadsafe)
 
     def _batch(
-        self,
-        requests: Iterable[Any],
-        concurrency: Any,
-        progress: bool | None,
-        run: Any,
-        stop_at_spend: Any,
-        on_done: Any = None,
+        self, requests: Iterable[Any], options: BatchOptions, on_done: Any = None
     ) -> BatchRun:
+        unknown = set(options) - set(BatchOptions.__annotations__)
+        if unknown:
+            raise LLMValidationError(
+                f"unknown batch option {', '.join(sorted(unknown))}: the options are"
+                f" {', '.join(BatchOptions.__annotations__)}",
+                metadata={"field": sorted(unknown)[0]},
+            )
+        concurrency = options.get("concurrency", DEFAULT_CONCURRENCY)
+        run, stop_at_spend = options.get("run"), options.get("stop_at_spend")
         _check_options(concurrency, run, stop_at_spend)
         items = prepare_items(self, requests)
         store = None if run is None else run_store_for(self.ledger)  # type: ignore[attr-defined]
@@ -129,7 +125,7 @@ class BatchMethods:
             self,
             items,
             concurrency=concurrency,
-            shown=shows_progress(progress),
+            shown=shows_progress(options.get("progress")),
             run=run,
             store=store,
             stop_at_spend=stop_at_spend,
