@@ -36,6 +36,7 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from .batch import BatchItem, BatchResults, LLMBatchNotRunError
     from .client import LLMClient
     from .config import CostConfig, FallbackStrategy, LLMConfig, ProviderConfig
     from .ledger import BudgetAlert
@@ -43,7 +44,10 @@ if TYPE_CHECKING:
 # Loaded on first access, so that importing the package (and the CLI's ledger
 # commands) does not pay for pydantic, the client or LiteLLM.
 _LAZY = {
+    "BatchItem": "batch.results",
+    "BatchResults": "batch.results",
     "BudgetAlert": "ledger",
+    "LLMBatchNotRunError": "batch.results",
     "LLMClient": "client",
     "CostConfig": "config",
     "FallbackStrategy": "config",
@@ -53,10 +57,13 @@ _LAZY = {
 
 __all__ = [
     "AllProvidersFailedError",
+    "BatchItem",
+    "BatchResults",
     "BudgetAlert",
     "CostConfig",
     "FallbackStrategy",
     "LLMAuthenticationError",
+    "LLMBatchNotRunError",
     "LLMClient",
     "LLMConfig",
     "LLMConfigurationError",
