@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -156,11 +157,17 @@ def test_map_works_inside_a_running_event_loop(sim_env):
 
 def test_ctrl_c_stops_new_items_and_returns_what_finished(sim_env):
     sim_env.set_fault("ollama", Fault.DELAY, delay=0.2)
-    timer = threading.Timer(0.9, os.kill, (os.getpid(), signal.SIGINT))
+
+    def press_ctrl_c() -> None:  # once requests are under way: the batch's handler is set
+        while sim_env.request_count("ollama") < 4:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
     with LLMClient(free_only()) as client:
-        timer.start()
+        presser.start()
         results = client.map(prompts(60), concurrency=2)
-    timer.join()
+    presser.join()
     counts = results.counts()
     assert results.stopped == "interrupted (Ctrl-C)"
     assert counts["answered"] >= 2 and counts["not_run"] > 0
