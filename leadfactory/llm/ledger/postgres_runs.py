@@ -1,4 +1,4 @@
-"""The run store in the PostgreSQL ledger's schema (table ``batch_items``, migration m006_batch_items)."""
+"""The run store in the PostgreSQL ledger's schema (``batch_items``, migration m006_batch_items)."""
 
 from __future__ import annotations
 
