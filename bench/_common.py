@@ -188,6 +188,12 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
+def alternating(names: Sequence[str], rounds: int) -> Iterator[str]:
+    """The cases to run, round after round: in order in even rounds, reversed in odd ones."""
+    for r in range(rounds):
+        yield from (names if r % 2 == 0 else list(reversed(names)))
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

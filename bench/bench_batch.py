@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from _common import (
+    alternating,
     banner,
     load_litellm,
     median,
@@ -100,10 +101,8 @@ async def measure(requests: int, concurrency: int, rounds: int) -> dict[str, lis
     for make in cases.values():  # warm-up: connection pools, lazy imports, ledger file
         await timed(make(concurrency * 2), concurrency * 2)
     results: dict[str, list[tuple]] = {name: [] for name in cases}
-    for r in range(rounds):
-        order = list(cases) if r % 2 == 0 else list(reversed(cases))
-        for name in order:
-            results[name].append(await timed(cases[name](requests), requests))
+    for name in alternating(list(cases), rounds):
+        results[name].append(await timed(cases[name](requests), requests))
     client.close()
     return results
 
