@@ -19,10 +19,11 @@ import pytest
 
 from leadfactory.llm.cli import main
 from leadfactory.llm.ledger import Billing, Budget, CostLedger
-from leadfactory.llm.ledger.schema import pending
+from leadfactory.llm.ledger.schema import MIGRATIONS, pending
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ledger-0.1.0.sqlite"
 AFTER = datetime(2026, 11, 25, 14, 1, tzinfo=UTC)  # a minute after its last row
+AFTER_0_1_0 = [step.__name__ for step in MIGRATIONS[6:]]  # m007 on: what 0.1.0 lacks
 OLD_COLUMNS = [
     "id", "ts", "request_id", "provider", "model", "strategy", "outcome", "error_class",
     "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "reserved_usd",
@@ -55,7 +56,7 @@ def costs_json(path: Path, by: str, capsys) -> list[dict]:
 def test_the_fixture_is_a_0_1_0_ledger():
     with sqlite3.connect(f"file:{FIXTURE}?mode=ro", uri=True) as conn:
         # m001..m006 applied, nothing later
-        assert pending(conn) == ["m007_alerts_reserved", "m008_calls_billing"]
+        assert pending(conn) == AFTER_0_1_0
         columns = [row[1] for row in conn.execute("PRAGMA table_info(calls)")]
     assert columns == OLD_COLUMNS
     rows = raw_rows(FIXTURE)
@@ -106,7 +107,7 @@ def test_opening_migrates_and_keeps_every_row_and_total(old_file):
 def test_costs_reads_the_old_file_before_and_after_migration(old_file, capsys):
     unmigrated = costs_json(old_file, "provider", capsys)  # read-only: nothing migrated
     with sqlite3.connect(old_file) as conn:
-        assert pending(conn) == ["m007_alerts_reserved", "m008_calls_billing"]
+        assert pending(conn) == AFTER_0_1_0
     CostLedger(old_file).close()  # migrates
     migrated = costs_json(old_file, "provider", capsys)
     assert unmigrated == migrated

@@ -71,9 +71,16 @@ def foreign_problem(
     table makes it foreign (there is nothing of ours to read); when writing, only tables
     the steps would create again (others may share the file).
     """
-    if len(migrations.pending(conn)) < len(migrations.steps):
-        return None
-    existing = tables(conn)
+    own = not conn.in_transaction  # one snapshot: another process's migrations, whole or not
+    if own:
+        conn.execute("BEGIN")
+    try:
+        if len(migrations.pending(conn)) < len(migrations.steps):
+            return None
+        existing = tables(conn)
+    finally:
+        if own:
+            conn.execute("COMMIT")
     if not existing:
         return None
     if reading:
