@@ -330,11 +330,8 @@ class Simulator(StreamControls):
     def set_fault_cycle(
         self, provider: str, faults: Sequence[Fault | str], *, retry_after: float | str = 0
     ) -> None:
-        """Intermittent faults until cleared: generation request n gets ``faults[n % len]``
-        (``"ok"``: a normal answer), e.g. ``["ok", "rate_limit", "ok", "500"]``."""
+        """Until cleared, request n gets ``faults[n % len]``: ``["ok", "rate_limit", "500"]``."""
         p, cycle = self._get(provider), tuple(Fault(str(fault)) for fault in faults)
-        if not cycle or Fault.REFUSE in cycle:
-            raise ValueError("faults must be a non-empty list of faults other than refuse")
         with p.lock:
             p.state = _FaultState(retry_after=retry_after, cycle=cycle)
         self._sync(p)
