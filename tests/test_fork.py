@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import multiprocessing
 import threading
 import time
@@ -83,7 +84,10 @@ def ask(client: LLMClient, provider: str, question: str, caller: str = "parent")
     return None if answer.endswith(f"reply to: {question}") else f"{question!r} got {answer!r}"
 
 
-def child(client: LLMClient, index: int, start, results) -> None:
+def child(client: LLMClient, index: int, start, results, dumps=None) -> None:
+    if dumps is not None:  # a hung child leaves where each of its threads waits
+        trace = open(dumps / f"child-{index}.txt", "w")  # noqa: SIM115 - open until exit
+        faulthandler.dump_traceback_later(JOIN_SECONDS - 30, file=trace)
     try:
         results.put((index, questions(client, index, start)))
     except BaseException as error:  # reported, never a silent death
@@ -105,7 +109,7 @@ def questions(client: LLMClient, index: int, start) -> list[str]:
     ]
 
 
-def test_forked_children_never_read_each_others_answers(sim):
+def test_forked_children_never_read_each_others_answers(sim, tmp_path):
     config = LLMConfig(providers=routes(sim), enable_caching=False)
     client = LLMClient(config)
     for provider in config.providers:  # the parent's pools hold a connection per route
@@ -115,7 +119,7 @@ def test_forked_children_never_read_each_others_answers(sim):
     context = multiprocessing.get_context("fork")
     start, results = context.Barrier(CHILDREN), context.Queue()
     children = [
-        context.Process(target=child, args=(client, index, start, results))
+        context.Process(target=child, args=(client, index, start, results, tmp_path))
         for index in range(CHILDREN)
     ]
     with parent_thread_busy_calling(client):  # at the moment of every fork
@@ -136,7 +140,9 @@ def test_forked_children_never_read_each_others_answers(sim):
             process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
-    assert sorted(reports) == list(range(CHILDREN)), "a child hung or died"
+    dumps = {i: tmp_path / f"child-{i}.txt" for i in range(CHILDREN) if i not in reports}
+    hung = {i: dump.read_text() if dump.exists() else "(no dump)" for i, dump in dumps.items()}
+    assert not hung, f"a child hung or died; where its threads waited: {hung}"
     problems = [problem for found in reports.values() for problem in found]
     assert problems == [], f"{len(problems)} of {CHILDREN * ROUNDS * len(config.providers)}"
     written = Counter(
