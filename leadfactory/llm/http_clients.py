@@ -277,7 +277,6 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 class _AsyncDeadlineStream(httpcore.AsyncNetworkStream):
     def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
         self._stream = stream
-        self._info: dict[str, Any] = {}  # httpcore asks for the socket per pool check
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
@@ -300,9 +299,7 @@ class _AsyncDeadlineStream(httpcore.AsyncNetworkStream):
         )
 
     def get_extra_info(self, info: str) -> Any:
-        if info not in self._info:
-            self._info[info] = self._stream.get_extra_info(info)
-        return self._info[info]
+        return self._stream.get_extra_info(info)
 
 
 class _AsyncDeadlineBackend(httpcore.AsyncNetworkBackend):
