@@ -13,6 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .litellm_quiet import unlogged
 from .provider_config import ProviderConfig
 
 __all__ = [
@@ -140,7 +141,9 @@ def complete(arguments: Mapping[str, Any]) -> dict[str, Any]:
     client = clients.client_for(arguments, asynchronous=False)
     answers = clients.watch_answers()
     try:
-        response = load_litellm().completion(**arguments, client=client)
+        litellm = load_litellm()
+        with unlogged(litellm):
+            response = litellm.completion(**arguments, client=client)
         return to_openai_dict(response, route=arguments["model"])
     except Exception as error:
         _raise_if_answered(answers, error)
@@ -153,7 +156,9 @@ async def acomplete(arguments: Mapping[str, Any]) -> dict[str, Any]:
     client = clients.client_for(arguments, asynchronous=True)
     answers = clients.watch_answers()
     try:
-        response = await load_litellm().acompletion(**arguments, client=client)
+        litellm = load_litellm()
+        with unlogged(litellm):
+            response = await litellm.acompletion(**arguments, client=client)
         return to_openai_dict(response, route=arguments["model"])
     except Exception as error:
         _raise_if_answered(answers, error)

@@ -1,0 +1,119 @@
+"""LiteLLM's own success logging runs for the client's calls only when something reads it.
+
+Over real HTTP against the simulator: LiteLLM's success handler (its background logging
+of every call) is counted; a LiteLLM callback configured by the user still hears every
+call the client makes, sync and async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from leadfactory.llm import LLMClient, LLMConfig
+from leadfactory.llm.litellm_quiet import _LISTENERS, listened, unlogged
+
+USER = [{"role": "user", "content": "Say hello."}]
+
+
+@pytest.fixture
+def handled(monkeypatch) -> list[str]:
+    """The models LiteLLM's success handler ran for (it runs on a thread pool)."""
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    seen: list[str] = []
+    lock = threading.Lock()
+    original = Logging.success_handler
+
+    def counting(self, *args, **kwargs):
+        with lock:
+            seen.append(str(self.model))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Logging, "success_handler", counting)
+    return seen
+
+
+def _client() -> LLMClient:
+    return LLMClient(LLMConfig(fallback_strategy="smart_fallback", enable_caching=False))
+
+
+def _drain() -> None:
+    """Let LiteLLM's logging thread pool finish what was handed to it."""
+    from litellm import utils
+
+    utils.executor.submit(lambda: None).result(timeout=10)
+
+
+def test_client_calls_skip_litellm_logging_nobody_reads(sim_env, handled):
+    import litellm
+
+    client = _client()
+    client.chat_completion(USER, model="openai/gpt-4", max_tokens=5)
+    asyncio.run(client.achat_completion(USER, model="openai/gpt-4", max_tokens=5))
+    _drain()
+    assert handled == []
+    # the same call made with LiteLLM directly is logged: the counter counts
+    litellm.completion(
+        model="openai/gpt-4",
+        messages=USER,
+        api_base=sim_env.base_url("openai"),
+        api_key="sk-test",
+        max_tokens=5,
+    )
+    _drain()
+    assert handled == ["gpt-4"]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_litellm_callback_set_by_the_user_still_hears_every_call(
+    sim_env, monkeypatch, asynchronous
+):
+    import litellm
+    from litellm.integrations.custom_logger import CustomLogger
+
+    heard: list[str] = []
+
+    class Listener(CustomLogger):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time, **_):
+            heard.append(kwargs["model"])
+
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time, **_):
+            heard.append(kwargs["model"])
+
+    # LiteLLM copies ``callbacks`` into its other lists on a call: each case starts clean
+    for name in _LISTENERS:
+        monkeypatch.setattr(litellm, name, [])
+    monkeypatch.setattr(litellm, "callbacks", [Listener()])
+    assert listened(litellm)
+    client = _client()
+    if asynchronous:
+
+        async def twice() -> None:
+            await client.achat_completion(USER, model="openai/gpt-4", max_tokens=5)
+            await asyncio.sleep(0.2)  # LiteLLM logs async calls in a task of its own
+
+        asyncio.run(twice())
+    else:
+        client.chat_completion(USER, model="openai/gpt-4", max_tokens=5)
+    _drain()
+    assert "gpt-4" in heard
+
+
+def test_unlogged_touches_nothing_outside_its_block_and_nothing_when_listened(monkeypatch):
+    import litellm
+    from litellm._internal_context import is_internal_call
+
+    with unlogged(litellm):
+        assert is_internal_call.get() is True
+        seen_elsewhere: list[bool] = []
+        worker = threading.Thread(target=lambda: seen_elsewhere.append(is_internal_call.get()))
+        worker.start()
+        worker.join()
+        assert seen_elsewhere == [False]  # other threads are not affected
+    assert is_internal_call.get() is False
+    monkeypatch.setattr(litellm, "max_budget", 5.0)
+    with unlogged(litellm):
+        assert is_internal_call.get() is False
