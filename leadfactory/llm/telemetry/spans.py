@@ -115,6 +115,9 @@ class SpanObserver:
         span = attempt.span
         if span is None:
             return
+        if not span.is_recording():  # no SDK (or not sampled): nothing would keep them
+            span.end()
+            return
         attributes: dict[str, Any] = {"leadfactory.llm.attempt.outcome": attempt.outcome}
         if attempt.outcome == "skipped":
             attributes["leadfactory.llm.skip.reason"] = attempt.reason or "unknown"
@@ -134,6 +137,9 @@ class SpanObserver:
     def call_ended(self, call: CallFacts) -> None:
         span = call.span
         if span is None:
+            return
+        if not span.is_recording():
+            span.end()
             return
         model = call.model
         if model:
