@@ -91,7 +91,9 @@ def observer_for(telemetry: Telemetry | None, client: Any = None) -> Observer | 
 
             capture = telemetry.capture_content
             capture = _content_from_environment() if capture is None else capture
-            observers.append(SpanObserver(telemetry.tracer_provider, capture_content=capture))
+            spans = SpanObserver(telemetry.tracer_provider, capture_content=capture)
+            if spans.records:
+                observers.append(spans)
         sinks = []
         if telemetry.metrics:
             from .sinks import meter_sink
@@ -112,8 +114,12 @@ def observer_for(telemetry: Telemetry | None, client: Any = None) -> Observer | 
         from .instruments import MetricObserver
 
         for sink in sinks:
+            if not sink.records:
+                continue
             if client is not None:
                 sink.gauges.watch(client)
             observers.append(MetricObserver(sink))
     observers.extend(telemetry.observers)
+    if not observers:  # only the API's no-op providers: as if off
+        return None
     return Fanout(observers)  # an observer's failure never fails the call

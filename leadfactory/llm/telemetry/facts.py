@@ -73,6 +73,7 @@ class CallFacts:
     error_class: str | None = None
     error_detail: str | None = None
     span: Any = None
+    request_attributes: dict[str, Any] = field(default_factory=dict)  # gen_ai.request.*
 
     @property
     def model(self) -> str | None:

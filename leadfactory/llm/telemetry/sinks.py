@@ -28,6 +28,7 @@ from .spans import SCOPE, version
 __all__ = ["Gauges", "MeterSink", "PrometheusSink", "meter_sink", "prometheus_sink"]
 
 Reading = tuple[float, tuple[str, ...]]
+_KNOWN_LABEL_SETS = 4096  # attribute dicts a MeterSink keeps for reuse
 
 
 class Gauges:
@@ -86,7 +87,9 @@ class MeterSink:
         from opentelemetry import metrics
 
         meter = metrics.get_meter(SCOPE, version(), meter_provider=meter_provider)
+        self.records = not isinstance(meter, metrics.NoOpMeter)  # the API's no-op: nothing kept
         self.gauges = Gauges()
+        self._known: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
         self._observation = metrics.Observation
         self._made: dict[str, Any] = {}
         for spec in INSTRUMENTS:
@@ -101,10 +104,21 @@ class MeterSink:
                 meter.create_observable_gauge(**common, callbacks=[self._observer(spec)])
 
     def add(self, instrument: Instrument, value: float, labels: tuple[str, ...]) -> None:
-        self._made[instrument.name].add(value, _attributes(instrument, labels))
+        self._made[instrument.name].add(value, self._attributes(instrument, labels))
 
     def record(self, instrument: Instrument, value: float, labels: tuple[str, ...]) -> None:
-        self._made[instrument.name].record(value, _attributes(instrument, labels))
+        self._made[instrument.name].record(value, self._attributes(instrument, labels))
+
+    def _attributes(self, instrument: Instrument, labels: tuple[str, ...]) -> dict[str, str]:
+        """:func:`_attributes`, kept per label set (few: providers x models x outcomes);
+        the instruments only read them."""
+        key = (instrument.name, labels)
+        attributes = self._known.get(key)
+        if attributes is None:
+            if len(self._known) >= _KNOWN_LABEL_SETS:
+                self._known.clear()
+            attributes = self._known[key] = _attributes(instrument, labels)
+        return attributes
 
     def _observer(self, spec: Instrument) -> Any:
         def observe(_options: Any) -> list[Any]:
@@ -128,6 +142,7 @@ class PrometheusSink:
         import prometheus_client as prom
 
         registry = prom.REGISTRY if registry is None else registry
+        self.records = True
         self.gauges = Gauges()
         self._made: dict[str, Any] = {}
         gauges = []

@@ -38,8 +38,10 @@ _PARAMETERS = {
 def request_attributes(params: dict[str, Any]) -> dict[str, Any]:
     """The ``gen_ai.request.*`` attributes of a request's generation parameters."""
     attributes: dict[str, Any] = {}
-    for key, name in _PARAMETERS.items():
-        value = params.get(key)
+    for key, value in params.items():
+        name = _PARAMETERS.get(key)
+        if name is None:
+            continue
         if isinstance(value, str) and key == "stop":
             value = [value]
         if isinstance(value, bool | int | float | str) or (
@@ -60,15 +62,26 @@ class SpanObserver:
         self._client, self._internal = trace.SpanKind.CLIENT, trace.SpanKind.INTERNAL
         self._error = trace.StatusCode.ERROR
         self.capture_content = capture_content
+        # The API's own no-op tracer records nothing, ever: the client need not call it.
+        self.records = not isinstance(self._tracer, trace.NoOpTracer)
+        # The global tracer before an SDK is set: a call made then is not traced.
+        self._global = isinstance(self._tracer, trace.ProxyTracer)
+
+    def _no_sdk_yet(self) -> bool:
+        proxy = self._trace.ProxyTracerProvider
+        return self._global and isinstance(self._trace.get_tracer_provider(), proxy)
 
     def call_started(self, call: CallFacts) -> None:
+        if self._no_sdk_yet():  # the span would be the API's no-op one
+            return
         request = call.request
         attributes = {
             "gen_ai.operation.name": "chat",
             "leadfactory.llm.strategy": call.strategy,
             "leadfactory.llm.request_id": request.request_id,
-            **request_attributes(request.params),
         }
+        call.request_attributes = request_attributes(request.params)
+        attributes.update(call.request_attributes)
         if request.caller is not None:
             attributes["leadfactory.llm.caller"] = request.caller
         if request.pinned_provider is not None:
@@ -83,12 +96,14 @@ class SpanObserver:
         )
 
     def attempt_started(self, call: CallFacts, attempt: AttemptFacts) -> None:
+        if call.span is None:  # the call is not traced
+            return
         address, port = call.server.get(attempt.provider, (None, None))
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": attempt.provider,
             "leadfactory.llm.retry": attempt.retry,
-            **request_attributes(call.request.params),
+            **call.request_attributes,
         }
         if attempt.model:
             attributes["gen_ai.request.model"] = attempt.model
