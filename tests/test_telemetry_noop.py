@@ -49,7 +49,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from leadfactory.llm import LLMClient, LLMConfig
 
 client = LLMClient(LLMConfig(enable_caching=False))
-ask = lambda: client.chat_completion([{"role": "user", "content": "hi"}], model="openai", max_tokens=5)
+user = [{"role": "user", "content": "hi"}]
+ask = lambda: client.chat_completion(user, model="openai", max_tokens=5)
 ask()
 exporter = InMemorySpanExporter()
 provider = TracerProvider()
