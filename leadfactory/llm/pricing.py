@@ -239,7 +239,8 @@ def token_usage(usage: Any) -> TokenUsage:
             or not isinstance(value, int | float)
             or not math.isfinite(value)
         ):
-            notes.append(f"{name}={value!r} is not a count: counted as 0")
+            # the provider's value itself is not repeated: it is text of unknown origin
+            notes.append(f"{name} is not a count (a {type(value).__name__}): counted as 0")
             return 0
         if value < 0:
             notes.append(f"{name}={value!r} is negative: counted as 0")
