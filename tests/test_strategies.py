@@ -96,6 +96,19 @@ def test_cost_optimized_prices_a_model_override():
     assert order_providers(both, "cost_optimized", ["writer", "reader"], other)[0] == "reader"
 
 
+def test_cost_optimized_puts_a_model_without_a_price_after_every_priced_one():
+    both = split_priced()
+    # a custom endpoint's model LiteLLM's map does not know, no price set: $0 but unknown
+    both["mystery"] = ProviderConfig(name="mystery", api_key="k", default_model="mystery-7b")
+    names = ["mystery", "reader", "writer"]
+    ranked = order_providers(both, "cost_optimized", names)
+    assert ranked == ["writer", "reader", "mystery"]
+    # a price set for it makes it a candidate like any other
+    free = ModelPrice(input_cost_per_token=0, output_cost_per_token=0)
+    both["mystery"].model_prices = {"mystery-7b": free}
+    assert order_providers(both, "cost_optimized", names)[0] == "mystery"
+
+
 def test_round_robin_ignores_cost_and_priority():
     skewed = providers(anthropic={"priority": 99, "cost_per_1k_tokens": 0.0})
     assert order_providers(skewed, "round_robin", DECLARED) == DECLARED

@@ -19,7 +19,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .pricing import price_for, worst_case_cost
+from .pricing import PriceSource, price_for, worst_case_cost
 from .provider_config import FallbackStrategy, ProviderConfig
 
 __all__ = ["NOMINAL_REQUEST", "FallbackPlan", "RequestSize", "order_providers", "plan_fallback"]
@@ -89,9 +89,11 @@ def order_providers(
     return sorted(names, key=lambda name: key(providers[name]))  # stable: ties keep order
 
 
-def _request_cost(provider: ProviderConfig, request: RequestSize) -> float:
+def _request_cost(provider: ProviderConfig, request: RequestSize) -> tuple[bool, float]:
+    """A model with no known price comes after every priced one: its $0 is not cheap."""
     price = price_for(provider, request.model)
-    return worst_case_cost(price, request.prompt_tokens, request.max_tokens)
+    unpriced = price.source is PriceSource.UNPRICED
+    return unpriced, worst_case_cost(price, request.prompt_tokens, request.max_tokens)
 
 
 def plan_fallback(
