@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from leadfactory.llm import LLMClient, LLMConfig, LLMContextWindowError, LLMValidationError
+from leadfactory.llm import (
+    LLMClient,
+    LLMConfig,
+    LLMConfigurationError,
+    LLMContextWindowError,
+    LLMValidationError,
+)
 from leadfactory.llm.provider_config import ModelFacts
 
 BIG = [{"role": "user", "content": "Analyse this business. " + "lorem ipsum dolor " * 2200}]
@@ -96,6 +102,25 @@ def test_a_prompt_too_long_for_the_first_model_never_reaches_it(sim_env):
     assert 9_500 < skipped["estimated_prompt_tokens"] < 10_500
     assert skipped["needed_tokens"] > skipped["context_window"]
     assert response["attempts"][1]["outcome"] == "success"
+
+
+def test_the_environment_states_a_built_in_providers_window(sim_env, monkeypatch):
+    """OLLAMA_CONTEXT_WINDOW (the server's num_ctx) and OPENAI_CONTEXT_WINDOW replace
+    LiteLLM's figures: here gpt-4's 8,192 is raised, and Ollama's lowered below the
+    prompt, so the order's second provider answers and the first gets no request."""
+    monkeypatch.setenv("OLLAMA_CONTEXT_WINDOW", "4096")
+    monkeypatch.setenv("OPENAI_CONTEXT_WINDOW", "32000")
+    monkeypatch.setenv("OPENAI_MAX_OUTPUT_TOKENS", "50")
+    with client_for(["ollama", "openai"]) as client:
+        response = client.chat_completion(BIG, max_tokens=100)
+    assert sim_env.request_count("ollama") == 0
+    assert response["provider"] == "openai"
+    skipped, answered = response["attempts"]
+    assert (skipped["reason"], skipped["context_window"]) == ("context_window", 4096)
+    assert (answered["max_tokens_requested"], answered["max_tokens_sent"]) == (100, 50)
+    monkeypatch.setenv("OPENAI_CONTEXT_WINDOW", "0")
+    with pytest.raises(LLMConfigurationError, match="OPENAI_CONTEXT_WINDOW"):
+        LLMConfig()
 
 
 def test_tools_skip_a_model_configured_without_them(sim_env):

@@ -4,13 +4,15 @@
 ``<PREFIX>_INPUT_COST_PER_1K_TOKENS`` and ``<PREFIX>_OUTPUT_COST_PER_1K_TOKENS`` price the
 provider's configured model (an entry of ``ProviderConfig.model_prices``); a
 ``cost_per_1k_tokens`` left at its built-in default is not a price the user set, so it
-prices nothing (see :mod:`.pricing`).
+prices nothing (see :mod:`.pricing`). ``<PREFIX>_CONTEXT_WINDOW`` and
+``<PREFIX>_MAX_OUTPUT_TOKENS`` state the configured model's limits (an entry of
+``ProviderConfig.model_facts``), over LiteLLM's map.
 """
 
 from __future__ import annotations
 
 from .exceptions import LLMConfigurationError
-from .provider_config import ModelPrice, ProviderConfig
+from .provider_config import ModelFacts, ModelPrice, ProviderConfig
 from .settings_env import BUILTIN_DEFAULTS, BUILTIN_PROVIDERS, configuration_errors
 from .settings_env import ProviderEnvironment as _ProviderEnvironment
 
@@ -31,9 +33,13 @@ def _provider_from_environment(name: str) -> ProviderConfig | None:
     if "model" in found:
         found["default_model"] = found.pop("model")
     split = {part: found.pop(f"{part}_cost_per_1k_tokens", None) for part in ("input", "output")}
+    window = found.pop("context_window", None), found.pop("max_output_tokens", None)
     values.update(found)
     if any(price is not None for price in split.values()):
         values["model_prices"] = {values["default_model"]: _split_price(prefix, split)}
+    if any(limit is not None for limit in window):
+        facts = ModelFacts(max_input_tokens=window[0], max_output_tokens=window[1])
+        values["model_facts"] = {values["default_model"]: facts}
     with configuration_errors(env_prefix=prefix):
         provider = ProviderConfig(name=name, **values)
     if "cost_per_1k_tokens" not in found:  # the built-in default, not a price the user set

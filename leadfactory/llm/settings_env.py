@@ -100,6 +100,11 @@ PROVIDER_HELP: dict[str, str] = {
     "price map.",
     "output_cost_per_1k_tokens": "Price in USD per 1,000 output tokens (reasoning "
     "included) of the provider's model; set with the input price.",
+    "context_window": "Tokens the provider's model can take in (prompt); replaces "
+    "LiteLLM's map's figure, for a model it lacks or a server configured otherwise (an "
+    "Ollama `num_ctx`). Requests that do not fit skip the provider.",
+    "max_output_tokens": "Tokens the provider's model can write at most; a larger "
+    "`max_tokens` is lowered to it for this provider.",
     "priority": "Higher is preferred by `smart_fallback` and `quality_optimized`.",
     "max_retries": "Extra attempts on the same provider after a connection error, "
     "timeout, 5xx or unreadable answer (2 means up to 3 requests).",
@@ -164,6 +169,8 @@ class ProviderEnvironment(BaseSettings):
     cost_per_1k_tokens: NonNegativeFloat | None = _help("cost_per_1k_tokens")
     input_cost_per_1k_tokens: NonNegativeFloat | None = _help("input_cost_per_1k_tokens")
     output_cost_per_1k_tokens: NonNegativeFloat | None = _help("output_cost_per_1k_tokens")
+    context_window: PositiveInt | None = _help("context_window")
+    max_output_tokens: PositiveInt | None = _help("max_output_tokens")
     priority: int | None = _help("priority")
     max_retries: NonNegativeInt | None = _help("max_retries")
     retry_delay: NonNegativeFloat | None = _help("retry_delay")
