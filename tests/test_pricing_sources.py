@@ -23,10 +23,10 @@ from leadfactory.llm.pricing import (
 )
 from leadfactory.llm.provider_config import ModelPrice, ProviderConfig
 
-from .pricing_cases import (
-    OPENAI_CACHED_REASONING,
-    fresh_decisions,  # noqa: F401  (fixtures)
-)
+from .pricing_cases import OPENAI_CACHED_REASONING
+
+# fixtures, imported so that pytest finds them in this module
+from .pricing_cases import fresh_decisions as fresh_decisions
 
 # -- where the price comes from ---------------------------------------------------------
 

@@ -1,40 +1,29 @@
 """Spans (issue 19): one per call, one per attempt, GenAI attributes, nested in the
-caller's trace, sync and async; no key, and no message text unless content capture is on.
+caller's trace, sync and async; message text only when content capture is on.
 
+Fallbacks, retries, skipped attempts (cooling down, too large for the model), every
+provider failing, cache hits and cancelled async calls, each as the spans show it.
 Real HTTP against the simulator; the OpenTelemetry SDK's in-memory exporter collects.
+How telemetry is turned on and off, and what it never does, is in
+tests/test_telemetry_guards.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-import sys
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from leadfactory.llm import AllProvidersFailedError, LLMClient, LLMConfig, LLMConfigurationError
+from leadfactory.llm import AllProvidersFailedError, LLMClient, LLMConfig
 from leadfactory.llm.simulator import Fault
 from leadfactory.llm.telemetry import Telemetry
 
-from .conftest import SENTINEL_KEY, child_environment
+from .conftest import SENTINEL_KEY
+from .span_capture import TEXT, USER, every_value, split
 
-TEXT = "What is the capital of France?"
-USER = [{"role": "user", "content": TEXT}]
-CALL_SPAN = "leadfactory.llm.chat"
-
-
-@pytest.fixture
-def traced():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider, exporter
-    provider.shutdown()
+# fixtures, imported so that pytest finds them in this module
+from .span_capture import traced as traced
 
 
 def make_client(provider, *, names=("openai", "anthropic"), capture=None, **settings) -> LLMClient:
@@ -48,21 +37,6 @@ def make_client(provider, *, names=("openai", "anthropic"), capture=None, **sett
         config.providers[name].max_retries = 0
     telemetry = Telemetry(traces=True, tracer_provider=provider, capture_content=capture)
     return LLMClient(config, telemetry=telemetry)
-
-
-def split(spans):
-    calls = [s for s in spans if s.name.startswith(CALL_SPAN)]
-    attempts = [s for s in spans if s.name.startswith("chat")]
-    return calls, attempts
-
-
-def every_value(spans) -> str:
-    parts = []
-    for span in spans:
-        parts += [span.name, str(span.status.description)]
-        parts += [f"{k}={v}" for k, v in span.attributes.items()]
-        parts += [str(e.attributes) for e in span.events]
-    return "\n".join(parts)
 
 
 def test_a_fallback_from_a_500_is_one_call_span_and_two_attempt_spans(sim_env, traced):
@@ -227,48 +201,6 @@ def test_a_cache_hit_is_a_cached_call_span(sim_env, traced):
     assert attempt.attributes["gen_ai.provider.name"] == response["provider"]
 
 
-def test_off_by_default_and_turned_on_by_the_environment(sim_env, monkeypatch):
-    assert LLMClient(LLMConfig())._observer is None
-    monkeypatch.setenv("LLM_TELEMETRY", "traces")
-    assert LLMClient(LLMConfig())._observer is not None
-    monkeypatch.setenv("LLM_TELEMETRY", "tracing")
-    with pytest.raises(LLMConfigurationError, match="LLM_TELEMETRY.*tracing"):
-        LLMClient(LLMConfig())
-
-
-def test_off_a_call_imports_and_builds_nothing_of_telemetry(sim, tmp_path):
-    """Off (the default), neither OpenTelemetry nor prometheus-client is imported and
-    the flow is not wrapped, though both are installed here."""
-    script = """
-import sys
-from leadfactory.llm import LLMClient, LLMConfig
-from leadfactory.llm.telemetry import watch
-
-client = LLMClient(LLMConfig(enable_caching=False))
-wrapped = []
-real = watch.watch
-watch.watch = lambda *a: wrapped.append(a) or real(*a)
-client.chat_completion([{"role": "user", "content": "hi"}], model="openai", max_tokens=5)
-loaded = sorted(m for m in sys.modules if m.startswith(("opentelemetry", "prometheus_client")))
-print(loaded, wrapped)
-"""
-    env = child_environment(tmp_path) | sim.env() | {"OPENAI_API_KEY": SENTINEL_KEY}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[] []"
-
-
-def test_turned_on_without_the_extra_says_what_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    with pytest.raises(LLMConfigurationError, match=r"leadfactory-llm\[prometheus\]"):
-        LLMClient(LLMConfig(), telemetry=Telemetry(prometheus=True))
-    monkeypatch.setitem(sys.modules, "opentelemetry", None)
-    with pytest.raises(LLMConfigurationError, match=r"leadfactory-llm\[otel\]"):
-        LLMClient(LLMConfig(), telemetry=Telemetry(traces=True))
-
-
 def test_a_cancelled_async_call_ends_its_spans_with_the_charge(sim_env, traced):
     provider, exporter = traced
     sim_env.set_fault("openai", Fault.HANG)
@@ -312,39 +244,6 @@ def test_a_provider_the_request_does_not_fit_is_a_skipped_attempt_span(
     assert "lorem" not in every_value(exporter.get_finished_spans())
 
 
-def test_an_observer_that_raises_never_fails_the_call(sim_env, caplog):
-    class Broken:
-        def call_started(self, call):
-            raise RuntimeError("bug")
-
-        attempt_started = attempt_ended = call_ended = call_started
-
-    seen = []
-
-    class Counting:
-        def call_started(self, call):
-            seen.append("call")
-
-        def attempt_started(self, call, attempt):
-            seen.append(attempt.provider)
-
-        def attempt_ended(self, call, attempt):
-            seen.append(attempt.outcome)
-
-        def call_ended(self, call):
-            seen.append(call.provider)
-
-    config = LLMConfig(enable_caching=False)
-    client = LLMClient(config, telemetry=Telemetry(observers=(Broken(), Counting())))
-    response = client.chat_completion(USER, model="openai", max_tokens=20)
-    assert seen == ["call", "openai", "success", "openai"]
-    assert response["provider"] == "openai"
-    assert [r.message for r in caplog.records if "telemetry" in r.message] == [
-        "telemetry: Broken.call_started raised RuntimeError; the call goes on "
-        "(reported once per observer)"
-    ]
-
-
 def test_the_attempt_span_is_current_during_the_provider_call(sim_env, traced, monkeypatch):
     """So an HTTP or LiteLLM instrumentation's spans nest under the attempt, sync and
     async; after the call the caller's span is current again."""
@@ -381,41 +280,3 @@ def test_the_attempt_span_is_current_during_the_provider_call(sim_env, traced, m
     attempts = sorted(split(exporter.get_finished_spans())[1], key=lambda s: s.start_time)
     assert current == [a.context.span_id for a in attempts]
     assert len(current) == 3  # openai's 500 and anthropic, then openai
-
-
-SECRET_FAULTS = [f for f in Fault if f not in (Fault.OK, Fault.DELAY, Fault.TRICKLE, Fault.HANG)]
-
-
-@pytest.mark.parametrize("protocol", ["openai", "anthropic", "ollama"])
-def test_no_span_or_metric_carries_the_key_even_with_content_captured(
-    sim_env, traced, protocol, monkeypatch
-):
-    """Every fault (ECHO_HEADERS quotes the request's headers back), content capture on:
-    the key appears in no span name, attribute, status or event, nor in the metrics."""
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    from leadfactory.llm import LLMError
-
-    provider, exporter = traced
-    monkeypatch.setenv("OLLAMA_API_KEY", SENTINEL_KEY)  # every provider holds the key
-    registry = CollectorRegistry()
-    backup = "anthropic" if protocol != "anthropic" else "openai"
-    config = LLMConfig(fallback_strategy="quality_optimized", enable_caching=False)
-    for name in list(config.providers):
-        if name not in (protocol, backup):
-            del config.providers[name]
-    config.providers[protocol].priority = 10
-    telemetry = Telemetry(
-        traces=True, prometheus=True, capture_content=True, tracer_provider=provider,
-        registry=registry,
-    )  # fmt: skip
-    client = LLMClient(config, telemetry=telemetry)
-    for fault in SECRET_FAULTS:
-        sim_env.set_fault(protocol, fault, times=1)
-        with contextlib.suppress(LLMError):  # some faults fail the call: the spans stay
-            client.chat_completion(USER, max_tokens=20)
-    spans = exporter.get_finished_spans()
-    assert len(split(spans)[0]) == len(SECRET_FAULTS)
-    text = every_value(spans) + generate_latest(registry).decode()
-    assert SENTINEL_KEY not in text and SENTINEL_KEY[3:-4] not in text
-    assert TEXT in text  # content capture is on: the check above looked at real content
