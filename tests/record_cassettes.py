@@ -1,4 +1,5 @@
-"""Record the vcrpy cassettes under ``cassettes/`` that tests/test_cassettes.py replays.
+"""Record the vcrpy cassettes under ``cassettes/`` that the cassette tests replay
+(tests/test_cassettes.py, tests/test_cassettes_unrecorded.py).
 
 Against the bundled simulator (no keys, no network; what is committed)::
 
@@ -19,345 +20,43 @@ removed: the ``authorization``, ``x-api-key`` and ``api-key`` headers are droppe
 key used is replaced by ``<API_KEY>`` wherever else it appears (URIs, bodies, response
 headers and bodies). Recording ends with a scan that fails if a key is left in any cassette.
 
-This module is also the single source of the scenarios and of the vcr configuration:
-the tests import both, so recording and replay cannot drift apart.
+The scenarios (tests/cassette_scenarios.py) and the vcr configuration
+(tests/cassette_io.py) are modules of their own: the recorder and the tests import both,
+so recording and replay cannot drift apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import vcr
+from leadfactory.llm.simulator import Simulator
 
-from leadfactory.llm import LLMClient, LLMConfig, ProviderConfig
-from leadfactory.llm.simulator import Fault, Simulator
-
-CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
-MODES = ("sync", "async")
-PROTOCOLS = ("openai", "anthropic", "ollama")
-
-SENTINEL_KEY = "sk-SENTINEL-7f3a9c1e5b2d4068"
-"""The key every simulator recording is made with; tests check it is in no cassette."""
-INVALID_KEY = "sk-invalid-leadfactory-cassette-0000"
-"""The key a provider that must fail with 401 is given (with the real providers too)."""
-KEY_PLACEHOLDER = "<API_KEY>"
-
-REAL_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
-    "ollama": "http://localhost:11434",
-}
-REPLAY_BASE_URLS: dict[str, str | None] = {
-    "openai": None,  # no base URL: LiteLLM's default, https://api.openai.com/v1
-    "anthropic": None,  # LiteLLM's default, https://api.anthropic.com
-    "ollama": "http://localhost:11434",  # the client's built-in default
-}
-
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-20241022", "ollama": "llama3:8b"}
-MISSING_OLLAMA_MODEL = "leadfactory-missing-model:latest"
-"""A model no Ollama server has pulled: a real server answers 404."""
-PRICES = {"openai": 0.03, "anthropic": 0.015, "ollama": 0.0}
-
-PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
-TEMPERATURE = 0
-MAX_TOKENS = 20
-
-FILTER_HEADERS = (
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "cookie",
-    "openai-organization",
-    "openai-project",
+from .cassette_io import cassette_vcr, find_secrets, generation_requests
+from .cassette_scenarios import (
+    CASSETTES,
+    INVALID_KEY,
+    MODES,
+    PROTOCOLS,
+    REAL_BASE_URLS,
+    SCENARIOS,
+    SCENARIOS_BY_NAME,
+    SENTINEL_KEY,
+    Scenario,
+    ask,
+    build_client,
+    check_response,
+    expected_generation_providers,
 )
-FILTER_QUERY_PARAMETERS = ("key", "api_key", "api-key")
-DROP_RESPONSE_HEADERS = frozenset(
-    {"set-cookie", "openai-organization", "openai-project", "anthropic-organization-id"}
-)
-MATCH_ON = ("method", "scheme", "host", "port", "path", "query", "body")
-GENERATION_PATHS = {
-    "openai": "/v1/chat/completions",
-    "anthropic": "/v1/messages",
-    "ollama": "/v1/chat/completions",
-}
-"""The request that asks each provider for an answer (Ollama through its OpenAI-compatible
-API, the route the client uses); no other request may appear in a cassette."""
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One recorded conversation: the providers in fallback order, and who fails how."""
-
-    name: str
-    providers: tuple[str, ...]  # tried in this order
-    failing: str | None = None  # the first provider, made to fail
-    fault: Fault | None = None  # how the simulator fails it
-    status: int | None = None  # the HTTP status it fails with
-    error: str | None = None  # the LLMError class the client reports for it
-    retries: int = 0  # max_retries of the failing provider
-    simulator_only: bool = False  # a real provider cannot be made to fail this way
-
-    @property
-    def answering(self) -> str:
-        return self.providers[-1]
-
-    @property
-    def failing_attempts(self) -> int:
-        return 0 if self.failing is None else 1 + self.retries
-
-    def cassette(self, mode: str) -> Path:
-        return cassette_path(self.name, mode)
-
-
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("openai_ok", ("openai",)),
-    Scenario("anthropic_ok", ("anthropic",)),
-    Scenario("ollama_ok", ("ollama",)),
-    Scenario(
-        "openai_401_falls_back_to_anthropic",
-        ("openai", "anthropic"),
-        failing="openai",
-        fault=Fault.UNAUTHORIZED,
-        status=401,
-        error="LLMAuthenticationError",
-    ),
-    Scenario(
-        "openai_500_retried_then_falls_back_to_anthropic",
-        ("openai", "anthropic"),
-        failing="openai",
-        fault=Fault.SERVER_ERROR,
-        status=500,
-        error="LLMProviderError",
-        retries=1,
-        simulator_only=True,
-    ),
-    Scenario(
-        "anthropic_401_falls_back_to_ollama",
-        ("anthropic", "ollama"),
-        failing="anthropic",
-        fault=Fault.UNAUTHORIZED,
-        status=401,
-        error="LLMAuthenticationError",
-    ),
-    Scenario(
-        "ollama_404_falls_back_to_openai",
-        ("ollama", "openai"),
-        failing="ollama",
-        fault=Fault.NOT_FOUND,
-        status=404,
-        error="LLMModelNotFoundError",
-    ),
-)
-SCENARIOS_BY_NAME = {s.name: s for s in SCENARIOS}
-
-
-def cassette_path(name: str, mode: str) -> Path:
-    return CASSETTES / mode / f"{name}.yaml"
-
-
-def all_cassettes() -> list[Path]:
-    return sorted(CASSETTES.glob("*/*.yaml"))
-
-
-# -- the client ---------------------------------------------------------------------
-
-
-def build_config(
-    scenario: Scenario,
-    base_urls: Mapping[str, str | None],
-    keys: Mapping[str, str | None],
-    models: Mapping[str, str] | None = None,
-) -> LLMConfig:
-    """The configuration a scenario is recorded and replayed with (only the URLs and keys
-    differ): its providers in fallback order, no cache, no backoff. ``models`` overrides
-    MODELS (tests use it to send a request the cassette does not hold)."""
-    models = {**MODELS, **(models or {})}
-    providers: dict[str, ProviderConfig] = {}
-    for rank, name in enumerate(scenario.providers):
-        failing = name == scenario.failing
-        key = None if name == "ollama" else keys.get(name)
-        if failing and scenario.fault is Fault.UNAUTHORIZED:
-            key = INVALID_KEY
-        model = models[name]
-        if failing and scenario.fault is Fault.NOT_FOUND:
-            model = MISSING_OLLAMA_MODEL if name == "ollama" else f"{model}-does-not-exist"
-        providers[name] = ProviderConfig(
-            name=name,
-            api_key=key,
-            base_url=base_urls.get(name),
-            default_model=model,
-            priority=len(scenario.providers) - rank,
-            max_retries=scenario.retries if failing else 0,
-            retry_delay=0,
-            timeout=60,
-            cost_per_1k_tokens=PRICES[name],
-        )
-    return LLMConfig(
-        providers=providers,
-        fallback_strategy="quality_optimized",
-        max_fallback_attempts=len(providers),
-        enable_caching=False,
-        log_requests=False,
-    )
-
-
-def build_client(
-    scenario: Scenario,
-    base_urls: Mapping[str, str | None],
-    keys: Mapping[str, str | None],
-    models: Mapping[str, str] | None = None,
-) -> LLMClient:
-    config = build_config(scenario, base_urls, keys, models)
-    return LLMClient(config, sleep=lambda _seconds: None)
-
-
-def ask(client: LLMClient, mode: str, messages: Sequence[Mapping[str, Any]] = PROMPT) -> dict:
-    """The scenario's request, through chat_completion or achat_completion."""
-    kwargs: dict[str, Any] = {"temperature": TEMPERATURE, "max_tokens": MAX_TOKENS, "cache": False}
-    if mode == "sync":
-        return client.chat_completion(messages, **kwargs)
-    if mode == "async":
-        return asyncio.run(client.achat_completion(messages, **kwargs))
-    raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-
-
-def expected_attempts(scenario: Scenario) -> list[tuple[str, str, str | None]]:
-    """(provider, outcome, error class) of every attempt the client should report."""
-    failures = [(scenario.failing, "error", scenario.error)] * scenario.failing_attempts
-    return [*failures, (scenario.answering, "success", None)]  # type: ignore[list-item]
-
-
-def provider_of(uri: str) -> str | None:
-    """The provider whose real base URL ``uri`` is on."""
-    for name, base in REAL_BASE_URLS.items():
-        if uri.startswith(base + "/"):
-            return name
-    return None
-
-
-def generation_requests(requests: Iterable[Any]) -> list[tuple[str | None, Any]]:
-    """(provider, request) of the recorded requests that ask for an answer, in order."""
-    out = []
-    for request in requests:
-        provider = provider_of(request.uri)
-        if provider is not None and request.path.endswith(GENERATION_PATHS[provider]):
-            out.append((provider, request))
-    return out
-
-
-def expected_generation_providers(scenario: Scenario) -> list[str]:
-    return [scenario.failing] * scenario.failing_attempts + [scenario.answering]  # type: ignore[list-item]
-
-
-def check_response(scenario: Scenario, response: Mapping[str, Any]) -> None:
-    """Raise AssertionError unless the response is what the scenario should produce."""
-    got = [(a["provider"], a["outcome"], a["error"]) for a in response["attempts"]]
-    want = expected_attempts(scenario)
-    if response["provider"] != scenario.answering or got != want:
-        raise AssertionError(f"{scenario.name}: expected attempts {want}, got {got}")
-
-
-# -- vcr -----------------------------------------------------------------------------
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc
-
-
-def rewrite_hosts(mapping: Mapping[str, str]):
-    """A before_record_request hook moving requests from each recorded base URL (a
-    simulator port) to the vendor's real base URL (URI and Host header; path and query
-    kept)."""
-    origins = {_origin(src): _origin(dst) for src, dst in mapping.items() if src != dst}
-
-    def rewrite(request):
-        parts = urlsplit(request.uri)
-        target = origins.get((parts.scheme, parts.netloc))
-        if target is not None:
-            request.uri = urlunsplit((*target, parts.path, parts.query, parts.fragment))
-            if "host" in request.headers:
-                request.headers["host"] = target[1]
-        return request
-
-    return rewrite
-
-
-def _drop_response_headers(response: dict) -> dict:
-    headers = response.get("headers") or {}
-    response["headers"] = {
-        k: v for k, v in headers.items() if str(k).lower() not in DROP_RESPONSE_HEADERS
-    }
-    return response
-
-
-def cassette_vcr(
-    *, rewrite: Mapping[str, str] | None = None, secrets: Iterable[str | None] = ()
-) -> vcr.VCR:
-    """The one vcr configuration, for recording (``rewrite`` and ``secrets`` given) and replay.
-
-    Requests match on method, scheme, host, port, path, query and body (as data when the
-    request says it is JSON; LiteLLM's Ollama requests don't, so byte for byte), never on
-    headers. Each recorded interaction plays once, in order.
-    """
-    sensitive = [(KEY_PLACEHOLDER, s) for s in dict.fromkeys(secrets) if s]
-    return vcr.VCR(
-        serializer="yaml",
-        record_mode="none",
-        match_on=MATCH_ON,
-        filter_headers=FILTER_HEADERS,
-        filter_query_parameters=FILTER_QUERY_PARAMETERS,
-        before_record_request=rewrite_hosts(rewrite or {}),
-        before_record_response=_drop_response_headers,
-        decode_compressed_response=True,
-        filter_sensitive_data=sensitive,
-    )
-
-
-def cassette_texts(path: Path) -> Iterator[str]:
-    """Every string in a cassette as the tests and the secret scan see it: the file itself,
-    then each request's URI, headers and body and each response's headers and body
-    (decoded, so nothing hides in a !!binary block)."""
-    from vcr.serialize import deserialize
-    from vcr.serializers import yamlserializer
-
-    text = path.read_text(encoding="utf-8")
-    yield text
-    requests, responses, *_ = deserialize(text, yamlserializer)
-    for request, response in zip(requests, responses, strict=True):
-        yield request.uri
-        yield repr(dict(request.headers))
-        body = request.body
-        yield body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-        yield repr(response.get("headers"))
-        content = (response.get("body") or {}).get("string", b"")
-        yield content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
-
-
-def find_secrets(paths: Iterable[Path], secrets: Iterable[str]) -> list[str]:
-    """``path: secret-prefix`` for each cassette holding one of ``secrets``."""
-    found = []
-    for path in paths:
-        for secret in secrets:
-            if secret and any(secret in text for text in cassette_texts(path)):
-                found.append(f"{path}: {secret[:6]}...")
-    return found
-
-
-# -- recording -------------------------------------------------------------------------
 
 
 def _versions() -> dict[str, str]:
