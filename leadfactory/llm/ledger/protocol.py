@@ -3,9 +3,10 @@
 A backend subclasses :class:`Ledger` and implements :meth:`~Ledger.write` (dispatching
 on the type of a :mod:`.writes` value), :meth:`~Ledger.run_batch` and the reads; the
 keyword-argument writes (``reserve``, ``settle``, ``release``, ``record_cache_hit``)
-come with the protocol. ``tests/contract/test_ledger_contract.py`` is what a backend
-must pass: add it to that suite's fixture. Implementations: :class:`CostLedger` (one
-SQLite file) and :class:`UntrackedLedger` (cost tracking off: records nothing).
+come with the protocol. The ledger contract suites (``tests/contract/test_ledger*_contract.py``)
+are what a backend must pass: add it to their ``backend`` fixture, in
+``tests/contract/ledger_backends.py``. Implementations: :class:`CostLedger` (one SQLite
+file) and :class:`UntrackedLedger` (cost tracking off: records nothing).
 """
 
 from __future__ import annotations
