@@ -167,7 +167,7 @@ def test_the_answer_keeps_the_usage_details_beside_the_charged_counts():
 
 def closing_flow(until: type, arguments_for=None) -> tuple[Any, list, Any]:
     """A flow driven until it yields an operation of type ``until``; what it writes on close."""
-    from tests.test_flow import Script, answer, make_request, services
+    from tests.flow_script import Script, answer, make_request, services
 
     script = Script({"openai": [answer()]})
     flow_services = services(script, names=("openai",))
@@ -183,7 +183,7 @@ def closing_flow(until: type, arguments_for=None) -> tuple[Any, list, Any]:
 
 
 def test_a_flow_closed_mid_call_charges_what_was_reserved():
-    from tests.test_flow import MAX_TOKENS, PROMPT_TOKENS
+    from tests.flow_script import MAX_TOKENS, PROMPT_TOKENS
 
     flow, written, _ = closing_flow(Call)
     flow.close()

@@ -1,5 +1,5 @@
 """Fit-aware fallback, decided alone: check_fit on model facts, and the flow's skips,
-refusals and errors, driven by tests/test_flow.py's script (no LiteLLM, no network)."""
+refusals and errors, driven by tests/flow_script.py's script (no LiteLLM, no network)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,10 @@ from leadfactory.llm.exceptions import (
 from leadfactory.llm.fit import Needs, Refused, check_fit, request_needs
 from leadfactory.llm.provider_config import ModelFacts, ProviderConfig
 from leadfactory.llm.ratelimit import Denied, RateLimiter
-from tests.test_flow import (  # noqa: F401  (no_litellm: the autouse fixture applies here too)
-    Script,
-    answer,
-    http_error,
-    make_request,
-    no_litellm,
-    services,
-)
+from tests.flow_script import Script, answer, http_error, make_request, services
+
+# fixtures, imported so that pytest finds them in this module
+from tests.flow_script import no_litellm as no_litellm
 
 WINDOW_8K = {"max_input_tokens": 8192, "max_output_tokens": 4096}
 WINDOW_128K = {"max_input_tokens": 128_000, "max_output_tokens": 16_384}

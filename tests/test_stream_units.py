@@ -149,7 +149,7 @@ def test_the_error_carries_what_arrived_and_survives_pickling():
     )
 
 
-# -- the flow's rule, driven alone with a fake clock (the helpers of tests/test_flow.py) ----
+# -- the flow's rule, driven alone with a fake clock (the helpers of tests/flow_script.py) --
 
 
 def interrupted(abandoned: bool = False) -> LLMStreamInterruptedError:
@@ -163,7 +163,7 @@ def interrupted(abandoned: bool = False) -> LLMStreamInterruptedError:
 
 @pytest.mark.parametrize("abandoned", [False, True])
 def test_a_stream_cut_after_its_first_text_is_settled_and_raised_never_retried(abandoned):
-    from tests.test_flow import Script, services
+    from tests.flow_script import Script, services
 
     script = Script({"openai": [interrupted(abandoned)], "anthropic": [RuntimeError("never")]})
     shared = services(script, names=("openai", "anthropic"), retries=2)
