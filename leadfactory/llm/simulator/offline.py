@@ -16,7 +16,7 @@ from .server import Simulator
 __all__ = ["offline_environment", "real_provider_configured"]
 
 KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
-PLACEHOLDER_KEYS = {  # tests/test_secrets.py checks that the demo never shows these
+PLACEHOLDER_KEYS = {  # tests/test_secrets_processes.py checks the demo never shows these
     "OPENAI_API_KEY": "sk-demo-not-a-real-key",
     "ANTHROPIC_API_KEY": "sk-ant-demo-not-a-real-key",
 }
