@@ -24,7 +24,7 @@ from leadfactory.llm import (
     validation,
 )
 
-from .test_bad_input import PROTOCOLS, USER, assert_rejected_for_free, call_async, call_sync
+from .rejection_checks import PROTOCOLS, USER, assert_rejected_for_free, call_async, call_sync
 
 
 class Opaque:
