@@ -1,6 +1,7 @@
 """A SQLite cost ledger on a fake clock, for the ledger tests: the ``clock`` fixture (noon,
 25 November 2026, UTC, moved by hand), the ``ledger`` fixture on it in the test's temp
-dir, and the helpers that reserve and spend. Used by tests/test_ledger*.py.
+dir, and the helpers that reserve and spend. Used by tests/test_ledger.py,
+test_ledger_arithmetic.py, test_ledger_schema.py and test_ledger_processes.py.
 """
 
 from __future__ import annotations
