@@ -18,7 +18,7 @@ from leadfactory.llm.config import ProviderConfig
 from leadfactory.llm.flow import Request
 from leadfactory.llm.simulator import Fault
 
-from .test_cache import FakeClock
+from .cache_fixtures import FakeClock
 
 USER = [{"role": "user", "content": "Name three French cheeses."}]
 PROVIDERS = ("openai", "anthropic", "ollama")
