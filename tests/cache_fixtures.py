@@ -13,18 +13,9 @@ import threading
 
 import pytest
 
+from .fake_clock import FakeClock
+
 WAIT = 10.0  # seconds a test waits for another thread before failing (never reached)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def make_request(**overrides):
@@ -49,7 +40,7 @@ def response(text: str = "B2B", **extra):
 
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from leadfactory.llm.config import ProviderConfig
 from leadfactory.llm.flow import Request
 from leadfactory.llm.simulator import Fault
 
-from .cache_fixtures import FakeClock
+from .fake_clock import FakeClock
 
 USER = [{"role": "user", "content": "Name three French cheeses."}]
 PROVIDERS = ("openai", "anthropic", "ollama")
@@ -132,7 +132,7 @@ def test_hit_after_the_process_that_asked_has_exited(sim_env, tmp_path):
 
 
 def test_entries_expire_after_the_ttl(sim_env, tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.0)  # epoch seconds, as the cache stores them
     cache = ResponseCache(tmp_path / "ttl.db", ttl=60, clock=clock)
     with LLMClient(cache=cache) as client:
         assert client.chat_completion(USER)["cached"] is False
@@ -145,7 +145,7 @@ def test_entries_expire_after_the_ttl(sim_env, tmp_path):
 
 
 def test_the_least_recently_used_entries_are_evicted_at_the_bound(sim_env, tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.0)  # epoch seconds, as the cache stores them
     cache = ResponseCache(tmp_path / "small.db", max_entries=10, memory_entries=0, clock=clock)
 
     def ask(i: int) -> dict:

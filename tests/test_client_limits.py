@@ -9,20 +9,9 @@ import pytest
 from leadfactory.llm import LLMClient, LLMConfig, LLMRateLimitError
 from leadfactory.llm.simulator import Fault
 
+from .fake_clock import FakeClock
+
 USER = [{"role": "user", "content": "Hello"}]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def client_for(clock: FakeClock, **settings) -> LLMClient:

@@ -1,4 +1,3 @@
-import sys
 import threading
 
 import pytest
@@ -18,30 +17,13 @@ from leadfactory.llm.exceptions import (
 )
 from leadfactory.llm.health import COUNTED_FAILURES, HealthPolicy, ProviderHealth
 
-
-class FakeClock:
-    def __init__(self, now: float = 500.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def busy_switching():
-    """Switch threads as often as possible, so races show up."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
+from .fake_clock import FakeClock
+from .fake_clock import busy_switching as busy_switching  # a fixture
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(500.0)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 import math
 import multiprocessing
-import sys
 import threading
 import time
 
@@ -14,25 +13,8 @@ from leadfactory.llm.ratelimit import (
     RateLimiter,
 )
 
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def busy_switching():
-    """Switch threads as often as possible, so races show up."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
+from .fake_clock import FakeClock
+from .fake_clock import busy_switching as busy_switching  # a fixture
 
 
 @pytest.fixture
