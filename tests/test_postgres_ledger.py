@@ -239,3 +239,23 @@ def test_a_call_whose_reservation_was_lost_is_still_charged(postgres_url, caplog
         assert later.row_id > reservation.row_id
         assert [r["cost_usd"] for r in ledger.rows()] == [0.004, 0.0]
     totals_match_rows(postgres_url)
+
+
+def test_a_connection_whose_prepared_statements_are_gone_prepares_them_again(postgres_url):
+    """A lone write runs statements its connection prepared (postgres_lone); a pooler or
+    a DEALLOCATE ALL may drop them: the write is then run again, once, not twice."""
+    with PostgresLedger(postgres_url, max_connections=1) as ledger:
+        first = ledger.reserve(
+            request_id="a", provider="openai", model="m", estimated_usd=0.01, budget=LIMITED
+        )
+        ledger.settle(first, outcome="success", cost_usd=0.004)
+        ledger._run(lambda conn: conn.execute("DEALLOCATE ALL"))
+        second = ledger.reserve(
+            request_id="b", provider="openai", model="m", estimated_usd=0.01, budget=LIMITED
+        )
+        ledger._run(lambda conn: conn.execute("DEALLOCATE ALL"))
+        ledger.settle(second, outcome="success", cost_usd=0.002)
+        rows = [(row["request_id"], row["outcome"]) for row in ledger.rows()]
+        assert rows == [("a", "success"), ("b", "success")]
+        assert ledger.spend() == pytest.approx(0.006)
+    totals_match_rows(postgres_url)

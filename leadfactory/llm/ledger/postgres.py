@@ -55,6 +55,7 @@ from .budget import (
     unsent_alert_possible,
     utc_iso,
 )
+from .postgres_lone import write_alone
 from .postgres_pool import PostgresConnections
 from .postgres_writes import (
     WRITERS,
@@ -273,25 +274,13 @@ class PostgresLedger(Ledger):
         statement: tuple[str, tuple[Any, ...]],
         follow: tuple[str, dict[str, Any]] | None,
     ) -> tuple[Any, list[Any] | None]:
-        """One write in one round trip: BEGIN, the lock, the write with its totals, COMMIT,
-        and the read that must follow the commit (``follow``), sent as one query.
-
-        Returns the write's result and the rows read. A settlement that finds no pending
-        row takes the batch path (which writes a lost row again, or raises).
-        """
-        from psycopg import ClientCursor
-
+        """One write in one round trip (:func:`.postgres_lone.write_alone`); returns its
+        result and the rows of ``follow``, the read after the commit. A settlement that
+        finds no pending row takes the batch path (which writes a lost row again, or
+        raises)."""
         (item,) = prepared
-        cursor = ClientCursor(conn)  # binds here: one simple query of several statements
         lock = sql.RESERVE_LOCK if isinstance(item, Reserve) else sql.WRITE_LOCK
-        parts = ["BEGIN", lock, cursor.mogrify(*statement), "COMMIT"]
-        if follow is not None:  # after the COMMIT: its own snapshot, which sees the write
-            parts.append(cursor.mogrify(*follow))
-        cursor.execute("; ".join(parts))
-        sets = [cursor.fetchall() if cursor.description else None]
-        while cursor.nextset():
-            sets.append(cursor.fetchall() if cursor.description else None)
-        rows, read = sets[2], (sets[4] if follow is not None else None)
+        rows, read = write_alone(conn, lock, statement, follow)
         if isinstance(item, Reserve):
             return rows[0][0], read
         if isinstance(item, Settle) and not rows:
