@@ -181,6 +181,23 @@ def test_after_the_cooldown_one_host_probes_and_its_success_reopens_for_all(redi
     assert second.check("openai").allowed and second.status("openai")["state"] == "healthy"
 
 
+def test_a_success_clears_the_failures_its_check_saw(redis_prefix):
+    """No round trip for a success when nothing was counted before its request; a failure
+    counted meanwhile by another host is cleared by the next success."""
+    first, second = breakers(redis_prefix), breakers(redis_prefix)
+    outage = LLMConnectionError("refused", provider="openai")
+    assert first.check("openai").allowed  # nothing counted on any host
+    second.record_failure("openai", outage)  # while first's request is in flight
+    first.record_success("openai")  # as if it came before that failure
+    assert second.status("openai")["consecutive_failures"] == 1
+    assert first.check("openai").allowed
+    first.record_success("openai")
+    assert second.status("openai")["consecutive_failures"] == 0
+    first.record_failure("openai", outage)  # counted here: the next success clears it
+    first.record_success("openai")
+    assert second.status("openai")["consecutive_failures"] == 0
+
+
 def test_a_failed_probe_reopens_with_a_longer_cooldown(redis_prefix):
     health = breakers(redis_prefix)
     outage = LLMConnectionError("refused", provider="openai")

@@ -6,6 +6,12 @@ state machine (healthy -> cooling_down -> probing) with the breaker of each prov
 one hash (``health:<provider>`` under the prefix) and each transition one Lua script
 timed by the server's clock, so exactly one host probes a provider whose cooldown has
 passed. While Redis does not answer, the in-process breakers given as ``local`` decide.
+
+A success clears the provider's hash, and with it the failures any host counted; when
+this process's latest check found no hash (no failure counted anywhere) and no failure
+was recorded here since, there is nothing to clear and no round trip is made. A failure
+another host counts while this process's request is in flight is then cleared by the
+next success after a check that sees it, as if this success had come first.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ _CHECK = (
     + """
 local b = redis.call('HMGET', KEYS[1], 'state', 'failures', 'trips', 'until', 'probe', 'last')
 local state = b[1]
-if not state or state == 'healthy' then return {'healthy'} end
+if not state then return {'clear'} end
+if state == 'healthy' then return {'healthy'} end
 local failures, trips = b[2] or '0', tonumber(b[3] or '0')
 if state == 'cooling_down' and now < tonumber(b[4]) then
   return {'cooling_down', tonumber(b[4]) - now, failures, b[6] or ''}
@@ -86,6 +93,7 @@ class RedisProviderHealth:
         self._check = link.script(_CHECK)
         self._failure = link.script(_FAILURE)
         self._status = link.script(_STATUS)
+        self._clear: set[str] = set()  # providers whose latest check found no hash
         self._args = [
             round(self.policy.cooldown * 1000),
             self.policy.growth,
@@ -106,9 +114,14 @@ class RedisProviderHealth:
         try:
             found = self._link.run(lambda _: self._check(self._key(provider), self._args))
         except RedisUnavailable:
+            self._clear.discard(provider)
             return self._local.check(provider)
         state = _text(found[0])
-        if state == "healthy":
+        if state == "clear":
+            self._clear.add(provider)
+        else:
+            self._clear.discard(provider)
+        if state in ("clear", "healthy"):
             return HealthCheck(True, "healthy", None, "healthy")
         if state == "probing":
             reason = "a probe request is in flight (another host); waiting for its result"
@@ -125,7 +138,10 @@ class RedisProviderHealth:
         return HealthCheck(True, "probing", None, reason)
 
     def record_success(self, provider: str) -> None:
-        """Close the breaker for every host."""
+        """Close the breaker for every host (nothing to do when none was counted: see
+        the module docstring)."""
+        if provider in self._clear:
+            return
         try:
             self._link.run(lambda redis: redis.delete(*self._key(provider)))
         except RedisUnavailable:
@@ -135,6 +151,7 @@ class RedisProviderHealth:
         """Count ``error`` (if of a counted kind) towards every host's breaker."""
         if not self.policy.counts(error):
             return
+        self._clear.discard(provider)
         args = [*self._args, self.policy.failure_threshold, type(error).__name__]
         try:
             self._link.run(lambda _: self._failure(self._key(provider), args))
