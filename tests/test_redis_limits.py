@@ -107,6 +107,29 @@ def test_hosts_share_the_window(hosts):
     assert first.status("openai")["requests_in_window"] == 3
 
 
+def test_a_correction_goes_with_the_next_command(hosts):
+    first, second = hosts(), hosts()
+    for limiter in (first, second):
+        limiter.configure("openai", rpm=None, tpm=1000)
+    permit = first.acquire("openai", 800)
+    first.correct(permit, 100)  # held back: no round trip of its own
+    assert second.status("openai")["tokens_in_window"] == 800
+    assert isinstance(first.acquire("openai", 10), Permit)  # sent with this, before it
+    assert second.status("openai")["tokens_in_window"] == 110
+
+
+def test_scripts_the_server_forgot_are_loaded_again_in_a_pipeline(hosts):
+    limiter = hosts()
+    permit = limiter.acquire("openai", 50)
+    limiter.correct(permit, 20)
+    client = limiter._link.client()
+    for script in (limiter._correct, limiter._acquire):  # as after SCRIPT FLUSH
+        script.sha(client)
+        script._script.sha = "0" * 40
+    assert isinstance(limiter.acquire("openai", 5), Permit)
+    assert limiter.status("openai")["tokens_in_window"] == 25
+
+
 def test_a_pause_is_cut_to_the_cap(hosts):
     limiter = hosts()
     assert limiter.pause("openai", 3600, cap=5) == 5

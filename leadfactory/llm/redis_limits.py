@@ -13,6 +13,9 @@ take the last slot. Keys, under the prefix::
     limits:<provider>:pause   end of a provider-imposed pause (ms, server clock)
     limits:tickets            ticket counter
 
+A correction by real usage is not a round trip of its own: it is sent, in one pipeline,
+with this limiter's next command to the server (the next request's admission, a
+release, a pause, a status), so until then the window holds the request's estimate.
 The limits themselves are this process's configuration (every host should set the
 same). While Redis does not answer, the in-process limiter given as ``local`` decides,
 so limits hold per process until Redis is back; permits are marked by their ticket
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +118,9 @@ end
 """  # ARGV: pause length in ms; extends, never shortens
 
 
+_HELD = 64  # corrections held back at most: more are sent at once
+
+
 class RedisRateLimiter:
     """The :class:`RateLimiter` interface on Redis, falling back to ``local``."""
 
@@ -126,6 +133,8 @@ class RedisRateLimiter:
         self._status = link.script(_STATUS)
         self._correct = link.script(_CORRECT)
         self._pause = link.script(_PAUSE)
+        self._corrections: list[tuple[Any, list[str], list[Any]]] = []  # sent with the next
+        self._corrections_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter({self._link.public!r}, window={self.window:g})"
@@ -157,11 +166,10 @@ class RedisRateLimiter:
             return self._local.acquire(provider, tokens)  # never fits: the same answer
         window_ms = round(self.window * 1000)
         try:
-            result = self._link.run(
-                lambda _: self._acquire(
-                    [*self._keys(provider), f"{self._link.prefix}limits:tickets"],
-                    [window_ms, rpm or 0, tpm or 0, tokens],
-                )
+            result = self._send(
+                self._acquire,
+                [*self._keys(provider), f"{self._link.prefix}limits:tickets"],
+                [window_ms, rpm or 0, tpm or 0, tokens],
             )
         except RedisUnavailable:
             return self._local.acquire(provider, tokens)
@@ -193,9 +201,15 @@ class RedisRateLimiter:
             else:
                 self._local.correct(permit, int(change))
             return
-        keys = self._keys(permit.provider)[:3]
+        command = (self._correct, self._keys(permit.provider)[:3], [-permit.ticket, change])
+        if change != "release":  # held back: sent with the next command (module docstring)
+            with self._corrections_lock:
+                self._corrections.append(command)
+                if len(self._corrections) < _HELD:
+                    return
+            command = ()  # too many held: send them now
         with contextlib.suppress(RedisUnavailable):  # else it leaves the window by itself
-            self._link.run(lambda _: self._correct(keys, [-permit.ticket, change]))
+            self._send(*command)
 
     def pause(self, provider: str, seconds: float, *, cap: float = math.inf) -> float:
         """Pause ``provider`` on every host for ``seconds``, at most ``cap`` (extends,
@@ -205,7 +219,7 @@ class RedisRateLimiter:
         seconds = min(seconds, cap)
         milliseconds = max(1, math.ceil(min(seconds, 10**9) * 1000))
         try:
-            self._link.run(lambda _: self._pause([self._keys(provider)[3]], [milliseconds]))
+            self._send(self._pause, [self._keys(provider)[3]], [milliseconds])
         except RedisUnavailable:
             self._local.pause(provider, seconds)
         return seconds
@@ -218,8 +232,8 @@ class RedisRateLimiter:
     def status(self, provider: str) -> dict[str, Any]:
         """As :meth:`RateLimiter.status`, counted over every host."""
         try:
-            count, total, paused = self._link.run(
-                lambda _: self._status(self._keys(provider), [round(self.window * 1000)])
+            count, total, paused = self._send(
+                self._status, self._keys(provider), [round(self.window * 1000)]
             )
         except RedisUnavailable:
             return self._local.status(provider)
@@ -231,6 +245,14 @@ class RedisRateLimiter:
             "tokens_in_window": int(total),
             "paused_for": int(paused) / 1000,
         }
+
+    def _send(self, *command: Any) -> Any:
+        """Run ``command`` (script, keys, args) after the corrections held back, in one
+        round trip; its result. No command: only the corrections. A correction lost with
+        the server leaves its estimate in the window until the request leaves it."""
+        with self._corrections_lock:
+            calls, self._corrections = [*self._corrections, *([command] if command else [])], []
+        return self._link.run_scripts(calls)[-1] if calls else None
 
     def _detail(
         self, waits: dict[DenyReason, float], count: int, total: int, rpm: Any, tpm: Any
