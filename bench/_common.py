@@ -42,11 +42,16 @@ MAX_TOKENS = 20
 
 
 def parse_args(doc: str, **extra: Any) -> argparse.Namespace:
-    """``--quick`` plus any ``name=(type, default, help)`` options a benchmark adds."""
+    """``--quick`` plus any ``name=(type, default, help)`` options a benchmark adds
+    (``bool``: a switch, off unless given)."""
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     for name, (kind, default, text) in extra.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default, help=text)
+        flag = f"--{name.replace('_', '-')}"
+        if kind is bool:  # a switch
+            parser.add_argument(flag, action="store_true", help=text)
+        else:
+            parser.add_argument(flag, type=kind, default=default, help=text)
     return parser.parse_args()
 
 

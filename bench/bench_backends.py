@@ -1,6 +1,6 @@
 """The multi-host backends against the SQLite defaults: ledger throughput, client overhead.
 
-    python bench/bench_backends.py [--quick] [--pairs 2000] [--calls 300]
+    python bench/bench_backends.py [--quick] [--pairs 2000] [--calls 300] [--no-flush]
 
 1. Ledger reserve + settle pairs per second, SQLite file and PostgreSQL side by side,
    with 1 process and with 4 processes (one thread each, each its own ledger handle),
@@ -12,6 +12,10 @@
    prefix of their own, deleted after), vs the SQLite ledger with in-process limits
    (interleaved, median of paired differences). Target: <= 1 ms added by PostgreSQL +
    Redis.
+
+``--no-flush`` runs PostgreSQL with ``synchronous_commit`` off for every commit (the
+libpq option ``-csynchronous_commit=off`` in the URL), settlements included: the
+figures of the durability trade-off docs/scaling.md describes, not the default.
 
 PostgreSQL comes from ``LF_TEST_POSTGRES_URL`` (default: the development machines'
 127.0.0.1:5432, database ``test``); the run works in a schema of its own, dropped after.
@@ -52,7 +56,7 @@ BUDGET = Budget(max_cost_per_request=10.0, daily_limit=1e9, monthly_limit=1e9)
 
 
 @contextmanager
-def postgres_schema() -> Iterator[str]:
+def postgres_schema(no_flush: bool = False) -> Iterator[str]:
     import psycopg
 
     name = f"lf_bench_{uuid.uuid4().hex[:8]}"
@@ -60,7 +64,8 @@ def postgres_schema() -> Iterator[str]:
         conn.execute(f"CREATE SCHEMA {name}")
     try:
         separator = "&" if "?" in POSTGRES_URL else "?"
-        yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={name}')}"
+        options = f"-csearch_path={name}" + (" -csynchronous_commit=off" if no_flush else "")
+        yield f"{POSTGRES_URL}{separator}options={quote(options)}"
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {name} CASCADE")
@@ -115,10 +120,10 @@ def pairs_per_second(where: str, processes: int, threads: int, pairs: int) -> fl
     return processes * threads * pairs / elapsed
 
 
-def ledger_throughput(pairs: int) -> None:
+def ledger_throughput(pairs: int, no_flush: bool = False) -> None:
     shapes = [(1, 1), (4, 1), (4, 8)]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, postgres_schema() as url:
+    with tempfile.TemporaryDirectory() as tmp, postgres_schema(no_flush) as url:
         for name, where in (("SQLite file", str(Path(tmp) / "ledger.db")), ("PostgreSQL", url)):
             for processes, threads in shapes:
                 per_writer = max(pairs // (processes * threads), 20)
@@ -145,10 +150,10 @@ def redis_prefix() -> Iterator[str]:
         server.close()
 
 
-def client_overhead(calls: int) -> None:
+def client_overhead(calls: int, no_flush: bool = False) -> None:
     from leadfactory.llm import LLMClient, LLMConfig
 
-    with simulator() as (sim, tmp), postgres_schema() as url, redis_prefix() as prefix:
+    with simulator() as (sim, tmp), postgres_schema(no_flush) as url, redis_prefix() as prefix:
         quiet = {"enable_caching": False, "log_requests": False}
         shared = {"ledger_url": url, "redis_url": REDIS_URL, "redis_key_prefix": prefix}
         clients = {
@@ -176,12 +181,16 @@ def main() -> None:
         __doc__,
         pairs=(int, 2000, "reserve + settle pairs per configuration"),
         calls=(int, 300, "timed client calls per ledger"),
+        no_flush=(bool, False, "PostgreSQL commits without waiting for the disk (trade-off)"),
     )
     pairs, calls = (400, 40) if args.quick else (args.pairs, args.calls)
-    banner("ledger backends", f"{pairs} pairs per configuration; {calls} client calls each")
-    ledger_throughput(pairs)
+    settings = f"{pairs} pairs per configuration; {calls} client calls each"
+    if args.no_flush:
+        settings += "; PostgreSQL with synchronous_commit=off (settlements not durable)"
+    banner("ledger backends", settings)
+    ledger_throughput(pairs, args.no_flush)
     print()
-    client_overhead(calls)
+    client_overhead(calls, args.no_flush)
 
 
 if __name__ == "__main__":
