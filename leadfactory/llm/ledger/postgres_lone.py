@@ -52,7 +52,6 @@ def _prepared(name: str, query: str) -> tuple[str, str]:
 
 
 _STATEMENTS = {query: _prepared(name, query) for query, name in _NAMES.items()}
-_PREPARE_ALL = "; ".join(prepare for prepare, _ in _STATEMENTS.values())
 _READY: weakref.WeakSet[Any] = weakref.WeakSet()  # connections that prepared them
 
 
@@ -73,8 +72,7 @@ def write_alone(
     text = "; ".join(parts)
     for attempt in (1, 2):
         if conn not in _READY:
-            conn.execute(_PREPARE_ALL, prepare=False)
-            _READY.add(conn)
+            _prepare(conn)
         try:
             cursor.execute(text, prepare=False)
             break
@@ -92,6 +90,17 @@ def write_alone(
         cursor.nextset()
         read = cursor.fetchall()
     return rows, read
+
+
+def _prepare(conn: Any) -> None:
+    """Prepare on ``conn`` those of the statements it does not have."""
+    names = list(_NAMES.values())
+    found = conn.execute("SELECT name FROM pg_prepared_statements WHERE name = ANY(%s)", [names])
+    have = {row[0] for row in found}
+    missing = [_STATEMENTS[query][0] for query, name in _NAMES.items() if name not in have]
+    if missing:
+        conn.execute("; ".join(missing), prepare=False)
+    _READY.add(conn)
 
 
 def _execute(cursor: Any, query: str, arguments: Any) -> str:
