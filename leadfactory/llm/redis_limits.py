@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .forksafe import guard_at_fork
 from .ratelimit import Denied, DenyReason, Permit, RateLimiter, denial_detail
 from .redis_link import RedisLink, RedisUnavailable
 
@@ -134,7 +135,8 @@ class RedisRateLimiter:
         self._correct = link.script(_CORRECT)
         self._pause = link.script(_PAUSE)
         self._corrections: list[tuple[Any, list[str], list[Any]]] = []  # sent with the next
-        self._corrections_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the list only
+        guard_at_fork(self)  # a forked child never inherits it held
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter({self._link.public!r}, window={self.window:g})"
@@ -203,7 +205,7 @@ class RedisRateLimiter:
             return
         command = (self._correct, self._keys(permit.provider)[:3], [-permit.ticket, change])
         if change != "release":  # held back: sent with the next command (module docstring)
-            with self._corrections_lock:
+            with self._lock:
                 self._corrections.append(command)
                 if len(self._corrections) < _HELD:
                     return
@@ -250,7 +252,7 @@ class RedisRateLimiter:
         """Run ``command`` (script, keys, args) after the corrections held back, in one
         round trip; its result. No command: only the corrections. A correction lost with
         the server leaves its estimate in the window until the request leaves it."""
-        with self._corrections_lock:
+        with self._lock:
             calls, self._corrections = [*self._corrections, *([command] if command else [])], []
         return self._link.run_scripts(calls)[-1] if calls else None
 
