@@ -6,7 +6,7 @@
    with 1 process and with 4 processes (one thread each, each its own ledger handle),
    and 4 processes of 8 threads (PostgreSQL commits of concurrent writers share a disk
    flush; SQLite writers take turns). Target: >= 1,000 pairs/s with 4 processes on
-   PostgreSQL.
+   PostgreSQL. Then PostgreSQL's CPU per pair, client and server (a local server).
 2. Per-call wall time of the client against the simulator with the PostgreSQL ledger,
    and with the PostgreSQL ledger + the Redis limiter (``LLM_REDIS_URL``, keys under a
    prefix of their own, deleted after), vs the SQLite ledger with in-process limits
@@ -25,6 +25,7 @@ Redis comes from ``LF_TEST_REDIS_URL`` (default 127.0.0.1:6379, database 0).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import tempfile
 import threading
@@ -132,7 +133,40 @@ def ledger_throughput(pairs: int, no_flush: bool = False) -> None:
                 if name == "PostgreSQL" and (processes, threads) == (4, 1):
                     target = target_cell(rate, 1000, at_most=False)
                 rows.append([name, f"{processes} x {threads}", rate, target])
+        cpu = pair_cpu(url, pairs)
     table(["ledger", "processes x threads", "pairs/s", "target"], rows)
+    if cpu is not None:
+        client, server = cpu
+        print(f"PostgreSQL 1 x 1, CPU ms per pair: client thread {client:.3f}, server {server:.3f}")
+
+
+def pair_cpu(url: str, pairs: int) -> tuple[float, float] | None:
+    """CPU ms per pair on one thread: the caller's (``time.thread_time``) and that of the
+    server processes serving its connections (``/proc``; None where the server is not on
+    this machine). Steadier than pairs/s on a shared machine: it ignores waiting."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def server_seconds(pids: set[int]) -> float:
+        total = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+
+    with open_ledger(url) as ledger:
+        for i in range(50):
+            pair(ledger, i)
+        pids = {ledger._run(lambda conn: conn.info.backend_pid) for _ in range(20)}
+        try:
+            server = server_seconds(pids)
+        except OSError:
+            return None
+        client = time.thread_time()
+        for i in range(pairs):
+            pair(ledger, i)
+        client = time.thread_time() - client
+        server = server_seconds(pids) - server
+    return client * 1000 / pairs, server * 1000 / pairs
 
 
 @contextmanager
