@@ -116,6 +116,9 @@ def test_a_correction_goes_with_the_next_command(hosts):
     assert second.status("openai")["tokens_in_window"] == 800
     assert isinstance(first.acquire("openai", 10), Permit)  # sent with this, before it
     assert second.status("openai")["tokens_in_window"] == 110
+    first.correct(permit, 50)
+    first.flush()  # as the client does when it closes
+    assert second.status("openai")["tokens_in_window"] == 60
 
 
 def test_scripts_the_server_forgot_are_loaded_again_in_a_pipeline(hosts):

@@ -370,7 +370,8 @@ class LLMClient(BatchMethods):
         return self.cache.clear()
 
     def close(self) -> None:
-        """Close the ledger and cache files."""
+        """Close the ledger and cache files; send what the Redis limiter held back."""
+        getattr(self._limiter, "flush", lambda: None)()  # usage corrections (redis_limits)
         for resource in (self._ledger, self._cache):
             if resource is not None:
                 resource.close()

@@ -15,7 +15,8 @@ take the last slot. Keys, under the prefix::
 
 A correction by real usage is not a round trip of its own: it is sent, in one pipeline,
 with this limiter's next command to the server (the next request's admission, a
-release, a pause, a status), so until then the window holds the request's estimate.
+release, a pause, a status) or when the client closes, so until then the window holds
+the request's estimate.
 The limits themselves are this process's configuration (every host should set the
 same). While Redis does not answer, the in-process limiter given as ``local`` decides,
 so limits hold per process until Redis is back; permits are marked by their ticket
@@ -204,14 +205,22 @@ class RedisRateLimiter:
                 self._local.correct(permit, int(change))
             return
         command = (self._correct, self._keys(permit.provider)[:3], [-permit.ticket, change])
-        if change != "release":  # held back: sent with the next command (module docstring)
-            with self._lock:
-                self._corrections.append(command)
-                if len(self._corrections) < _HELD:
-                    return
-            command = ()  # too many held: send them now
-        with contextlib.suppress(RedisUnavailable):  # else it leaves the window by itself
-            self._send(*command)
+        if change == "release":
+            with contextlib.suppress(RedisUnavailable):  # else it leaves the window by itself
+                self._send(*command)
+            return
+        with self._lock:  # held back: sent with the next command (module docstring)
+            self._corrections.append(command)
+            if len(self._corrections) < _HELD:
+                return
+        self.flush()  # too many held
+
+    def flush(self) -> None:
+        """Send the corrections held back now (the client does when it closes); one
+        lost with the server leaves its estimate in the window until the request
+        leaves it."""
+        with contextlib.suppress(RedisUnavailable):
+            self._send()
 
     def pause(self, provider: str, seconds: float, *, cap: float = math.inf) -> float:
         """Pause ``provider`` on every host for ``seconds``, at most ``cap`` (extends,
@@ -250,8 +259,7 @@ class RedisRateLimiter:
 
     def _send(self, *command: Any) -> Any:
         """Run ``command`` (script, keys, args) after the corrections held back, in one
-        round trip; its result. No command: only the corrections. A correction lost with
-        the server leaves its estimate in the window until the request leaves it."""
+        round trip; its result. No command: only the corrections."""
         with self._lock:
             calls, self._corrections = [*self._corrections, *([command] if command else [])], []
         return self._link.run_scripts(calls)[-1] if calls else None
