@@ -2,7 +2,8 @@
 
     python bench/bench_stream.py [--quick] [--calls 200]
 
-Both stream from the same simulator endpoint (OpenAI's SSE), asking for usage in the
+Both stream from the same simulator endpoint (OpenAI's SSE) and the same model
+(``_common.CLIENT_MODELS``, not the configuration's default), asking for usage in the
 stream. The client runs with the ledger on (reserve before, settle after) and the cache
 off. Three measurements, the cases interleaved in a random order per step:
 
@@ -19,6 +20,7 @@ import time
 from typing import Any
 
 from _common import (
+    CLIENT_MODELS,
     banner,
     bare_args,
     load_litellm,
@@ -91,7 +93,7 @@ def main() -> None:
 
         def client_stream(prompt: list[dict], tokens: int):
             return lambda: client.chat_completion(
-                prompt, model="openai", max_tokens=tokens, stream=True
+                prompt, model=CLIENT_MODELS["openai"], max_tokens=tokens, stream=True
             )
 
         def bare_stream(prompt: list[dict], tokens: int):
@@ -164,7 +166,7 @@ def concurrent(client: Any, litellm: Any, sim: Any, usage: dict, rounds: int) ->
     async def client_one() -> int:
         return await atimed(
             lambda: client.achat_completion(
-                prompt, model="openai", max_tokens=ASYNC_CHUNKS, stream=True
+                prompt, model=CLIENT_MODELS["openai"], max_tokens=ASYNC_CHUNKS, stream=True
             )
         )
 
