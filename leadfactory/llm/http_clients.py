@@ -328,9 +328,12 @@ class _DeadlineBody(httpx.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         chunks = iter(self._stream)
-        while True:
-            with _until(self._deadline()):
+        while True:  # _until inlined: this runs for every piece of a streamed body
+            token = _deadline.set(self._deadline())
+            try:
                 chunk = next(chunks, None)
+            finally:
+                _deadline.reset(token)
             if chunk is None:
                 return
             yield chunk

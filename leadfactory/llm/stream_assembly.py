@@ -1,6 +1,6 @@
 """What a stream has delivered, chunk by chunk: the text, the tool-call deltas, the end.
 
-No I/O: :func:`chunk_dict` turns LiteLLM's chunk into an OpenAI-shaped dict
+No I/O: :func:`read_chunk` turns LiteLLM's chunk into an OpenAI-shaped dict
 (``chat.completion.chunk``), :func:`finish_received` and :func:`reported_usage` read what
 the provider itself sent; :class:`Assembly` builds back the ``chat.completion`` the
 chunks make, and :func:`replay_chunks` does the reverse for an answer from the cache.
@@ -11,15 +11,18 @@ is not.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 from .providers import usage_dict
 
 __all__ = [
     "Assembly",
-    "chunk_dict",
     "finish_received",
     "has_content",
+    "read_chunk",
     "replay_chunks",
     "reported_usage",
 ]
@@ -137,30 +140,60 @@ def replay_chunks(response: dict[str, Any], include_usage: bool = False) -> list
 # -- LiteLLM's stream, read (its objects; nothing here calls LiteLLM) ------------------
 
 
-def chunk_dict(chunk: Any, route: str = "") -> dict[str, Any]:
-    """LiteLLM's stream chunk as a plain OpenAI ``chat.completion.chunk`` dict.
-
-    ``usage`` is kept only when the provider reported it in this chunk.
-    """
+def read_chunk(chunk: Any, route: str = "") -> tuple[dict[str, Any], Any]:
+    """LiteLLM's stream chunk as a plain OpenAI ``chat.completion.chunk`` dict, and the
+    usage it carries (None: none; the dict never has ``usage``)."""
+    fields = _fields(chunk)
     choices = []
-    for choice in chunk.choices:
-        delta, out = choice.delta, {}
-        if delta.role:
-            out["role"] = delta.role
-        if delta.content is not None:
-            out["content"] = delta.content
-        if delta.tool_calls:
-            out["tool_calls"] = [_tool_call_delta(call) for call in delta.tool_calls]
-        choices.append({"index": choice.index, "delta": out, "finish_reason": choice.finish_reason})
-    model = str(chunk.model or route.partition("/")[2])
-    prefix = route.partition("/")[0] + "/"
-    return {
-        "id": chunk.id,
+    for choice in fields.get("choices") or ():
+        choice = _fields(choice)
+        delta, out = _fields(choice.get("delta")), {}
+        if role := delta.get("role"):
+            out["role"] = role
+        if (content := delta.get("content")) is not None:
+            out["content"] = content
+        if calls := delta.get("tool_calls"):
+            out["tool_calls"] = [_tool_call_delta(call) for call in calls]
+        finish = choice.get("finish_reason")
+        choices.append({"index": choice.get("index", 0), "delta": out, "finish_reason": finish})
+    head, _, name = route.partition("/")
+    model = str(fields.get("model") or name)
+    prefix = head + "/"
+    out_chunk = {
+        "id": fields.get("id"),
         "object": "chat.completion.chunk",
-        "created": int(chunk.created),
+        "created": int(fields.get("created") or 0),
         "model": model[len(prefix) :] if model.startswith(prefix) else model,
         "choices": choices,
     }
+    return out_chunk, fields.get("usage")
+
+
+def _fields(item: Any) -> Mapping[str, Any]:
+    """The attributes of one of LiteLLM's stream objects, as a mapping to read with ``get``.
+
+    LiteLLM's chunk, choice and delta are pydantic models that keep most of their fields
+    as extras (``model_extra``): read as attributes, each goes through pydantic's
+    ``__getattr__`` (a Python call; a missing one, as ``usage`` mostly is, raises and
+    catches AttributeError), some 8 per chunk, a third of the time this module spends
+    on it. Their fields and extras are read here as the two dicts pydantic keeps.
+    """
+    if isinstance(item, BaseModel):
+        extra = item.__pydantic_extra__
+        return {**item.__dict__, **extra} if extra else item.__dict__
+    if item is None or isinstance(item, Mapping):
+        return item or {}
+    return _Attributes(item)
+
+
+class _Attributes:
+    """Any other object, read attribute by attribute."""
+
+    def __init__(self, item: Any) -> None:
+        self._item = item
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self._item, name, default)
 
 
 def _tool_call_delta(call: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from .classify import classify
 from .exceptions import LLMStreamInterruptedError
 from .flow import Call, Outcome, Request, Services, fallback_flow
 from .http_clients import StreamTimer
-from .stream_assembly import Assembly, chunk_dict, finish_received, reported_usage
+from .stream_assembly import Assembly, finish_received, read_chunk, reported_usage
 
 __all__ = ["StreamSession"]
 
@@ -88,10 +88,9 @@ class StreamSession:
     def take(self, raw: Any) -> bool:
         """Take LiteLLM's next chunk in; True once content has arrived (``pending`` may
         then be delivered). LiteLLM's usage-only chunk is kept, not delivered."""
-        usage = getattr(raw, "usage", None)
+        chunk, usage = read_chunk(raw, self.route)
         if usage is not None:
             self.final_usage = usage
-        chunk = chunk_dict(raw, self.route)
         if not chunk["choices"]:
             return self.assembly.content
         had = self.assembly.content
