@@ -16,8 +16,8 @@ from . import providers
 from .cached_calls import Answer, CachedCalls
 from .exceptions import LLMStreamInterruptedError
 from .flow import Call, Outcome, Request, Services
-from .http_clients import time_stream
 from .stream_flow import StreamSession
+from .stream_timer import time_stream
 from .streaming import StreamSummary, replayed, session
 
 if TYPE_CHECKING:

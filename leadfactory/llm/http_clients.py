@@ -33,7 +33,9 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["StreamTimer", "client_for", "time_stream", "watch_answers"]
+from .stream_timer import running_timer
+
+__all__ = ["client_for", "watch_answers"]
 
 # LiteLLM's route prefix -> which kind of client its handler accepts as ``client=``.
 _SDK_ROUTES = frozenset({"openai"})  # the OpenAI SDK: openai/, Ollama's /v1, custom endpoints
@@ -44,40 +46,6 @@ _LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keep
 _deadline: ContextVar[float | None] = ContextVar("leadfactory_llm_deadline", default=None)
 # The HTTP statuses of the responses received for the call being made in this context.
 _statuses: ContextVar[list[int] | None] = ContextVar("leadfactory_llm_statuses", default=None)
-
-
-class StreamTimer:
-    """The read deadlines of one streamed call, instead of one deadline for all of it.
-
-    Until :meth:`content_arrived`, everything (connecting, the headers, every read) must
-    be over ``first_token`` seconds after the start; after it, each read waits at most
-    ``idle`` seconds, however long the whole stream lasts.
-    """
-
-    def __init__(self, first_token: float, idle: float) -> None:
-        self.first_by = time.monotonic() + first_token
-        self.idle = idle
-        self.streaming = False
-
-    def deadline(self) -> float:
-        return time.monotonic() + self.idle if self.streaming else self.first_by
-
-    def content_arrived(self) -> None:
-        self.streaming = True
-
-
-# The timer of the streamed call this context is about to make (None: not a stream).
-_stream_timer: ContextVar[StreamTimer | None] = ContextVar("leadfactory_llm_stream", default=None)
-
-
-@contextlib.contextmanager
-def time_stream(timer: StreamTimer) -> Iterator[StreamTimer]:
-    """Requests sent in this block (a streamed call) are timed by ``timer``."""
-    token = _stream_timer.set(timer)
-    try:
-        yield timer
-    finally:
-        _stream_timer.reset(token)
 
 
 def watch_answers() -> list[int]:
@@ -204,7 +172,7 @@ def _build(pool: _Pool, name: tuple[str, ...], arguments: Mapping[str, Any]) -> 
 def _deadline_of(request: httpx.Request) -> Callable[[], float | None]:
     """When each part of the exchange must be over: the request's read timeout from now
     (the whole exchange by then), or, for a streamed call, its timer's deadlines."""
-    timer = _stream_timer.get()
+    timer = running_timer()
     if timer is not None:
         return timer.deadline
     seconds = (request.extensions.get("timeout") or {}).get("read")

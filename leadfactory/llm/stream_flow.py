@@ -30,8 +30,8 @@ from typing import Any
 from .classify import classify
 from .exceptions import LLMStreamInterruptedError
 from .flow import Call, Outcome, Request, Services, fallback_flow
-from .http_clients import StreamTimer
 from .stream_assembly import Assembly, finish_received, read_chunk, reported_usage
+from .stream_timer import StreamTimer
 
 __all__ = ["StreamSession"]
 

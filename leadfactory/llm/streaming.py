@@ -17,9 +17,9 @@ from . import providers
 from .cached_calls import Answer, CachedCalls
 from .exceptions import LLMStreamInterruptedError, LLMValidationError
 from .flow import Call, Outcome, Request, Services
-from .http_clients import time_stream
 from .stream_assembly import replay_chunks
 from .stream_flow import StreamSession
+from .stream_timer import time_stream
 from .telemetry.watch import watched
 
 if TYPE_CHECKING:
