@@ -139,6 +139,30 @@ def test_leaving_after_two_chunks_settles_and_closes_the_connection(sim_env, rou
     assert client.get_provider_status()[provider]["available"]  # leaving is not a failure
 
 
+@pytest.mark.parametrize("route", ROUTES)
+def test_streams_read_to_their_end_share_one_connection(sim_env, route, monkeypatch):
+    """LiteLLM stops reading at the last event, before the end of the chunked body; the
+    transport reads that end on close, so the connection goes back to the pool (given
+    here all the time it may need: whether the end comes within 2 ms is not tested)."""
+    from leadfactory.llm import http_clients
+
+    connects = []
+    connect = http_clients._DeadlineBackend.connect_tcp
+    monkeypatch.setattr(http_clients, "_DRAIN", 10.0)
+    monkeypatch.setattr(
+        http_clients._DeadlineBackend,
+        "connect_tcp",
+        lambda backend, *args, **kw: connects.append(args) or connect(backend, *args, **kw),
+    )
+    set_replies(sim_env, route)
+    client = make_client(route)
+    for _ in range(3):
+        with client.chat_completion(USER, max_tokens=20, stream=True) as stream:
+            read(stream)
+        assert stream.response is not None
+    assert len(connects) <= 1  # the first stream's, unless an earlier test's was pooled
+
+
 def test_stream_dropped_without_close_is_settled(sim_env):
     sim_env.set_stream_fault("openai", StreamFault.OK, interval=0.05)
     client = make_client("openai")

@@ -41,6 +41,7 @@ __all__ = ["client_for", "watch_answers"]
 _SDK_ROUTES = frozenset({"openai"})  # the OpenAI SDK: openai/, Ollama's /v1, custom endpoints
 _HANDLER_ROUTES = frozenset({"anthropic", "ollama", "ollama_chat"})  # LiteLLM's HTTPHandler
 _LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=15)
+_DRAIN = 0.002  # seconds a body closed before its end may take to end (see _DeadlineBody)
 
 # The monotonic time by which the request being sent in this context must be over.
 _deadline: ContextVar[float | None] = ContextVar("leadfactory_llm_deadline", default=None)
@@ -289,13 +290,20 @@ class _AsyncDeadlineBackend(httpcore.AsyncNetworkBackend):
 
 
 class _DeadlineBody(httpx.SyncByteStream):
-    """A response body read under the deadline of its request."""
+    """A response body read under the deadline of its request.
+
+    Closed before its end, as a streamed answer is once its reader has the last event
+    (``data: [DONE]``) and not the chunked body's terminator behind it, it reads on for
+    ``_DRAIN`` seconds at most: a body over by then leaves its connection in the pool for
+    the next request, instead of a new connection (over TLS, a new handshake) per stream.
+    """
 
     def __init__(self, stream: Any, deadline: Callable[[], float | None]) -> None:
         self._stream, self._deadline = stream, deadline
+        self._chunks: Iterator[bytes] | None = None  # being read, not to its end yet
 
     def __iter__(self) -> Iterator[bytes]:
-        chunks = iter(self._stream)
+        self._chunks = chunks = iter(self._stream)
         while True:  # _until inlined: this runs for every piece of a streamed body
             token = _deadline.set(self._deadline())
             try:
@@ -303,10 +311,17 @@ class _DeadlineBody(httpx.SyncByteStream):
             finally:
                 _deadline.reset(token)
             if chunk is None:
+                self._chunks = None
                 return
             yield chunk
 
     def close(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        if chunks is not None:  # a few pieces, or the wait, at most; a failed read closes
+            with contextlib.suppress(Exception), _until(time.monotonic() + _DRAIN):
+                for _ in range(4):
+                    if next(chunks, None) is None:
+                        break
         self._stream.close()
 
 

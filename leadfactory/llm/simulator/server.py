@@ -58,8 +58,8 @@ class _FaultState:
 
 
 def _bind(port: int) -> socket.socket:
-    """A TCP socket bound to HOST:port (SO_REUSEADDR), not yet listening: connects are refused."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """HOST:port bound, not listening (connects refused); IPPROTO_TCP: asyncio sets TCP_NODELAY."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((HOST, port))
