@@ -228,10 +228,10 @@ def reported_usage(stream: Any, final: Any) -> dict[str, Any] | None:
     """
     early = finished = None
     for chunk in getattr(stream, "chunks", ()):
-        choices = getattr(chunk, "choices", None) or ()
-        if any(getattr(choice, "finish_reason", None) for choice in choices):
+        fields = _fields(chunk)
+        if any(_fields(choice).get("finish_reason") for choice in fields.get("choices") or ()):
             finished = True
-        usage = getattr(chunk, "usage", None)
+        usage = fields.get("usage")
         if usage and finished:
             return usage_dict(final or usage)
         early = early or usage
