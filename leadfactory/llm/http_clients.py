@@ -10,7 +10,8 @@ Their transport makes a request's timeout a deadline for the whole exchange: con
 send, headers and every read of the body each wait at most what is left of it, so a
 server that trickles bytes cannot keep an attempt alive past its timeout (httpx's own
 timeouts are per socket operation). Running out raises httpx's timeout exceptions, which
-LiteLLM and :mod:`~leadfactory.llm.classify` already read as a timeout.
+LiteLLM and :mod:`~leadfactory.llm.classify` already read as a timeout. Async clients
+send through LiteLLM's aiohttp transport (:mod:`.http_async`).
 
 Imported on the first provider call (it needs httpx and the OpenAI SDK, which come with
 LiteLLM); nothing here sets a LiteLLM global.
@@ -26,7 +27,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -91,9 +92,13 @@ class _Pool:
 
     def __init__(self, asynchronous: bool) -> None:
         self.asynchronous = asynchronous
-        self.transport: httpx.BaseTransport | httpx.AsyncBaseTransport = (
-            _AsyncDeadlineTransport() if asynchronous else _DeadlineTransport()
-        )
+        self.transport: httpx.BaseTransport | httpx.AsyncBaseTransport
+        if asynchronous:
+            from .http_async import async_transport
+
+            self.transport = async_transport()
+        else:
+            self.transport = _DeadlineTransport()
         self.http: httpx.Client | httpx.AsyncClient = (
             httpx.AsyncClient(transport=self.transport, follow_redirects=True)  # type: ignore[arg-type]
             if asynchronous
@@ -119,6 +124,7 @@ class _Pools:
         self._lock = threading.Lock()
         self._sync: _Pool | None = None
         self._loops: dict[int, tuple[weakref.ref[asyncio.AbstractEventLoop], _Pool]] = {}
+        self._inherited: list[Any] = []
 
     def pool(self, loop: asyncio.AbstractEventLoop | None) -> _Pool:
         if loop is None:
@@ -140,8 +146,13 @@ class _Pools:
         return pool
 
     def forget(self) -> None:
-        """In a forked child: drop the parent's clients (their sockets are the parent's)."""
+        """In a forked child: set the parent's clients aside (their sockets are the
+        parent's). They are kept, never finalized here: aiohttp's finalizers close their
+        connections, which would unregister the parent's sockets from the event loop's
+        epoll that parent and child share."""
+        inherited = [*self._inherited, self._sync, self._loops]
         self.__init__()  # type: ignore[misc]
+        self._inherited = inherited
 
 
 _pools = _Pools()
@@ -243,52 +254,6 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-class _AsyncDeadlineStream(httpcore.AsyncNetworkStream):
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
-        self._stream = stream
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._stream.write(buffer, _left(timeout, httpcore.WriteTimeout))
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        left = _left(timeout, httpcore.ConnectTimeout)
-        return _AsyncDeadlineStream(
-            await self._stream.start_tls(ssl_context, server_hostname, left)
-        )
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _AsyncDeadlineBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
-        self._backend = backend
-
-    async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None, **kw: Any
-    ) -> Any:
-        left = _left(timeout, httpcore.ConnectTimeout)
-        return _AsyncDeadlineStream(await self._backend.connect_tcp(host, port, left, **kw))
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None, **kw: Any) -> Any:
-        left = _left(timeout, httpcore.ConnectTimeout)
-        return _AsyncDeadlineStream(await self._backend.connect_unix_socket(path, left, **kw))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
 class _DeadlineBody(httpx.SyncByteStream):
     """A response body read under the deadline of its request.
 
@@ -325,23 +290,6 @@ class _DeadlineBody(httpx.SyncByteStream):
         self._stream.close()
 
 
-class _AsyncDeadlineBody(httpx.AsyncByteStream):
-    def __init__(self, stream: Any, deadline: Callable[[], float | None]) -> None:
-        self._stream, self._deadline = stream, deadline
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        chunks = aiter(self._stream)
-        while True:
-            with _until(self._deadline()):
-                chunk = await anext(chunks, None)
-            if chunk is None:
-                return
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 # httpx builds its connection pool itself and takes no network backend, so the pool's
 # backend is wrapped after the fact (httpcore's pools take one: ``network_backend=``).
 
@@ -357,18 +305,4 @@ class _DeadlineTransport(httpx.HTTPTransport):
             response = super().handle_request(request)
         _received(response)
         response.stream = _DeadlineBody(response.stream, deadline)
-        return response
-
-
-class _AsyncDeadlineTransport(httpx.AsyncHTTPTransport):
-    def __init__(self) -> None:
-        super().__init__(limits=_LIMITS)
-        self._pool._network_backend = _AsyncDeadlineBackend(self._pool._network_backend)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        deadline = _deadline_of(request)
-        with _until(deadline()):
-            response = await super().handle_async_request(request)
-        _received(response)
-        response.stream = _AsyncDeadlineBody(response.stream, deadline)
         return response
