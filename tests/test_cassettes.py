@@ -179,15 +179,17 @@ class _Spy:
     ("mode", "transport"),
     [
         ("sync", ("httpx.Client", "_DeadlineTransport")),
-        ("async", ("httpx.AsyncClient", "_AsyncDeadlineTransport")),
+        ("async", ("httpx.AsyncClient", "_AiohttpDeadlineTransport")),
     ],
 )
 def test_each_route_uses_the_http_client_vcrpy_patches(monkeypatch, scenario, mode, transport):
     """Every route's call goes through this process's legacy ``httpx.Client`` or
     ``httpx.AsyncClient`` (:mod:`leadfactory.llm.http_clients`, handed to LiteLLM per
     call), whose sending vcrpy's httpx patcher replaces. The openai SDK's own httpx2
-    client is not used, nor LiteLLM's cached clients (its aiohttp bridge for async). If
-    this changes, this test says so; the socket guard proves interception either way."""
+    client is not used, nor LiteLLM's cached clients; the async one sends through
+    LiteLLM's aiohttp transport (:mod:`leadfactory.llm.http_async`), below the patched
+    ``send``. If this changes, this test says so; the socket guard proves interception
+    either way."""
     spy = _Spy(monkeypatch)
     cassette, response = replay(scenario, mode)
     assert not isinstance(response, BaseException), repr(response)

@@ -134,10 +134,11 @@ def test_the_socket_guard_stops_every_http_client(guard):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_the_guard_catches_a_route_vcrpy_does_not_intercept(guard, mode):
-    """Without vcrpy's patcher for the library a route really uses, replay escapes to the
-    network; the guard refuses the connection at once (no hang) and reports it."""
+    """Without vcrpy's patchers for the libraries a route really uses (httpx, and aiohttp
+    below the async client), replay escapes to the network; the guard refuses the
+    connection at once (no hang) and reports it."""
     scenario = SCENARIOS_BY_NAME["openai_ok"]
-    cassette, error = replay(scenario, mode, skip_patchers=("httpx",))
+    cassette, error = replay(scenario, mode, skip_patchers=("httpx", "aiohttp"))
     assert isinstance(error, AllProvidersFailedError), repr(error)
     assert cassette.play_count == 0
     blocked = guard.take_blocked()
