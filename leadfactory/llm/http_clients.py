@@ -138,21 +138,27 @@ class _Pools:
             return entry[1]
         with self._lock:
             for key, (ref, _) in list(self._loops.items()):  # forget closed loops' sockets
-                old = ref()
-                if old is None or old.is_closed():
+                if not _open(ref()):
                     del self._loops[key]
             pool = _Pool(asynchronous=True)
             self._loops[id(loop)] = (weakref.ref(loop), pool)
         return pool
 
     def forget(self) -> None:
-        """In a forked child: set the parent's clients aside (their sockets are the
-        parent's). They are kept, never finalized here: aiohttp's finalizers close their
-        connections, which would unregister the parent's sockets from the event loop's
-        epoll that parent and child share."""
-        inherited = [*self._inherited, self._sync, self._loops]
+        """In a forked child: drop the parent's clients (their sockets are the parent's).
+
+        Those of an event loop not closed are kept, never finalized in the child: aiohttp
+        closing their connections would unregister the parent's sockets from the epoll
+        instance that parent and child share (a closed loop's are left alone by aiohttp).
+        """
+        kept = [pool for ref, pool in self._loops.values() if _open(ref())]
+        inherited = [*self._inherited, *kept]
         self.__init__()  # type: ignore[misc]
         self._inherited = inherited
+
+
+def _open(loop: asyncio.AbstractEventLoop | None) -> bool:
+    return loop is not None and not loop.is_closed()
 
 
 _pools = _Pools()
