@@ -2,12 +2,19 @@
 
 LiteLLM's aiohttp transport, the one bare LiteLLM sends its async calls through:
 httpx's own async pool (httpcore) costs time quadratic in connections x queued requests
-(at 100 concurrent calls, a fifth of aiohttp's throughput). A request's timeout stays a
-deadline for the whole exchange: sending it and reading its headers, then each read of
-its body (for a streamed call, the :class:`~.http_clients.StreamTimer`'s deadlines) run
-under ``asyncio.timeout_at``. Running out raises ``httpx.ConnectTimeout`` while no
-connection was had (nothing was sent: :mod:`.charges` charges nothing), otherwise
-``httpx.ReadTimeout``. LiteLLM maps aiohttp's own errors to httpx's.
+(at 100 concurrent calls, a fifth to a third of aiohttp's throughput). A request's
+timeout stays a deadline for the whole exchange: sending it and reading its headers,
+then each read of its body (for a streamed call, the
+:class:`~.http_clients.StreamTimer`'s deadlines) run under ``asyncio.timeout_at``.
+Running out raises ``httpx.ConnectTimeout`` while no connection was had (nothing was
+sent: :mod:`.charges` charges nothing), otherwise ``httpx.ReadTimeout``. LiteLLM maps
+aiohttp's own errors to httpx's.
+
+Of LiteLLM this uses ``AsyncHTTPHandler.create_async_transport`` and its transport's
+public ``client`` and ``get_valid_client_session``; to learn whether a connection was
+had, an aiohttp trace is appended to that session's ``trace_configs`` (aiohttp takes
+traces only when a session is built, and LiteLLM builds it). Should LiteLLM replace the
+session, the trace joins the new one at its next request.
 
 When LiteLLM's aiohttp transport is off (``DISABLE_AIOHTTP_TRANSPORT=True``), httpx's
 transport is used, with the deadline applied to each socket operation.
@@ -90,8 +97,7 @@ class _AiohttpDeadlineTransport(httpx.AsyncBaseTransport):
         self._traced: Any = None  # the aiohttp session the trace was added to
 
     def _trace_session(self) -> None:
-        # LiteLLM builds the session (its connector settings) on the first request; the
-        # trace joins it then, and again if LiteLLM ever replaces it.
+        # LiteLLM builds the session (its connector settings) on the first request.
         if self._transport.client is self._traced:
             return
         session = self._transport.get_valid_client_session()
