@@ -82,13 +82,14 @@ def test_a_deadline_passed_waiting_for_the_answer_is_a_read_timeout():
 def test_every_answers_status_is_recorded(sim):
     from leadfactory.llm.http_clients import watch_answers
 
-    async def main() -> list[int]:
+    async def main() -> tuple[list[int], int]:
         statuses = watch_answers()
         response = await post(sim.base_url("openai") + "/chat/completions", timeout=5)
         assert isinstance(response, httpx.Response), repr(response)
-        return statuses
+        return statuses, response.status_code
 
-    assert asyncio.run(main()) == [400]  # no model asked for: the simulator says so
+    statuses, status = asyncio.run(main())
+    assert statuses == [status] and status == 400  # no model asked for: the simulator says so
 
 
 # -- forked children -------------------------------------------------------------------
