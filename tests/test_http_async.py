@@ -92,6 +92,22 @@ def test_every_answers_status_is_recorded(sim):
     assert statuses == [status] and status == 400  # no model asked for: the simulator says so
 
 
+def test_the_session_closes_when_asyncio_run_ends(sim_env):
+    """With its connections, while the loop still runs (not left to the collector)."""
+    from leadfactory.llm import http_clients
+
+    client = LLMClient(LLMConfig(enable_caching=False))
+
+    async def main():
+        messages = [{"role": "user", "content": "hello"}]
+        await client.achat_completion(messages, model="openai", cache=False)
+        return http_clients._pools.pool(asyncio.get_running_loop()).transport._transport
+
+    litellm_transport = asyncio.run(main())
+    assert litellm_transport.client.closed
+    client.close()
+
+
 # -- forked children -------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ transport is used, with the deadline applied to each socket operation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -95,19 +96,21 @@ class _AiohttpDeadlineTransport(httpx.AsyncBaseTransport):
         self._transport = transport
         self._trace = _connection_trace()
         self._traced: Any = None  # the aiohttp session the trace was added to
+        self._closer: AsyncIterator[None] | None = None
 
-    def _trace_session(self) -> None:
+    async def _new_session(self) -> None:
         # LiteLLM builds the session (its connector settings) on the first request.
-        if self._transport.client is self._traced:
-            return
         session = self._transport.get_valid_client_session()
         if self._trace not in session.trace_configs:
             session.trace_configs.append(self._trace)
         self._traced = session
+        self._closer = _closed_with_the_loop(self._transport)
+        await anext(self._closer)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         deadline = _deadline_of(request)
-        self._trace_session()
+        if self._transport.client is not self._traced:
+            await self._new_session()
         exchange = _Exchange()
         token = _exchange.set(exchange)
         try:
@@ -125,8 +128,19 @@ class _AiohttpDeadlineTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
-        """Nothing: LiteLLM's transport closes its session when it is dropped (with the
-        pool of a closed loop), in whichever way that session's loop still allows."""
+        """Nothing: the session closes with its loop (:func:`_closed_with_the_loop`), or
+        LiteLLM's transport closes it when dropped, as far as a closed loop allows."""
+
+
+async def _closed_with_the_loop(transport: Any) -> AsyncIterator[None]:
+    """Waits, suspended, for its event loop to shut its async generators down
+    (``asyncio.run`` does on its way out), then closes LiteLLM's session and its
+    connections while the loop still runs: after, only the garbage collector would."""
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await transport.aclose()
 
 
 class _AiohttpDeadlineBody(httpx.AsyncByteStream):
