@@ -104,7 +104,7 @@ class _AiohttpDeadlineTransport(httpx.AsyncBaseTransport):
         if self._trace not in session.trace_configs:
             session.trace_configs.append(self._trace)
         self._traced = session
-        self._closer = _closed_with_the_loop(self._transport)
+        self._closer = _closed_with_the_loop(session)  # the one of a replaced session, too
         await anext(self._closer)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -132,15 +132,16 @@ class _AiohttpDeadlineTransport(httpx.AsyncBaseTransport):
         LiteLLM's transport closes it when dropped, as far as a closed loop allows."""
 
 
-async def _closed_with_the_loop(transport: Any) -> AsyncIterator[None]:
+async def _closed_with_the_loop(session: Any) -> AsyncIterator[None]:
     """Waits, suspended, for its event loop to shut its async generators down
-    (``asyncio.run`` does on its way out), then closes LiteLLM's session and its
-    connections while the loop still runs: after, only the garbage collector would."""
+    (``asyncio.run`` does on its way out), then closes ``session`` (LiteLLM's, built for
+    this transport alone) and its connections while the loop still runs: after, only the
+    garbage collector would."""
     try:
         yield
     finally:
         with contextlib.suppress(Exception):
-            await transport.aclose()
+            await session.close()
 
 
 class _AiohttpDeadlineBody(httpx.AsyncByteStream):
