@@ -5,7 +5,7 @@ httpx's own async pool (httpcore) costs time quadratic in connections x queued r
 (at 100 concurrent calls, a fifth to a third of aiohttp's throughput). A request's
 timeout stays a deadline for the whole exchange: sending it and reading its headers,
 then each read of its body (for a streamed call, the
-:class:`~.http_clients.StreamTimer`'s deadlines) run under ``asyncio.timeout_at``.
+:class:`~.stream_timer.StreamTimer`'s deadlines) run under ``asyncio.timeout_at``.
 Running out raises ``httpx.ConnectTimeout`` while no connection was had (nothing was
 sent: :mod:`.charges` charges nothing), otherwise ``httpx.ReadTimeout``. LiteLLM maps
 aiohttp's own errors to httpx's.
