@@ -117,3 +117,31 @@ def test_unlogged_touches_nothing_outside_its_block_and_nothing_when_listened(mo
     monkeypatch.setattr(litellm, "max_budget", 5.0)
     with unlogged(litellm):
         assert is_internal_call.get() is False
+
+
+def test_litellm_is_told_the_models_price_and_warns_of_no_zero_cost(sim, monkeypatch, capfd):
+    """A provider built in code without a blended price, for a model LiteLLM's map
+    prices: LiteLLM gets that model's price per call (as the ledger charges it), not a
+    blended $0 it would warn about on every call."""
+    import litellm
+
+    from leadfactory.llm import ProviderConfig
+    from leadfactory.llm.pricing import price_for
+
+    provider = ProviderConfig(
+        name="openai", api_key="sk-test", base_url=sim.base_url("openai"), default_model="gpt-4o"
+    )
+    sent: list[tuple[float, float]] = []
+    real = litellm.completion
+
+    def spy(**arguments):
+        sent.append((arguments["input_cost_per_token"], arguments["output_cost_per_token"]))
+        return real(**arguments)
+
+    monkeypatch.setattr(litellm, "completion", spy)
+    client = LLMClient(LLMConfig(providers={"openai": provider}, enable_caching=False))
+    client.chat_completion(USER, max_tokens=5)
+    client.chat_completion(USER, max_tokens=5)
+    price = price_for(provider)
+    assert price.input > 0 and sent == [(price.input, price.output)] * 2
+    assert "priced at $0" not in capfd.readouterr().err

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .litellm_quiet import unlogged
+from .pricing import price_for
 from .provider_config import ProviderConfig
 
 __all__ = [
@@ -99,17 +100,19 @@ def call_arguments(
     """Every argument of one LiteLLM call, explicit: nothing comes from LiteLLM globals.
 
     LiteLLM's own retries are off (``num_retries=0``, ``max_retries=0``) so the
-    client's retry policy is the only one. The provider's price goes along as
-    LiteLLM's per-call custom pricing: the client computes cost from its own
-    configuration, and a given price spares LiteLLM a lookup in its price map
-    (which, for a model missing from the map, costs more than the call itself).
+    client's retry policy is the only one. The model's price, as the client charges
+    it (:func:`.pricing.price_for`), goes along as LiteLLM's per-call custom pricing:
+    it spares LiteLLM a lookup in its price map (which, for a model missing from the
+    map, costs more than the call itself), and LiteLLM's own figure agrees with the
+    ledger's (a blended provider price of 0 for a model the map prices made LiteLLM
+    warn "Billable request priced at $0" on every call).
     """
     load_litellm()  # imported here, before the call is timed: latency_ms never includes it
-    price = provider.cost_per_1k_tokens / 1000.0
+    price = price_for(provider, model)
     route = litellm_model(provider, model)
     arguments: dict[str, Any] = {
-        "input_cost_per_token": price,
-        "output_cost_per_token": price,
+        "input_cost_per_token": price.input,
+        "output_cost_per_token": price.output,
         **provider.extra_params,
         **(params or {}),
         "model": route,
