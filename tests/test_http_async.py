@@ -3,8 +3,9 @@ under the request's deadline, one per process and event loop.
 
 The deadline's end to end behaviour (a trickled answer, a hung provider, streams) is
 tested with the client in test_deadline.py, test_async_e2e.py,
-test_async_concurrency.py and test_stream_async.py; here, what only the transport can show: which timeout it raises before and after a
-connection, the statuses it records, and the clients a forked child builds.
+test_async_concurrency.py and test_stream_async.py; here, what only the transport can
+show: which timeout it raises before and after a connection, the statuses it records,
+and the clients a forked child builds.
 """
 
 from __future__ import annotations
