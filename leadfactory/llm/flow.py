@@ -12,14 +12,14 @@ is decided here, so the two clients cannot drift apart.
 (One exception: the settlement of an attempt cancelled mid-call goes to
 ``Services.settle_on_close``, since a closing generator cannot yield.) What an attempt
 is charged is decided in :mod:`.charges`; ``attempts[]`` entries are made in :mod:`.attempts`.
+The operations and :class:`Services` are defined in :mod:`.flow_types`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -34,7 +34,7 @@ from .attempts import (
 )
 from .charges import finish_answer, read_outcome, settlement, worst_case
 from .classify import retry_same_provider
-from .config import LLMConfig, ProviderConfig
+from .config import ProviderConfig
 from .exceptions import (
     AllProvidersFailedError,
     LLMContextWindowError,
@@ -46,85 +46,15 @@ from .exceptions import (
     LLMValidationError,
 )
 from .fit import FitCheck, no_fit_error, request_needs
-from .ledger import Budget, Ledger, LedgerWrite, Release, Reservation, Reserve, Settle
+from .flow_types import Call, Operation, Outcome, Request, Services, Sleep
+from .ledger import Release, Reservation, Reserve, Settle
 from .pricing import price_for, unpriced_refusal, worst_case_cost
-from .providers import call_arguments
 from .ratelimit import Denied
-from .shared_state import Health, Limiter
 from .strategies import FallbackPlan, RequestSize, plan_fallback
 
 __all__ = ["Call", "Outcome", "Request", "Services", "Sleep", "fallback_flow"]
 
 _MAX_BACKOFF = 30.0
-
-
-@dataclass(frozen=True)
-class Call:
-    """Perform one provider call with these LiteLLM arguments."""
-
-    provider: str
-    arguments: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Sleep:
-    """Wait this many seconds (backoff between retries, or for a rate limit to clear)."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the driver saw: a response dict (or a ledger result), or the exception raised."""
-
-    response: dict[str, Any] | None = None
-    error: BaseException | None = None
-    value: Any = None  # what a ledger write returned
-
-
-@dataclass(frozen=True)
-class Request:
-    """One validated chat request."""
-
-    request_id: str
-    messages: list[dict[str, Any]]
-    params: dict[str, Any]  # temperature, max_tokens and other generation parameters
-    max_tokens: int
-    prompt_tokens: int | None = None  # counted on first need: cache hits never pay for it
-    model: str | None = None  # overrides each provider's default_model
-    pinned_provider: str | None = None
-    caller: str | None = None
-
-
-@dataclass
-class Services:
-    """The shared state one client's requests read and update."""
-
-    config: LLMConfig
-    limiter: Limiter  # this process's RateLimiter, or the Redis one (shared_state)
-    health: Health
-    ledger: Ledger  # CostLedger, or the untracked stand-in
-    budget: Budget
-    timer: Callable[[], float]  # monotonic seconds, for latency
-    log: Callable[..., None]
-    count_tokens: Callable[[list[dict[str, Any]]], int]  # prompt tokens of messages
-    arguments_for: Callable[..., dict[str, Any]] = call_arguments  # a Call's LiteLLM arguments
-    # A write made while the flow closes (it cannot yield then): the async driver queues
-    # it behind the writes under way; by default it is written inline.
-    settle_on_close: Callable[[LedgerWrite], None] | None = None
-
-    def __post_init__(self) -> None:
-        if self.settle_on_close is None:
-            self.settle_on_close = self._settle_inline
-
-    def _settle_inline(self, write: LedgerWrite) -> None:
-        with contextlib.suppress(ValueError):  # the settlement under way got there first
-            self.ledger.write(write)
-
-
-# A ledger write is done inline (the sync client) or on the ledger's writer thread (the
-# async client, see leadfactory.llm.ledger.writer); its result comes back as ``value``.
-Operation = Call | Sleep | LedgerWrite
 
 
 def fallback_flow(services: Services, request: Request) -> Generator[Operation, Outcome, dict]:
