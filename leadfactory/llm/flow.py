@@ -49,7 +49,8 @@ from .fit import FitCheck, no_fit_error, request_needs
 from .flow_types import Call, Operation, Outcome, Request, Services, Sleep
 from .ledger import Release, Reservation, Reserve, Settle
 from .pricing import price_for, unpriced_refusal, worst_case_cost
-from .ratelimit import Denied
+from .ratelimit import Denied, Permit
+from .shared_state import check_and_acquire
 from .strategies import FallbackPlan, RequestSize, plan_fallback
 
 __all__ = ["Call", "Outcome", "Request", "Services", "Sleep", "fallback_flow"]
@@ -129,7 +130,9 @@ def _walk(
         if fit.error is not None:  # before the breaker: a skip never uses up its probe
             walk.skip(name, fit.reason or "", fit.error, **fit.figures)
             continue
-        check = services.health.check(name)
+        # The breaker's check, and on Redis the first attempt's permit in the same trip.
+        tokens = (request.prompt_tokens or 0) + fit.max_tokens
+        check, permit = check_and_acquire(services.health, services.limiter, name, tokens)
         if not check.allowed:
             walk.skip(name, "cooling_down", cooling_error(name, check.reason))
             continue
@@ -143,7 +146,9 @@ def _walk(
         else:
             request_here = request
         first_entry = len(walk.attempts)
-        response = yield from _try_provider(services, request_here, provider, walk, fallback_left)
+        response = yield from _try_provider(
+            services, request_here, provider, walk, fallback_left, permit
+        )
         for entry in walk.attempts[first_entry:]:
             entry.update(fit.notes())
         if isinstance(walk.errors.get(name), LLMContextWindowError):  # refused as too long
@@ -167,6 +172,7 @@ def _try_provider(
     provider: ProviderConfig,
     walk: Walk,
     fallback_left: bool,
+    permit: Permit | Denied | None = None,
 ) -> Generator[Operation, Outcome, dict | None]:
     """Up to 1 + max_retries attempts on one provider, as tenacity's policy decides.
 
@@ -198,7 +204,8 @@ def _try_provider(
         for attempt in retrying:
             if delays:
                 yield Sleep(delays.pop())
-            result = yield from _attempt(services, request, provider, walk)
+            result = yield from _attempt(services, request, provider, walk, permit)
+            permit = None  # taken by the first attempt only
             if result is None:  # refused before reaching the provider (budget or rate limit)
                 break
             if attempt.retry_state.attempt_number == 1:
@@ -223,16 +230,20 @@ def _attempt(
     request: Request,
     provider: ProviderConfig,
     walk: Walk,
+    permit: Permit | Denied | None = None,  # taken with the breaker's check, if it was
 ) -> Generator[Operation, Outcome, tuple[dict | None, LLMError | None] | None]:
     name, model = provider.name, request.model or provider.default_model
     price = price_for(provider, model)  # decided once per (provider, model)
     unpriced = unpriced_refusal(provider, model, price, budgeted=services.config.budgets_on())
     if unpriced is not None:  # no price, so the budgets could not count it: never sent
+        if isinstance(permit, Permit):
+            services.limiter.release(permit)
         walk.skip(name, "unpriced", unpriced)
         walk.budget_refusals.append(unpriced)
         return None
     estimate_tokens = (request.prompt_tokens or 0) + request.max_tokens
-    permit = services.limiter.acquire(name, estimate_tokens)
+    if permit is None:
+        permit = services.limiter.acquire(name, estimate_tokens)
     if isinstance(permit, Denied):
         error = rate_limit_error(permit)
         if math.isinf(permit.wait):

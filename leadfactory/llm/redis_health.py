@@ -24,6 +24,8 @@ from .redis_link import RedisLink, RedisUnavailable
 
 __all__ = ["RedisProviderHealth"]
 
+_HEALTHY = HealthCheck(True, "healthy", None, "healthy")
+
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -114,15 +116,29 @@ class RedisProviderHealth:
         try:
             found = self._link.run(lambda _: self._check(self._key(provider), self._args))
         except RedisUnavailable:
-            self._clear.discard(provider)
-            return self._local.check(provider)
+            return self.check_locally(provider)
+        return self.read_check(provider, found)
+
+    def check_locally(self, provider: str) -> HealthCheck:
+        """:meth:`check` while Redis does not answer: this process's breaker decides."""
+        self._clear.discard(provider)
+        return self._local.check(provider)
+
+    def check_command(self, provider: str) -> tuple[str, list[str], list[Any]]:
+        """The check's Lua source, keys and arguments, for a script that runs it with
+        other work in one round trip (:mod:`.redis_gate`); its result goes to
+        :meth:`read_check`."""
+        return _CHECK, self._key(provider), self._args
+
+    def read_check(self, provider: str, found: Any) -> HealthCheck:
+        """What the check script's result ``found`` says."""
         state = _text(found[0])
         if state == "clear":
             self._clear.add(provider)
         else:
             self._clear.discard(provider)
         if state in ("clear", "healthy"):
-            return HealthCheck(True, "healthy", None, "healthy")
+            return _HEALTHY
         if state == "probing":
             reason = "a probe request is in flight (another host); waiting for its result"
             return HealthCheck(False, "probing", self._later(found[1]), reason)

@@ -126,6 +126,8 @@ _HELD = 64  # corrections held back at most: more are sent at once
 class RedisRateLimiter:
     """The :class:`RateLimiter` interface on Redis, falling back to ``local``."""
 
+    checks_health_too = True  # with a RedisProviderHealth: one round trip (redis_gate)
+
     def __init__(self, link: RedisLink, local: RateLimiter) -> None:
         self._link = link
         self._local = local
@@ -162,22 +164,31 @@ class RedisRateLimiter:
 
     def acquire(self, provider: str, tokens: int) -> Permit | Denied:
         """Check pause, RPM and TPM on the server; record the request if it fits."""
+        command = self.acquire_command(provider, tokens)
+        if command is None:  # never fits: the same answer
+            return self._local.acquire(provider, tokens)
+        try:
+            result = self._send(self._acquire, *command)
+        except RedisUnavailable:
+            return self._local.acquire(provider, tokens)
+        return self.read_acquire(provider, tokens, result)
+
+    def acquire_command(self, provider: str, tokens: int) -> tuple[list[str], list[Any]] | None:
+        """The admission script's keys and arguments (None when ``tokens`` can never
+        fit: the local limiter answers that); its result goes to :meth:`read_acquire`."""
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
             raise ValueError(f"tokens must be a non-negative integer, got {tokens!r}")
         rpm, tpm = self._limits.get(provider, (None, None))
         if tpm is not None and tokens > tpm:
-            return self._local.acquire(provider, tokens)  # never fits: the same answer
-        window_ms = round(self.window * 1000)
-        try:
-            result = self._send(
-                self._acquire,
-                [*self._keys(provider), f"{self._link.prefix}limits:tickets"],
-                [window_ms, rpm or 0, tpm or 0, tokens],
-            )
-        except RedisUnavailable:
-            return self._local.acquire(provider, tokens)
+            return None
+        keys = [*self._keys(provider), f"{self._link.prefix}limits:tickets"]
+        return keys, [round(self.window * 1000), rpm or 0, tpm or 0, tokens]
+
+    def read_acquire(self, provider: str, tokens: int, result: Any) -> Permit | Denied:
+        """What the admission script's ``result`` says."""
         if int(result[0]) > 0:
             return Permit(provider, tokens, acquired_at=self._clock(), ticket=-int(result[0]))
+        rpm, tpm = self._limits.get(provider, (None, None))
         paused, rpm_wait, tpm_wait, count, total = (int(x) for x in result[1:])
         waits: dict[DenyReason, float] = {
             "paused": paused / 1000,

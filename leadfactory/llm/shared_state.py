@@ -27,6 +27,7 @@ __all__ = [
     "Limiter",
     "backend_lines",
     "cache_store",
+    "check_and_acquire",
     "describe_backends",
     "health",
     "limiter",
@@ -68,6 +69,18 @@ class Health(Protocol):
     def record_failure(self, provider: str, error: BaseException) -> None: ...
 
     def status(self, provider: str) -> dict: ...
+
+
+def check_and_acquire(
+    health: Health, limiter: Limiter, provider: str, tokens: int
+) -> tuple[HealthCheck, Permit | Denied | None]:
+    """``health.check(provider)``; with both on Redis, also the permit for ``tokens``
+    in the same round trip (:mod:`.redis_gate`). The permit is None when not taken."""
+    if getattr(limiter, "checks_health_too", False) is True:
+        from .redis_gate import check_and_acquire as joint
+
+        return joint(health, limiter, provider, tokens)
+    return health.check(provider), None
 
 
 def link_for(config: LLMConfig, setting: str) -> RedisLink | None:
