@@ -259,3 +259,27 @@ def test_a_connection_whose_prepared_statements_are_gone_prepares_them_again(pos
         assert rows == [("a", "success"), ("b", "success")]
         assert ledger.spend() == pytest.approx(0.006)
     totals_match_rows(postgres_url)
+
+
+def test_a_lone_write_quotes_its_arguments_as_psycopg_would(postgres_url):
+    """A lone write's arguments are SQL literals written by postgres_lone: quotes,
+    backslashes, non-ASCII text, awkward floats and a NUL byte (refused, nothing written)."""
+    awkward = ["it's", "back\\slash'); DROP TABLE calls; --", "é ü 😀", ""]
+    with PostgresLedger(postgres_url) as ledger:
+        for index, text in enumerate(awkward):
+            reservation = ledger.reserve(
+                request_id=text, provider="openai", model=text, estimated_usd=1e-7,
+                budget=LIMITED, caller=text,
+            )  # fmt: skip
+            ledger.settle(reservation, outcome="success", cost_usd=index * 1e-5)
+        with pytest.raises(LLMLedgerUnavailableError, match="NUL"):
+            ledger.reserve(
+                request_id="nul\x00", provider="openai", model="m", estimated_usd=0.01,
+                budget=LIMITED,
+            )  # fmt: skip
+        rows = ledger.rows()
+    assert [(r["request_id"], r["model"], r["caller"]) for r in rows] == [
+        (t, t, t) for t in awkward
+    ]
+    assert [r["cost_usd"] for r in rows] == [index * 1e-5 for index in range(4)]  # exactly
+    totals_match_rows(postgres_url)
