@@ -86,17 +86,3 @@ def test_without_the_server_the_local_breaker_decides(redis_prefix):
     health.record_failure("openai", LLMConnectionError("down", provider="openai"))
     check, permit = check_and_acquire(health, limiter, "openai", 1)
     assert (check.allowed, check.state, permit) == (False, "cooling_down", None)
-
-
-def test_corrections_held_back_for_several_providers_go_with_the_next_check(redis_prefix):
-    health, limiter, link = host(redis_prefix, rpm=None)
-    limiter.configure("anthropic", rpm=None, tpm=None)
-    permits = [limiter.acquire(name, 100) for name in ("openai", "anthropic", "anthropic")]
-    for permit, used in zip(permits, (10, 20, 30), strict=True):
-        limiter.correct(permit, used)
-    limiter.release(limiter.acquire("openai", 5))  # a release is sent at once
-    trips = count_trips(link)
-    assert isinstance(check_and_acquire(health, limiter, "openai", 1)[1], Permit)
-    assert trips[0] == 1
-    assert limiter.status("openai")["tokens_in_window"] == 11
-    assert limiter.status("anthropic")["tokens_in_window"] == 50

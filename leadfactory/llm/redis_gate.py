@@ -5,9 +5,8 @@ The flow asks the breaker (:meth:`Health.check`) and then the limiter
 When both live on the same Redis server (``LLM_REDIS_URL``), :func:`check_and_acquire`
 runs the two scripts as one: the breaker's check (:mod:`.redis_health`), then, only if
 it lets the request through, the admission (:mod:`.redis_limits`), atomically and in
-that order, after the limiter's held-back corrections (one script call, not a pipeline:
-less of redis-py's work per call). A client call then makes one round trip to Redis
-instead of two. Otherwise (in-process state, or
+that order, with the limiter's held-back corrections in the same pipeline. A client call
+then makes one round trip to Redis instead of two. Otherwise (in-process state, or
 Redis away) it is the check alone, and the flow acquires its permit as before.
 """
 
@@ -20,7 +19,7 @@ from typing import Any
 from .health import HealthCheck
 from .ratelimit import Denied, Permit
 from .redis_health import _CHECK, RedisProviderHealth
-from .redis_limits import _ACQUIRE, _CORRECT, RedisRateLimiter
+from .redis_limits import _ACQUIRE, RedisRateLimiter
 from .redis_link import RedisLink, RedisUnavailable
 
 __all__ = ["check_and_acquire"]
@@ -34,17 +33,8 @@ def _shifted(source: str) -> str:
     return re.sub(r"ARGV\[(\d+)\]", lambda m: f"ARGV[{int(m[1]) + _LIMIT_ARGS}]", source)
 
 
-# Applies the corrections (ARGV[8]: how many; each its 3 keys after the check's key and
-# its ticket and change after ARGV[8]), then returns {check} when the breaker keeps the
-# request away, else {check, admission}.
+# Returns {check} when the breaker keeps the request away, else {check, admission}.
 _JOINT = f"""
-local function correct(KEYS, ARGV)
-{_CORRECT}
-end
-for i = 0, tonumber(ARGV[8]) - 1 do
-  local k = 7 + 3 * i
-  correct({{KEYS[k], KEYS[k + 1], KEYS[k + 2]}}, {{ARGV[9 + 2 * i], ARGV[10 + 2 * i]}})
-end
 local function breaker()
 {_shifted(_CHECK)}
 end
@@ -80,13 +70,8 @@ def check_and_acquire(
         script = _SCRIPTS[link] = link.script(_JOINT)
     _, check_keys, check_args = health.check_command(provider)
     keys, args = admission
-    keys, args = [*keys, *check_keys], [*args, *check_args, 0]
-    for _, correction_keys, correction_args in limiter.take_corrections():
-        keys += correction_keys
-        args += correction_args
-        args[7] += 1  # ARGV[8]: how many
     try:
-        found = link.run_scripts([(script, keys, args)])[0]
+        found = limiter._send(script, [*keys, *check_keys], [*args, *check_args])
     except RedisUnavailable:
         return health.check_locally(provider), None
     check = health.read_check(provider, found[0])

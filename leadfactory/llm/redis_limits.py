@@ -268,13 +268,6 @@ class RedisRateLimiter:
             "paused_for": int(paused) / 1000,
         }
 
-    def take_corrections(self) -> list[tuple[Any, list[str], list[Any]]]:
-        """The corrections held back, each ``(script, keys, [ticket, change])``; the
-        caller sends them (:mod:`.redis_gate`, in its own script)."""
-        with self._lock:
-            held, self._corrections = self._corrections, []
-        return held
-
     def _send(self, *command: Any) -> Any:
         """Run ``command`` (script, keys, args) after the corrections held back, in one
         round trip; its result. No command: only the corrections."""
