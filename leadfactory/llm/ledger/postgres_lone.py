@@ -131,30 +131,29 @@ def _prepare(conn: Any) -> None:
 
 def _execute(conn: Any, query: str, arguments: Any) -> str:
     """``EXECUTE`` of ``query``'s prepared statement with ``arguments`` as literals."""
+    from psycopg.pq import Escaping
+
     _, start, order = _STATEMENTS[query]
-    positional = iter(arguments) if isinstance(arguments, tuple | list) else None
-    values = [next(positional) if key is None else arguments[key] for key in order]  # type: ignore[arg-type]
-    return start + ", ".join([_literal(conn, value) for value in values]) + ")"
+    values = [arguments[key] for key in order] if isinstance(arguments, dict) else arguments
+    encoding = conn.info.encoding
+    escape = Escaping(conn.pgconn).escape_literal
+    literals = []
+    for value in values:
+        kind = type(value)
+        if value is None:
+            literals.append("NULL")
+        elif kind is str and "\x00" not in value:
+            literals.append(escape(value.encode(encoding)).decode(encoding))
+        elif kind is int:
+            literals.append(str(value))
+        elif kind is float:
+            literals.append(repr(value) if math.isfinite(value) else f"'{value!r}'")
+        elif kind is bool:
+            literals.append("true" if value else "false")
+        elif kind is datetime and value.tzinfo is not None:
+            literals.append(f"'{value.isoformat()}'")
+        else:  # anything else, as psycopg would write it
+            from psycopg import ClientCursor
 
-
-def _literal(conn: Any, value: Any) -> str:
-    """``value`` as an SQL literal (its type taken from the prepared statement's)."""
-    kind = type(value)
-    if value is None:
-        return "NULL"
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return str(value)
-    if kind is float:
-        return repr(value) if math.isfinite(value) else f"'{value!r}'"
-    if kind is str and "\x00" not in value:
-        from psycopg.pq import Escaping
-
-        encoding = conn.info.encoding
-        return Escaping(conn.pgconn).escape_literal(value.encode(encoding)).decode(encoding)
-    if kind is datetime and value.tzinfo is not None:
-        return f"'{value.isoformat()}'"
-    from psycopg import ClientCursor
-
-    return ClientCursor(conn).mogrify("%s", [value])  # anything else, as psycopg would
+            literals.append(ClientCursor(conn).mogrify("%s", [value]))
+    return start + ", ".join(literals) + ")"
