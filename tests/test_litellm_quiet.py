@@ -145,3 +145,56 @@ def test_litellm_is_told_the_models_price_and_warns_of_no_zero_cost(sim, monkeyp
     price = price_for(provider)
     assert price.input > 0 and sent == [(price.input, price.output)] * 2
     assert "priced at $0" not in capfd.readouterr().err
+
+
+def test_client_streams_skip_litellms_chunk_logging_nobody_reads(sim_env, monkeypatch):
+    import litellm
+    from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
+
+    logged: list[str] = []
+    real = CustomStreamWrapper.run_success_logging_and_cache_storage
+
+    def counting(self, chunk, cache_hit):
+        logged.append("chunk")
+        return real(self, chunk, cache_hit)
+
+    monkeypatch.setattr(CustomStreamWrapper, "run_success_logging_and_cache_storage", counting)
+    client = _client()
+    text = "".join(
+        chunk["choices"][0]["delta"].get("content") or ""
+        for chunk in client.chat_completion(USER, model="openai/gpt-4", max_tokens=5, stream=True)
+        if chunk["choices"]
+    )
+    _drain()
+    assert text and logged == []
+    for _ in litellm.completion(  # the same stream through LiteLLM directly is logged
+        model="openai/gpt-4",
+        messages=USER,
+        api_base=sim_env.base_url("openai"),
+        api_key="sk-test",
+        max_tokens=5,
+        stream=True,
+    ):
+        pass
+    _drain()
+    assert logged
+
+
+def test_a_litellm_callback_still_hears_a_client_stream(sim_env, monkeypatch):
+    import litellm
+    from litellm.integrations.custom_logger import CustomLogger
+
+    heard: list[str] = []
+
+    class Listener(CustomLogger):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time, **_):
+            heard.append(kwargs["model"])
+
+    for name in _LISTENERS:
+        monkeypatch.setattr(litellm, name, [])
+    monkeypatch.setattr(litellm, "callbacks", [Listener()])
+    client = _client()
+    for _ in client.chat_completion(USER, model="openai/gpt-4", max_tokens=5, stream=True):
+        pass
+    _drain()
+    assert "gpt-4" in heard

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .litellm_quiet import unlogged
+from .litellm_quiet import unlogged, unlogged_stream
 from .pricing import price_for
 from .provider_config import ProviderConfig
 
@@ -183,10 +183,12 @@ def open_stream(arguments: Mapping[str, Any]) -> Any:
     """Start one streamed call (some routes send the request on the first read)."""
     clients = _http_clients()
     client = clients.client_for(arguments, asynchronous=False)
+    litellm = load_litellm()
     try:
-        return load_litellm().completion(**_stream_arguments(arguments), client=client)
+        stream = litellm.completion(**_stream_arguments(arguments), client=client)
     except Exception as error:
         raise _unwrapped(error) from None
+    return unlogged_stream(litellm, stream)
 
 
 async def aopen_stream(arguments: Mapping[str, Any]) -> Any:
