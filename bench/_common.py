@@ -138,22 +138,37 @@ def interleaved_calls(doc: str) -> tuple[int, str]:
     )
 
 
+def bursts(names: Sequence[str], timed: int, burst: int = 4) -> Iterator[tuple[str, bool]]:
+    """The order interleaved cases run in: ``(case, recorded)`` until each case has
+    ``timed`` recorded runs (rounded up to whole bursts).
+
+    Every step runs each case once, in a fresh random order, as a burst of ``burst`` runs
+    whose first is not recorded: after a call (a stream: after each chunk) LiteLLM goes
+    on working in a background thread (its success handler), and that work must be
+    charged to the case that caused it, not to whichever case runs next. Interleaving
+    spreads bursts of machine noise over every case alike.
+    """
+    rng = random.Random(1)
+    per_step = max(1, burst - 1)
+    for _ in range(-(-timed // per_step)):
+        for name in rng.sample(list(names), len(names)):
+            yield name, False  # absorbs what the previous case left running
+            for _ in range(per_step):
+                yield name, True
+
+
 def interleaved(
     cases: dict[str, Callable[[int], Any]], calls: int, *, burst: int = 4, warmup: int = 20
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Wall-clock and CPU milliseconds per call for each case, the cases interleaved.
+    """Wall-clock and CPU milliseconds per call for each case, the cases interleaved
+    (:func:`bursts`).
 
-    Each case is ``fn(i)`` (``i`` is a running call number, for unique prompts). Every
-    step runs each case once, in a fresh random order, as a burst of ``burst`` calls
-    whose first call is not recorded: after a sync call LiteLLM goes on working in a
-    background thread (its success handler), and that work must be charged to the
-    case that caused it, not to whichever case runs next. Interleaving spreads bursts
-    of machine noise over every case alike. CPU time is this thread's only
-    (``time.thread_time``): the caller's own work, not LiteLLM's background thread or
-    the simulator's, and far steadier than wall time on a busy machine.
+    Each case is ``fn(i)`` (``i`` is a running call number, for unique prompts). CPU
+    time is this thread's only (``time.thread_time``): the caller's own work, not
+    LiteLLM's background thread or the simulator's, and far steadier than wall time on
+    a busy machine.
     """
     names = list(cases)
-    rng = random.Random(1)
     counter = 0
     for name in names:  # warm-up: connections, lazy imports, ledger and cache files
         for _ in range(warmup):
@@ -161,19 +176,15 @@ def interleaved(
             counter += 1
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
-    per_step = max(1, burst - 1)
-    for _ in range(-(-calls // per_step)):
-        for name in rng.sample(names, len(names)):
-            fn = cases[name]
-            fn(counter)  # absorbs what the previous case left running
-            counter += 1
-            for _ in range(per_step):
-                c0, w0 = time.thread_time(), time.perf_counter()
-                fn(counter)
-                w1, c1 = time.perf_counter(), time.thread_time()
-                wall[name].append((w1 - w0) * 1000.0)
-                cpu[name].append((c1 - c0) * 1000.0)
-                counter += 1
+    for name, recorded in bursts(names, calls, burst):
+        fn = cases[name]
+        c0, w0 = time.thread_time(), time.perf_counter()
+        fn(counter)
+        w1, c1 = time.perf_counter(), time.thread_time()
+        counter += 1
+        if recorded:
+            wall[name].append((w1 - w0) * 1000.0)
+            cpu[name].append((c1 - c0) * 1000.0)
     return wall, cpu
 
 

@@ -30,6 +30,7 @@ from _common import (
     CLIENT_MODELS,
     banner,
     bare_args,
+    bursts,
     load_litellm,
     median,
     messages,
@@ -77,22 +78,18 @@ async def atimed(open_stream: Any) -> int:
 def interleave(
     cases: dict[str, Any], timed_runs: int, warmup: int = 5, burst: int = 4
 ) -> dict[str, list]:
-    """``timed_runs`` results per case, the cases in a random order per step, each as a
-    burst of ``burst`` streams whose first is not recorded (as ``_common.interleaved``
-    does): LiteLLM logs every chunk of a blocking stream on a background thread, which
-    goes on after the stream ended and takes the GIL whenever the next stream lets go
-    of it; the untimed stream absorbs what the previous case left running, so each case
-    pays for its own background work and not for its neighbour's."""
-    rng = random.Random(1)
+    """``timed_runs`` results per case, the cases interleaved in bursts whose first
+    stream is not recorded (``_common.bursts``): LiteLLM logs every chunk of a blocking
+    stream on a background thread, which goes on after the stream ended and takes the
+    GIL whenever the next stream lets go of it."""
     for fn in cases.values():
         for _ in range(warmup):
             fn()
     results: dict[str, list] = {name: [] for name in cases}
-    per_step = max(1, burst - 1)
-    for _ in range(-(-timed_runs // per_step)):
-        for name in rng.sample(list(cases), len(cases)):
-            cases[name]()  # absorbs the previous case's background work
-            results[name].extend(cases[name]() for _ in range(per_step))
+    for name, recorded in bursts(list(cases), timed_runs, burst):
+        result = cases[name]()
+        if recorded:
+            results[name].append(result)
     return results
 
 
