@@ -198,3 +198,43 @@ def test_a_litellm_callback_still_hears_a_client_stream(sim_env, monkeypatch):
         pass
     _drain()
     assert "gpt-4" in heard
+
+
+def test_client_async_streams_skip_litellms_logging_task_nobody_reads(sim_env, monkeypatch):
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    dispatched: list[str] = []
+    real = Logging.dispatch_success_handlers
+
+    async def counting(self, *args, **kwargs):
+        dispatched.append(str(self.model))
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Logging, "dispatch_success_handlers", counting)
+
+    async def read(stream) -> None:
+        async for _ in stream:
+            pass
+        await asyncio.sleep(0.1)  # LiteLLM's task, if any, has run
+
+    async def both() -> None:
+        client = _client()
+        await read(
+            await client.achat_completion(USER, model="openai/gpt-4", max_tokens=5, stream=True)
+        )
+        assert dispatched == []
+        import litellm  # the same stream through LiteLLM directly is logged
+
+        await read(
+            await litellm.acompletion(
+                model="openai/gpt-4",
+                messages=USER,
+                api_base=sim_env.base_url("openai"),
+                api_key="sk-test",
+                max_tokens=5,
+                stream=True,
+            )
+        )
+        assert dispatched
+
+    asyncio.run(both())

@@ -15,12 +15,13 @@ only (no module global changes, other threads and tasks are untouched). It is pr
 to LiteLLM: if a version lacks it, calls are made as before. When a LiteLLM callback or
 ``litellm.max_budget`` is set, the flag is left alone and LiteLLM logs as always.
 
-A blocking stream does not read that flag: LiteLLM's stream hands every chunk to that
+A stream does not read that flag: LiteLLM's blocking stream hands every chunk to that
 thread pool (where each one runs ``asyncio.run`` of its async success handler: ~0.2 ms
-of CPU per chunk) and the whole assembled answer at the end. :func:`unlogged_stream`
-turns both off on the one stream object the client was given, under the same
-condition; the client's first token no longer waits behind the previous stream's
-backlog of chunk logging whenever it lets go of the GIL (its ledger reservation).
+of CPU per chunk) and the whole assembled answer at the end; its async stream logs the
+assembled answer in a task on the event loop. :func:`unlogged_stream` turns these off
+on the one stream object the client was given, under the same condition: the client's
+first token no longer waits behind the previous stream's backlog of chunk logging
+whenever it lets go of the GIL (its ledger reservation).
 """
 
 from __future__ import annotations
@@ -84,12 +85,18 @@ def _nothing(*_args: Any, **_kwargs: Any) -> None:
     return None
 
 
+async def _nothing_later(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
 def unlogged_stream(litellm: Any, stream: Any) -> Any:
-    """``stream`` (LiteLLM's blocking ``CustomStreamWrapper``) with its per-chunk and
-    end-of-stream logging turned off on this object alone, unless listened to."""
+    """``stream`` (LiteLLM's ``CustomStreamWrapper``, blocking or async) with its
+    per-chunk and end-of-stream logging turned off on this object alone, unless
+    listened to."""
     logging_obj = getattr(stream, "logging_obj", None)
     if listened(litellm) or logging_obj is None:
         return stream
-    stream.run_success_logging_and_cache_storage = _nothing  # each chunk's logging
-    logging_obj.success_handler = _nothing  # the assembled answer's, at the end
+    stream.run_success_logging_and_cache_storage = _nothing  # blocking: each chunk's
+    logging_obj.success_handler = _nothing  # blocking: the assembled answer's, at the end
+    logging_obj.dispatch_success_handlers = _nothing_later  # async: a task on the loop
     return stream

@@ -195,10 +195,12 @@ async def aopen_stream(arguments: Mapping[str, Any]) -> Any:
     """:func:`open_stream` on the running event loop."""
     clients = _http_clients()
     client = clients.client_for(arguments, asynchronous=True)
+    litellm = load_litellm()
     try:
-        return await load_litellm().acompletion(**_stream_arguments(arguments), client=client)
+        stream = await litellm.acompletion(**_stream_arguments(arguments), client=client)
     except Exception as error:
         raise _unwrapped(error) from None
+    return unlogged_stream(litellm, stream)
 
 
 def next_chunk(stream: Any) -> Any | None:
