@@ -40,6 +40,28 @@ def _client() -> LLMClient:
     return LLMClient(LLMConfig(fallback_strategy="smart_fallback", enable_caching=False))
 
 
+def _bare(sim, **extra) -> dict:
+    """The arguments of the same call made with LiteLLM directly (it logs it)."""
+    return {
+        "model": "openai/gpt-4",
+        "messages": USER,
+        "api_base": sim.base_url("openai"),
+        "api_key": "sk-test",
+        "max_tokens": 5,
+        **extra,
+    }
+
+
+def _listening(monkeypatch, listener) -> None:
+    """``listener`` is the one LiteLLM callback; LiteLLM copies ``callbacks`` into its
+    other lists on a call, so each test starts them clean."""
+    import litellm
+
+    for name in _LISTENERS:
+        monkeypatch.setattr(litellm, name, [])
+    monkeypatch.setattr(litellm, "callbacks", [listener])
+
+
 def _drain() -> None:
     """Let LiteLLM's logging thread pool finish what was handed to it."""
     from litellm import utils
@@ -56,13 +78,7 @@ def test_client_calls_skip_litellm_logging_nobody_reads(sim_env, handled):
     _drain()
     assert handled == []
     # the same call made with LiteLLM directly is logged: the counter counts
-    litellm.completion(
-        model="openai/gpt-4",
-        messages=USER,
-        api_base=sim_env.base_url("openai"),
-        api_key="sk-test",
-        max_tokens=5,
-    )
+    litellm.completion(**_bare(sim_env))
     _drain()
     assert handled == ["gpt-4"]
 
@@ -83,10 +99,7 @@ def test_a_litellm_callback_set_by_the_user_still_hears_every_call(
         async def async_log_success_event(self, kwargs, response_obj, start_time, end_time, **_):
             heard.append(kwargs["model"])
 
-    # LiteLLM copies ``callbacks`` into its other lists on a call: each case starts clean
-    for name in _LISTENERS:
-        monkeypatch.setattr(litellm, name, [])
-    monkeypatch.setattr(litellm, "callbacks", [Listener()])
+    _listening(monkeypatch, Listener())
     assert listened(litellm)
     client = _client()
     if asynchronous:
@@ -167,21 +180,13 @@ def test_client_streams_skip_litellms_chunk_logging_nobody_reads(sim_env, monkey
     )
     _drain()
     assert text and logged == []
-    for _ in litellm.completion(  # the same stream through LiteLLM directly is logged
-        model="openai/gpt-4",
-        messages=USER,
-        api_base=sim_env.base_url("openai"),
-        api_key="sk-test",
-        max_tokens=5,
-        stream=True,
-    ):
+    for _ in litellm.completion(**_bare(sim_env, stream=True)):  # logged
         pass
     _drain()
     assert logged
 
 
 def test_a_litellm_callback_still_hears_a_client_stream(sim_env, monkeypatch):
-    import litellm
     from litellm.integrations.custom_logger import CustomLogger
 
     heard: list[str] = []
@@ -190,9 +195,7 @@ def test_a_litellm_callback_still_hears_a_client_stream(sim_env, monkeypatch):
         def log_success_event(self, kwargs, response_obj, start_time, end_time, **_):
             heard.append(kwargs["model"])
 
-    for name in _LISTENERS:
-        monkeypatch.setattr(litellm, name, [])
-    monkeypatch.setattr(litellm, "callbacks", [Listener()])
+    _listening(monkeypatch, Listener())
     client = _client()
     for _ in client.chat_completion(USER, model="openai/gpt-4", max_tokens=5, stream=True):
         pass
@@ -225,16 +228,7 @@ def test_client_async_streams_skip_litellms_logging_task_nobody_reads(sim_env, m
         assert dispatched == []
         import litellm  # the same stream through LiteLLM directly is logged
 
-        await read(
-            await litellm.acompletion(
-                model="openai/gpt-4",
-                messages=USER,
-                api_base=sim_env.base_url("openai"),
-                api_key="sk-test",
-                max_tokens=5,
-                stream=True,
-            )
-        )
+        await read(await litellm.acompletion(**_bare(sim_env, stream=True)))
         assert dispatched
 
     asyncio.run(both())
