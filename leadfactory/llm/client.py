@@ -23,7 +23,7 @@ from .config import BUILTIN_PROVIDERS, LLMConfig
 from .exceptions import LLMValidationError
 from .flow import Call, Outcome, Request, Services, Sleep
 from .health import HealthPolicy
-from .ledger import Budget, CostLedger, LedgerWorker, LedgerWrite, UntrackedLedger
+from .ledger import Budget, CostLedger, Ledger, LedgerWorker, LedgerWrite, UntrackedLedger
 from .log import log_attempt
 from .perform import aperform, awrite_ledger, perform, write_ledger
 from .streaming import Stream, stream_call, stream_request
@@ -83,25 +83,10 @@ class LLMClient(BatchMethods):
     # -- shared pieces, opened on first use -----------------------------------------
 
     @property
-    def ledger(self) -> CostLedger | UntrackedLedger:
+    def ledger(self) -> Ledger:
         """The cost ledger (an untracked stand-in when LLM_COST_TRACKING is false)."""
         if self._ledger is None:
-            config = self.config
-            if config.cost_config.cost_tracking_enabled and config.ledger_url is not None:
-                from .ledger.postgres import PostgresLedger
-
-                self._ledger = PostgresLedger(
-                    config.ledger_url.get_secret_value(),
-                    on_alert=self._alert,
-                    stale_after=config.ledger_stale_after,
-                )
-            elif config.cost_config.cost_tracking_enabled:
-                path = config.ledger_path or CostLedger.default_path()
-                self._ledger = CostLedger(
-                    path, on_alert=self._alert, stale_after=config.ledger_stale_after
-                )
-            else:
-                self._ledger = UntrackedLedger()
+            self._ledger = shared_state.ledger(self.config, self._alert)
         return self._ledger
 
     @property
@@ -136,15 +121,21 @@ class LLMClient(BatchMethods):
             if self._configured_limits.get(name) != limits:
                 self._limiter.configure(name, rpm=limits[0], tpm=limits[1])
                 self._configured_limits[name] = limits
+        ledger = self.ledger
         return Services(
             config=self.config,
             limiter=self._limiter,
             health=self._health,
-            ledger=self.ledger,
+            ledger=ledger,
             budget=self._budget(),
             timer=time.perf_counter,
             log=log_attempt if self.config.log_requests else _no_log,
             count_tokens=estimate_prompt_tokens,
+            settle_on_close=(
+                LedgerWorker.for_ledger(ledger).write_later
+                if ledger.settles_in_background
+                else None
+            ),
         )
 
     # -- requests ----------------------------------------------------------------
@@ -312,7 +303,7 @@ class LLMClient(BatchMethods):
 
     def _aservices(self) -> Services:
         services = self._services()
-        if isinstance(services.ledger, CostLedger):  # behind the writes under way, in order
+        if not isinstance(services.ledger, UntrackedLedger):  # behind the writes under way
             services.settle_on_close = LedgerWorker.for_ledger(services.ledger).write_later
         return services
 

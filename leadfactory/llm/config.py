@@ -11,7 +11,7 @@ What is read from the environment, and how errors are worded, is in ``settings_e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -171,6 +171,14 @@ class LLMConfig(BaseSettings):
         "file (`postgresql://user@host:5432/db`), so hosts share one budget (see "
         "[scaling.md](scaling.md)). Needs the `[postgres]` extra. Its password is never "
         "shown.",
+    )
+    ledger_settlement: Literal["inline", "background"] | None = Field(
+        default=None,
+        description="When a call's ledger settlement (its real cost) is written: `inline`, "
+        "before the answer is returned; `background`, by the ledger's writer thread right "
+        "after, without the caller waiting (the reservation is still committed before "
+        "the call, so the budgets count the call at its worst case until then). Default: "
+        "`background` for a PostgreSQL ledger, `inline` for the SQLite file.",
     )
     ledger_stale_after: PositiveFloat = Field(
         default=600.0,

@@ -1,11 +1,12 @@
 """Where the state that processes and hosts may share lives, chosen by configuration.
 
-With no URL everything is here as before: the SQLite cache file, and rate limits,
-pauses and cooldowns in this process's memory (so per process). ``LLM_CACHE_URL``
-puts the cache on Redis; ``LLM_REDIS_URL`` puts the limits, pauses and cooldowns there,
-shared by every process and host using the same server. redis-py is imported only
-when a URL is set. :class:`Limiter` and :class:`Health` are the seams the flow uses:
-the in-process classes and the Redis ones both fit them.
+With no URL everything is here as before: the SQLite ledger and cache files, and rate
+limits, pauses and cooldowns in this process's memory (so per process).
+``LLM_LEDGER_URL`` puts the ledger on PostgreSQL; ``LLM_CACHE_URL`` puts the cache on
+Redis; ``LLM_REDIS_URL`` puts the limits, pauses and cooldowns there, shared by every
+process and host using the same server. psycopg and redis-py are imported only when a
+URL is set. :class:`Limiter` and :class:`Health` are the seams the flow uses: the
+in-process classes and the Redis ones both fit them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .ratelimit import Denied, Permit, RateLimiter
 if TYPE_CHECKING:
     from .cache.store import CacheStore
     from .config import LLMConfig
+    from .ledger import BudgetAlert, Ledger
     from .redis_link import RedisLink
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "Limiter",
     "backend_lines",
     "cache_store",
+    "ledger",
     "check_and_acquire",
     "describe_backends",
     "health",
@@ -115,6 +118,30 @@ def health(
     from .redis_health import RedisProviderHealth
 
     return RedisProviderHealth(link, local)
+
+
+def ledger(config: LLMConfig, on_alert: Callable[[BudgetAlert], None]) -> Ledger:
+    """The cost ledger: PostgreSQL with ``LLM_LEDGER_URL``, else the SQLite file; an
+    untracked stand-in when cost tracking is off."""
+    from .ledger import CostLedger, UntrackedLedger
+
+    if not config.cost_config.cost_tracking_enabled:
+        return UntrackedLedger()
+    if config.ledger_url is not None:
+        from .ledger.postgres import PostgresLedger
+
+        return PostgresLedger(
+            config.ledger_url.get_secret_value(),
+            on_alert=on_alert,
+            stale_after=config.ledger_stale_after,
+            settle_in_background=config.ledger_settlement != "inline",
+        )
+    return CostLedger(
+        config.ledger_path or CostLedger.default_path(),
+        on_alert=on_alert,
+        stale_after=config.ledger_stale_after,
+        settle_in_background=config.ledger_settlement == "background",
+    )
 
 
 def cache_store(config: LLMConfig) -> CacheStore | None:

@@ -7,7 +7,8 @@
     budget.py         limits, periods, refusals and alerts, with no I/O
     sqlite_ledger.py  CostLedger: the ledger on one SQLite file
     schema.py         that file's migrations; statements.py: the SQL it runs
-    writer.py         LedgerWorker: the async client's writes, grouped on a thread
+    writer.py         LedgerWorker: writes grouped on a thread (async client; settlements
+                      written in the background)
     untracked.py      UntrackedLedger: the stand-in when cost tracking is off
     postgres.py       PostgresLedger: the same ledger on PostgreSQL (LLM_LEDGER_URL), with
                       postgres_schema.py, postgres_pool.py and postgres_writes.py

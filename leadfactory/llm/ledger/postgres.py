@@ -69,6 +69,7 @@ from .postgres_writes import (
 )
 from .protocol import Grouping, Ledger
 from .sqlite_ledger import CostLedger
+from .writer import after_queued_writes
 from .writes import LedgerWrite, Reserve, Settle
 
 __all__ = ["PostgresLedger"]
@@ -91,6 +92,7 @@ class PostgresLedger(Ledger):
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_alert: Callable[[BudgetAlert], None] | None = None,
         stale_after: float = 600.0,
+        settle_in_background: bool = True,
         timeout: float = 5.0,
         max_connections: int = 8,
     ) -> None:
@@ -111,6 +113,7 @@ class PostgresLedger(Ledger):
         self._clock, self._on_alert = clock, on_alert
         self._alerted: set[tuple[str, str]] = set()  # (period, key) of alerts known sent
         self._stale_after = timedelta(seconds=stale_after)
+        self.settles_in_background = settle_in_background
         self._run = self._db.run
 
     def __repr__(self) -> str:
@@ -176,6 +179,7 @@ class PostgresLedger(Ledger):
 
     # -- reads ----------------------------------------------------------------------------
 
+    @after_queued_writes
     def check(self, *, provider: str, estimated_usd: float, budget: Budget) -> None:
         """Raise as :meth:`reserve` would, without writing anything."""
         now = self._now()
@@ -186,12 +190,14 @@ class PostgresLedger(Ledger):
         if refusal is not None:
             raise refusal
 
+    @after_queued_writes
     def spend(self, *, period: Period = "day", provider: str | None = None) -> float:
         """Spend in the current period as the budgets count it (since the applicable reset)."""
         return period_spend(
             lambda: self._run(lambda conn: self._spent(conn, self._now())), period, provider
         )
 
+    @after_queued_writes
     def provider_summary(self) -> dict[str, dict[str, Any]]:
         """Per provider with rows counted this month: budget-counted costs, today's counts."""
 
@@ -204,11 +210,13 @@ class PostgresLedger(Ledger):
 
         return self._run(work)
 
+    @after_queued_writes
     def alerts(self) -> list[BudgetAlert]:
         """Every alert sent, oldest first."""
         rows = self._run(lambda c: c.execute(sql.ALERTS).fetchall())
         return [BudgetAlert(*row) for row in rows]
 
+    @after_queued_writes
     def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
         """``calls`` rows from ``since`` on, oldest first; with ``limit``, the newest ones."""
         from psycopg.rows import dict_row
@@ -223,6 +231,7 @@ class PostgresLedger(Ledger):
         rows = self._run(work)
         return [{**row, "ts": utc_iso(row["ts"])} for row in reversed(rows)]
 
+    @after_queued_writes
     def totals(self, *, by: Grouping = "day", since: datetime | None = None) -> list[dict]:
         """Settled rows summed per day, month, provider, model or caller (:meth:`Ledger.totals`)."""
         from psycopg.rows import dict_row
@@ -242,8 +251,10 @@ class PostgresLedger(Ledger):
 
     # -- lifetime -------------------------------------------------------------------------
 
+    @after_queued_writes
     def close(self) -> None:
-        """Close this process's connections (a later call opens new ones)."""
+        """Close this process's connections (a later call opens new ones), once the
+        writes queued for them are done."""
         self._db.close()
 
     # -- internals ------------------------------------------------------------------------

@@ -29,6 +29,9 @@ class Ledger(Protocol):
     """A cost ledger: budgeted reservations around provider calls, and what they cost."""
 
     path: Path | None  # where it lives; None when nothing is stored
+    # The client queues its settlements, releases and cache-hit rows on the ledger's
+    # writer thread instead of waiting for them (see leadfactory.llm.ledger.writer).
+    settles_in_background: bool = False
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from .budget import (
 from .protocol import GROUPINGS, Grouping, Ledger
 from .schema import open_ledger_file
 from .sqlite_work import Runner, Work
+from .writer import after_queued_writes
 from .writes import NOTHING_BILLED, CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
 __all__ = ["CostLedger"]
@@ -72,6 +73,7 @@ class CostLedger(Ledger):
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_alert: Callable[[BudgetAlert], None] | None = None,
         stale_after: float = 600.0,
+        settle_in_background: bool = False,
         busy_timeout: float = 30.0,
         read_only: bool = False,
     ) -> None:
@@ -81,6 +83,7 @@ class CostLedger(Ledger):
         self._clock, self._on_alert = clock, on_alert
         self._alerted: set[tuple[str, str]] = set()  # (period, key) of alerts known sent
         self._stale_after = timedelta(seconds=stale_after)
+        self.settles_in_background = settle_in_background
         self.read_only = read_only
         self._file = open_ledger_file(self.path, busy_timeout=busy_timeout, read_only=read_only)
         self._transaction = self._file.transaction
@@ -257,6 +260,7 @@ class CostLedger(Ledger):
         self._transaction(lambda conn: conn.execute(sql.INSERT_RESET, args))
         log_event(logging.INFO, f"cost tracking reset for {provider or 'all providers'}")
 
+    @after_queued_writes
     def check(self, *, provider: str, estimated_usd: float, budget: Budget) -> None:
         """Raise as :meth:`reserve` would, without writing anything."""
         refusal = self._read(
@@ -265,12 +269,14 @@ class CostLedger(Ledger):
         if refusal is not None:
             raise refusal
 
+    @after_queued_writes
     def spend(self, *, period: Period = "day", provider: str | None = None) -> float:
         """Spend in the current period as the budgets count it (since the applicable reset)."""
         return period_spend(
             lambda: self._read(lambda conn: self._spent(conn, self._now())), period, provider
         )
 
+    @after_queued_writes
     def provider_summary(self) -> dict[str, dict[str, Any]]:
         """Per provider with rows counted this month: budget-counted costs, today's counts."""
 
@@ -283,11 +289,13 @@ class CostLedger(Ledger):
 
         return self._read(work)
 
+    @after_queued_writes
     def alerts(self) -> list[BudgetAlert]:
         """Every alert sent, oldest first."""
         rows = self._read(lambda c: c.execute(sql.alerts_query(c)).fetchall())
         return [BudgetAlert(*row) for row in rows]
 
+    @after_queued_writes
     def rows(self, *, since: datetime | None = None, limit: int | None = None) -> list[dict]:
         """``calls`` rows from ``since`` on, oldest first; with ``limit``, the newest ones."""
         where, args = ("WHERE ts >= ?", [utc_iso(since)]) if since else ("", [])
@@ -297,6 +305,7 @@ class CostLedger(Ledger):
         )
         return [dict(row) for row in reversed(rows)]
 
+    @after_queued_writes
     def totals(self, *, by: Grouping = "day", since: datetime | None = None) -> list[dict]:
         """Settled rows summed per day, month, provider, model or caller (:meth:`Ledger.totals`)."""
         if by not in GROUPINGS:
@@ -312,8 +321,10 @@ class CostLedger(Ledger):
                 " without read_only=True to write it"
             )
 
+    @after_queued_writes
     def close(self) -> None:
-        """Close this process's connection (a later call opens a new one)."""
+        """Close this process's connection (a later call opens a new one), once the
+        writes queued for it are done."""
         self._file.close()
 
     def __enter__(self) -> CostLedger:

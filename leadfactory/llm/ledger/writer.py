@@ -1,38 +1,58 @@
-"""The async client's ledger writes, done on a thread with group commit.
+"""Ledger writes done on a thread with group commit: the async client's, and settlements
+written in the background.
 
 SQLite calls block, and ``sqlite3`` lets go of the GIL inside each statement, so an
 event loop that wrote the ledger itself would both wait for the disk and queue for the
 GIL behind every other thread, several times per request. Instead, coroutines hand
 their writes to one :class:`LedgerWorker` thread per ledger and await the result; the
 thread runs whatever has queued up meanwhile in one transaction
-(:meth:`CostLedger.run_batch`), so a hundred concurrent requests share a handful of
-COMMITs. A request still returns only after its settlement is committed.
+(:meth:`Ledger.run_batch`), so a hundred concurrent requests share a handful of
+COMMITs.
+
+A ledger that settles in the background (``settles_in_background``: the PostgreSQL
+ledger by default) gets its settlements, releases and cache-hit rows queued here
+without anyone waiting (:meth:`LedgerWorker.write_later`): the reservation was committed
+before the call, so the budgets already count the call at its worst case until its
+settlement lands, a few milliseconds later. Alerts those settlements fire are announced
+on this thread. A write the database could not take (unreachable) is tried again for
+``RETRY_SECONDS``. Reads of the ledger wait for what this process queued
+(:func:`after_queued_writes`), and so do ``close()``, the interpreter's exit and the end
+of a ``multiprocessing`` child.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import logging
 import os
 import queue
 import threading
+import time
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..exceptions import LLMLedgerUnavailableError
 from ..log import log_event
-from .budget import Reservation
-from .sqlite_ledger import CostLedger
+from .budget import BudgetAlert, Reservation
 from .writes import LedgerWrite, Release
 
-__all__ = ["LedgerWorker"]
+if TYPE_CHECKING:
+    from .protocol import Ledger
+
+__all__ = ["LedgerWorker", "after_queued_writes"]
 
 MAX_BATCH = 256  # writes per transaction at the most
 IDLE_SECONDS = 30.0  # a writer thread with nothing to do for this long ends
+RETRY_SECONDS = 60.0  # a queued write the database could not take is tried for this long
+RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # between those tries (the last one repeats)
+DRAIN_SECONDS = 5.0  # what a read, close() or the exit waits for queued writes at most
 
 # (write, loop, future); no loop and no future for a write nobody awaits
 _Item = tuple[LedgerWrite, asyncio.AbstractEventLoop | None, asyncio.Future | None]
-_WORKERS: weakref.WeakKeyDictionary[CostLedger, LedgerWorker] = weakref.WeakKeyDictionary()
+_WORKERS: weakref.WeakKeyDictionary[Ledger, LedgerWorker] = weakref.WeakKeyDictionary()
 _WORKERS_LOCK = threading.Lock()
 _LIVE: weakref.WeakSet[LedgerWorker] = weakref.WeakSet()  # every worker, for forks
 
@@ -55,8 +75,10 @@ class LedgerWorker:
     without work (the next write starts another): neither outlives its use.
     """
 
-    def __init__(self, ledger: CostLedger) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self._ledger = weakref.ref(ledger)
+        self._retry: list[tuple[float, _Item]] = []  # (next try, write) held for the database
+        self._tries: dict[int, tuple[float, int]] = {}  # id(write): (give up at, tries)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -67,7 +89,7 @@ class LedgerWorker:
         _LIVE.add(self)
 
     @classmethod
-    def for_ledger(cls, ledger: CostLedger) -> LedgerWorker:
+    def for_ledger(cls, ledger: Ledger) -> LedgerWorker:
         """The worker of ``ledger``, shared by every client using it."""
         with _WORKERS_LOCK:
             worker = _WORKERS.get(ledger)
@@ -103,22 +125,31 @@ class LedgerWorker:
         thread = self._thread
         return thread is not None and self._pid == os.getpid() and thread.is_alive()
 
-    def drain(self, timeout: float = 5.0) -> bool:
-        """Wait until every write queued so far is done; False if ``timeout`` passed first."""
+    def pending(self) -> bool:
+        """Whether writes queued in this process are not done yet."""
+        return self._unfinished > 0 and self._pid == os.getpid()
+
+    def drain(self, timeout: float = DRAIN_SECONDS) -> bool:
+        """Wait until every write queued so far is done; False if ``timeout`` passed first.
+
+        On the writer thread itself (an alert callback reading the ledger) it returns at
+        once: that thread cannot wait for its own work."""
+        if threading.current_thread() is self._thread:
+            return False
         with self._done:
             return self._done.wait_for(lambda: self._unfinished <= 0, timeout)
 
     def _start_afresh(self) -> None:
         """In a forked child: the parent's lock, queue and thread are not ours."""
         self._lock, self._pid = threading.Lock(), os.getpid()
-        self._queue, self._thread = queue.SimpleQueue(), None
+        self._queue, self._thread, self._retry, self._tries = queue.SimpleQueue(), None, [], {}
         self._done, self._unfinished = threading.Condition(), 0
 
     def _submit(self, item: _Item) -> None:
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's queue and thread are not ours
-                self._pid, self._queue, self._thread = os.getpid(), queue.SimpleQueue(), None
-                self._done, self._unfinished = threading.Condition(), 0
+                self._start_afresh()  # (a new lock too: this one is let go of right after)
+        _drained_when_this_process_ends()
         with self._done:
             self._unfinished += 1
         self._queue.put(item)
@@ -131,13 +162,15 @@ class LedgerWorker:
 
     def _serve(self) -> None:
         while True:
-            try:
-                first = self._queue.get(timeout=IDLE_SECONDS)
+            due = self._retry[0][0] - time.monotonic() if self._retry else IDLE_SECONDS
+            try:  # a write held back for the database first, once it is due again
+                first = self._retry.pop(0)[-1] if due <= 0 else self._queue.get(timeout=due)
             except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():  # nothing came: leave; _submit starts another
-                        self._thread = None
-                        return
+                if not self._retry:
+                    with self._lock:
+                        if self._queue.empty():  # nothing came: leave; _submit starts another
+                            self._thread = None
+                            return
                 continue
             batch = [first]
             while len(batch) < MAX_BATCH:
@@ -155,21 +188,43 @@ class LedgerWorker:
                 results: list[Any] = ledger.run_batch(writes, announce=False)
             except BaseException as exc:  # the transaction failed: every write in it did
                 results = [exc] * len(batch)
-            del ledger
             self.batches += 1
-            self._deliver(batch, results)
+            batch, results = self._held_for_retry(batch, results)
+            self._deliver(ledger, batch, results)
+            del ledger
             with self._done:
                 self._unfinished -= len(batch)
                 self._done.notify_all()
 
-    def _deliver(self, batch: list[_Item], results: list[Any]) -> None:
-        """Hand each result to its coroutine: one wake-up per event loop per batch."""
+    def _held_for_retry(
+        self, batch: list[_Item], results: list[Any]
+    ) -> tuple[list[_Item], list[Any]]:
+        """Put aside the writes nobody awaits that failed for want of the database, to
+        try again later (until ``RETRY_SECONDS`` after their first failure); the rest."""
+        kept: list[tuple[_Item, Any]] = []
+        now = time.monotonic()
+        for item, result in zip(batch, results, strict=True):
+            give_up, tries = self._tries.pop(id(item), (now + RETRY_SECONDS, 0))
+            if item[1] is None and isinstance(result, LLMLedgerUnavailableError) and now < give_up:
+                self._tries[id(item)] = (give_up, tries + 1)
+                delay = RETRY_DELAYS[min(tries, len(RETRY_DELAYS) - 1)]
+                self._retry.append((now + delay, item))
+                self._retry.sort(key=lambda entry: entry[0])
+            else:
+                kept.append((item, result))
+        return [item for item, _ in kept], [result for _, result in kept]
+
+    def _deliver(self, ledger: Ledger | None, batch: list[_Item], results: list[Any]) -> None:
+        """Hand each result to its coroutine (one wake-up per event loop per batch);
+        announce the alerts of the settlements nobody awaits."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
         for (_, loop, future), result in zip(batch, results, strict=True):
             if loop is None or future is None:
                 # (a ValueError: a settlement found its row settled by the one under way)
                 if isinstance(result, BaseException) and not isinstance(result, ValueError):
                     log_event(logging.WARNING, f"ledger write failed: {result}")
+                elif isinstance(result, list) and ledger is not None:
+                    _announce(ledger, result)
             else:
                 by_loop.setdefault(loop, []).append((future, result))
         for loop, pairs in by_loop.items():
@@ -185,6 +240,14 @@ class LedgerWorker:
             self._submit((Release(result), None, None))
 
 
+def _announce(ledger: Ledger, alerts: list[BudgetAlert]) -> None:
+    for alert in alerts:
+        try:
+            ledger.announce(alert)
+        except Exception as error:  # a failing callback must not stop the writer thread
+            log_event(logging.WARNING, f"budget alert callback failed: {type(error).__name__}")
+
+
 def _resolve(pairs: list[tuple[asyncio.Future, Any]], worker: LedgerWorker) -> None:
     for future, result in pairs:
         if future.cancelled():
@@ -197,9 +260,42 @@ def _resolve(pairs: list[tuple[asyncio.Future, Any]], worker: LedgerWorker) -> N
 
 @atexit.register
 def _drain_all() -> None:
-    """At exit, let the writes nobody awaits (settlements of cancelled calls) land first."""
+    """At exit, let the writes nobody awaits (settlements) land first."""
     with _WORKERS_LOCK:
         workers = list(_WORKERS.values())
     for worker in workers:
         if worker.running():
-            worker.drain(timeout=5.0)
+            worker.drain()
+
+
+_FINALIZED_IN: int | None = None  # the process whose multiprocessing exit drains the writes
+
+
+def _drained_when_this_process_ends() -> None:
+    """A ``multiprocessing`` child ends with ``os._exit``, which skips ``atexit``: its
+    exit function runs finalizers instead, so one is registered in each process that
+    queues a write (multiprocessing is imported only then)."""
+    global _FINALIZED_IN
+    if os.getpid() == _FINALIZED_IN:
+        return
+    _FINALIZED_IN = os.getpid()
+    from multiprocessing import util
+
+    util.Finalize(None, _drain_all, exitpriority=100)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def after_queued_writes(read: F) -> F:
+    """A ledger method that first waits for the writes this process queued for the
+    ledger (up to ``DRAIN_SECONDS``): a report reads its own settlements."""
+
+    @functools.wraps(read)
+    def reading(ledger: Any, *args: Any, **kwargs: Any) -> Any:
+        worker = _WORKERS.get(ledger)
+        if worker is not None and worker.pending():
+            worker.drain()
+        return read(ledger, *args, **kwargs)
+
+    return reading  # type: ignore[return-value]
