@@ -123,7 +123,11 @@ def test_alerts_of_queued_settlements_are_announced_once(config, make_ledger, mo
     monkeypatch.setenv("LLM_BUDGET_ALERT_THRESHOLD", "0.01")  # the first answer crosses it
     config = LLMConfig(enable_caching=False, providers=config.providers)
     heard: list[tuple[str, str]] = []
-    ledger = make_ledger(on_alert=lambda a: heard.append((a.period, threading.current_thread().name)))
+
+    def on_alert(alert) -> None:
+        heard.append((alert.period, threading.current_thread().name))
+
+    ledger = make_ledger(on_alert=on_alert)
     with LLMClient(config, ledger=ledger) as client:
         ask(client)
     assert heard == [("day", WRITER), ("month", WRITER)] or heard == [("day", WRITER)]
