@@ -16,9 +16,11 @@ Durable commits: a transaction of reservations commits without waiting for the d
 flush (``synchronous_commit`` off for it alone): it is visible to every host at once,
 so the budget check is as strict, and the WAL holds it before any later commit, so the
 settlement's commit, which waits for the flush as every other write does, makes both
-durable before the answer is returned. A server crash in between may lose the pending
-row; the settlement then writes the row again, settled (``postgres_writes``), so the
-call is still charged. One disk flush per call instead of two.
+durable. A server crash in between may lose the pending row; the settlement then writes
+the row again, settled (``postgres_writes``), so the call is still charged. One disk
+flush per call instead of two. The client writes settlements in the background by
+default (``settle_in_background``, see :mod:`.writer`): the caller waits for the
+reservation only.
 
 When the database does not answer within ``timeout`` seconds, paid reservations and
 reads raise :class:`LLMLedgerUnavailableError`, so no paid call is made; a free
