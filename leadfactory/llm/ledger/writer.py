@@ -84,7 +84,7 @@ class LedgerWorker:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._done = threading.Condition()
-        self._unfinished = 0  # writes queued and not yet delivered
+        self._queued = self._finished = 0  # writes queued, and done, in this process so far
         self.batches = 0  # transactions run, for tests and benchmarks
         _LIVE.add(self)
 
@@ -127,23 +127,25 @@ class LedgerWorker:
 
     def pending(self) -> bool:
         """Whether writes queued in this process are not done yet."""
-        return self._unfinished > 0 and self._pid == os.getpid()
+        return self._finished < self._queued and self._pid == os.getpid()
 
     def drain(self, timeout: float = DRAIN_SECONDS) -> bool:
-        """Wait until every write queued so far is done; False if ``timeout`` passed first.
+        """Wait until as many writes are done as were queued so far (writes queued later
+        do not hold it up); False if ``timeout`` passed first.
 
         On the writer thread itself (an alert callback reading the ledger) it returns at
         once: that thread cannot wait for its own work."""
         if threading.current_thread() is self._thread:
             return False
         with self._done:
-            return self._done.wait_for(lambda: self._unfinished <= 0, timeout)
+            target = self._queued
+            return self._done.wait_for(lambda: self._finished >= target, timeout)
 
     def _start_afresh(self) -> None:
         """In a forked child: the parent's lock, queue and thread are not ours."""
         self._lock, self._pid = threading.Lock(), os.getpid()
         self._queue, self._thread, self._retry, self._tries = queue.SimpleQueue(), None, [], {}
-        self._done, self._unfinished = threading.Condition(), 0
+        self._done, self._queued, self._finished = threading.Condition(), 0, 0
 
     def _submit(self, item: _Item) -> None:
         with self._lock:
@@ -151,7 +153,7 @@ class LedgerWorker:
                 self._start_afresh()  # (a new lock too: this one is let go of right after)
         _drained_when_this_process_ends()
         with self._done:
-            self._unfinished += 1
+            self._queued += 1
         self._queue.put(item)
         with self._lock:  # after the put: a thread that is leaving has seen the queue empty
             if self._thread is None or not self._thread.is_alive():
@@ -193,7 +195,7 @@ class LedgerWorker:
             self._deliver(ledger, batch, results)
             del ledger
             with self._done:
-                self._unfinished -= len(batch)
+                self._finished += len(batch)
                 self._done.notify_all()
 
     def _held_for_retry(
