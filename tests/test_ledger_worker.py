@@ -216,3 +216,27 @@ def test_a_child_forked_while_the_writer_lock_was_held_writes(ledger):
     assert child.exitcode == 0
     assert results.get(timeout=5) == "r7"
     assert {row["request_id"] for row in ledger.rows()} == {"r0", "r7"}
+
+
+def test_a_queued_write_keeps_its_ledger_until_it_is_written(tmp_path):
+    """A client dropped right after its call may leave nothing else holding the ledger."""
+    import gc
+    import sys
+
+    path = tmp_path / "ledger.db"
+    ledger = CostLedger(path, clock=lambda: NOON)
+    worker = LedgerWorker.for_ledger(ledger)
+    worker.write_later(reserve(0))
+    assert worker.drain()  # the writer thread now idles, waiting for the next write
+    reservation = ledger.reserve(**reserve_kwargs(1))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)  # the writer thread cannot run until this thread blocks
+    try:
+        worker.write_later(Settle(reservation, outcome="success", cost_usd=0.002))
+        del ledger, reservation
+        gc.collect()
+    finally:
+        sys.setswitchinterval(interval)
+    assert worker.drain()
+    with CostLedger(path) as reopened:
+        assert [row["outcome"] for row in reopened.rows()] == ["pending", "success"]

@@ -85,6 +85,7 @@ class LedgerWorker:
         self._lock = threading.Lock()
         self._done = threading.Condition()
         self._queued = self._finished = 0  # writes queued, and done, in this process so far
+        self._holding: Ledger | None = None  # the ledger, held while writes wait for it
         self.batches = 0  # transactions run, for tests and benchmarks
         _LIVE.add(self)
 
@@ -146,6 +147,7 @@ class LedgerWorker:
         self._lock, self._pid = threading.Lock(), os.getpid()
         self._queue, self._thread, self._retry, self._tries = queue.SimpleQueue(), None, [], {}
         self._done, self._queued, self._finished = threading.Condition(), 0, 0
+        self._holding = None
 
     def _submit(self, item: _Item) -> None:
         with self._lock:
@@ -154,6 +156,9 @@ class LedgerWorker:
         _drained_when_this_process_ends()
         with self._done:
             self._queued += 1
+            # A client dropped right after its call may leave nothing else holding the
+            # ledger: its settlement must still be written.
+            self._holding = self._ledger()
         self._queue.put(item)
         with self._lock:  # after the put: a thread that is leaving has seen the queue empty
             if self._thread is None or not self._thread.is_alive():
@@ -196,6 +201,8 @@ class LedgerWorker:
             del ledger
             with self._done:
                 self._finished += len(batch)
+                if self._finished >= self._queued:  # nothing waits: the ledger may go
+                    self._holding = None
                 self._done.notify_all()
 
     def _held_for_retry(
