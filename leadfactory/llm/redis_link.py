@@ -177,10 +177,7 @@ class RedisLink:
     def run_scripts(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
         """Each ``(script, keys, args)`` of ``calls`` (scripts from :meth:`script`) in one
         round trip, in order (a pipeline, not a transaction); their results, as :meth:`run`."""
-        if len(calls) == 1:
-            script, keys, args = calls[0]
-            return [self.run(lambda _: script(keys, args))]
-        return self.run(lambda client: _pipelined(client, calls))
+        return self.run(lambda client: _exchange(client, calls))
 
     def ping(self) -> bool:
         """Whether the server answers now (a real round trip, for ``status``)."""
@@ -221,13 +218,34 @@ class _Script:
         return self._script.sha
 
 
-def _pipelined(client: Any, calls: list[tuple[_Script, list[str], list[Any]]]) -> list[Any]:
-    from redis.exceptions import NoScriptError
+def _exchange(client: Any, calls: list[tuple[_Script, list[str], list[Any]]]) -> list[Any]:
+    """The EVALSHAs of ``calls`` written at once on one of ``client``'s pooled
+    connections and their replies read in order: what a redis-py pipeline does, without
+    its per-command objects and response callbacks (none applies to EVALSHA), with the
+    pool's checks and the connection's retry policy as redis-py's own commands have
+    them. A script the server does not have is loaded and run alone."""
+    from redis.exceptions import NoScriptError, ResponseError
 
-    pipe = client.pipeline(transaction=False)
-    for script, keys, args in calls:
-        pipe.evalsha(script.sha(client), len(keys), *keys, *args)
-    results = pipe.execute(raise_on_error=False)
+    commands = [
+        ("EVALSHA", script.sha(client), len(keys), *keys, *args) for script, keys, args in calls
+    ]
+    pool = client.connection_pool
+    conn = pool.get_connection()
+
+    def exchange() -> list[Any]:
+        conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except ResponseError as error:  # a reply, read whole: the next one follows
+                replies.append(error)
+        return replies
+
+    try:
+        results = conn.retry.call_with_retry(exchange, lambda _: conn.disconnect())
+    finally:
+        pool.release(conn)
     for index, (script, keys, args) in enumerate(calls):
         if isinstance(results[index], NoScriptError):  # not run: load it, run it alone
             results[index] = script(keys, args)
