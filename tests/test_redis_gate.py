@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from leadfactory.llm.exceptions import LLMConnectionError
 from leadfactory.llm.health import HealthPolicy, ProviderHealth
 from leadfactory.llm.ratelimit import Denied, Permit, RateLimiter
@@ -86,3 +88,24 @@ def test_without_the_server_the_local_breaker_decides(redis_prefix):
     health.record_failure("openai", LLMConnectionError("down", provider="openai"))
     check, permit = check_and_acquire(health, limiter, "openai", 1)
     assert (check.allowed, check.state, permit) == (False, "cooling_down", None)
+
+
+def test_commands_are_written_as_redis_py_writes_them():
+    from redis._parsers.encoders import Encoder
+    from redis.connection import PythonRespSerializer
+    from redis.exceptions import DataError
+
+    from leadfactory.llm.redis_link import _packed
+
+    encoder = Encoder("utf-8", "strict", False)
+    serializer = PythonRespSerializer(6000, encoder.encode)
+    commands = [
+        ("EVALSHA", "ab" * 20, 2, "prefix:clé", b"raw\r\n", 1.5, 2.0, -7, 10**20, ""),
+        ("EVALSHA", "cd" * 20, 0, 0.1),
+    ]
+    assert _packed(encoder, commands) == b"".join(
+        b"".join(serializer.pack(*command)) for command in commands
+    )
+    for refused in (True, None, [1]):
+        with pytest.raises(DataError):
+            _packed(encoder, [("EVALSHA", refused)])
