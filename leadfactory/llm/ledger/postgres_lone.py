@@ -1,9 +1,9 @@
 """A lone ledger write in one round trip, on statements each connection prepares once.
 
 The write of one reservation, settlement, release or cache hit is one simple query:
-BEGIN; the lock; ``EXECUTE`` of the write with its totals; COMMIT; and the read that
-must follow the commit (the budget check, the running totals for alerts), also an
-``EXECUTE``. The statements are prepared (SQL ``PREPARE``) on each connection the first
+BEGIN; ``EXECUTE`` of the lock; ``EXECUTE`` of the write with its totals; COMMIT; and
+the read that must follow the commit (the budget check, the running totals for alerts),
+also an ``EXECUTE``. The statements are prepared (SQL ``PREPARE``) on each connection the first
 time it writes alone, so the server parses and plans them once per connection instead
 of on every call: that planning was most of a write's server time (a reservation with
 its budget read took 0.54-0.66 ms of server CPU unprepared, 0.13-0.2 ms prepared, on
@@ -23,10 +23,12 @@ most of a write's client CPU (0.17-0.23 ms of 0.27-0.35 in a client call, measur
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import weakref
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from . import postgres_schema as sql
@@ -35,6 +37,8 @@ __all__ = ["write_alone"]
 
 # The statements a lone write runs, by their text in postgres_schema, and their names.
 _NAMES = {
+    sql.RESERVE_LOCK: "lf_ledger_reserve_lock",
+    sql.WRITE_LOCK: "lf_ledger_write_lock",
     sql.INSERT_ONE: "lf_ledger_insert_one",
     sql.SETTLE_ONE: "lf_ledger_settle_one",
     sql.BUDGET_SPEND: "lf_ledger_budget_spend",
@@ -60,7 +64,7 @@ def _prepared(name: str, query: str) -> tuple[str, str, list[str | None]]:
         return f"${order.index(key) + 1}"
 
     body = _PLACEHOLDER.sub(number, query)
-    return f"PREPARE {name} AS {body}", f"EXECUTE {name}(", order
+    return f"PREPARE {name} AS {body}", f"EXECUTE {name}" + ("(" if order else ""), order
 
 
 _STATEMENTS = {query: _prepared(name, query) for query, name in _NAMES.items()}
@@ -73,47 +77,62 @@ def write_alone(
     """Run ``statement`` (its query and arguments) in a transaction of its own after
     ``lock``, then ``follow`` after the COMMIT, as one query: its own snapshot, which
     sees the write. Returns the rows the write returned and those ``follow`` read."""
-    import psycopg
-    from psycopg.pq import TransactionStatus
-
-    parts = ["BEGIN", lock, _execute(conn, *statement), "COMMIT"]
+    pg = _driver()
+    encoding = conn.info.encoding
+    escape = pg.Escaping(conn.pgconn).escape_literal
+    lock = _STATEMENTS[lock][1] if lock in _STATEMENTS else lock  # EXECUTE of the lock
+    parts = ["BEGIN", lock, _execute(conn, escape, encoding, *statement), "COMMIT"]
     if follow is not None:
-        parts.append(_execute(conn, *follow))
-    text = "; ".join(parts).encode(conn.info.encoding)
+        parts.append(_execute(conn, escape, encoding, *follow))
+    text = "; ".join(parts).encode(encoding)
     for attempt in (1, 2):
         if conn not in _READY:
             _prepare(conn)
         try:
-            results = _run(conn, text)
+            results = _run(conn, pg, text, encoding)
             break
-        except psycopg.errors.InvalidSqlStatementName:
+        except pg.errors.InvalidSqlStatementName:
             _READY.discard(conn)
-            if attempt == 2 or conn.info.transaction_status != TransactionStatus.INERROR:
+            if attempt == 2 or conn.info.transaction_status != pg.TransactionStatus.INERROR:
                 raise  # not in the aborted transaction: the write may have committed
             conn.rollback()
     # results: BEGIN, the lock, the write, COMMIT, the read
-    return _rows(conn, results[2]), _rows(conn, results[4]) if follow is not None else None
+    loader = pg.Transformer(conn)
+    return _rows(loader, results[2]), _rows(loader, results[4]) if follow is not None else None
 
 
-def _run(conn: Any, text: bytes) -> list[Any]:
+@functools.cache
+def _driver() -> SimpleNamespace:
+    """The parts of psycopg a lone write uses, imported once (on first use: the core
+    install has no psycopg)."""
+    from psycopg import ClientCursor, errors, generators
+    from psycopg.adapt import Transformer
+    from psycopg.pq import Escaping, ExecStatus, TransactionStatus
+
+    return SimpleNamespace(
+        ClientCursor=ClientCursor,
+        errors=errors,
+        generators=generators,
+        Transformer=Transformer,
+        Escaping=Escaping,
+        FATAL_ERROR=ExecStatus.FATAL_ERROR,
+        TransactionStatus=TransactionStatus,
+    )
+
+
+def _run(conn: Any, pg: SimpleNamespace, text: bytes, encoding: str) -> list[Any]:
     """The results of the simple query ``text``; the first error in them raised as
     psycopg raises it."""
-    from psycopg import errors, generators
-    from psycopg.pq import ExecStatus
-
     pgconn = conn.pgconn
     pgconn.send_query(text)
-    results = conn.wait(generators.execute(pgconn))
+    results = conn.wait(pg.generators.execute(pgconn))
     for result in results:
-        if result.status == ExecStatus.FATAL_ERROR:
-            raise errors.error_from_result(result, encoding=conn.info.encoding)
+        if result.status == pg.FATAL_ERROR:
+            raise pg.errors.error_from_result(result, encoding=encoding)
     return results
 
 
-def _rows(conn: Any, result: Any) -> list[Any]:
-    from psycopg.adapt import Transformer
-
-    loader = Transformer(conn)
+def _rows(loader: Any, result: Any) -> list[Any]:
     loader.set_pgresult(result)
     return loader.load_rows(0, result.ntuples, tuple)
 
@@ -129,14 +148,11 @@ def _prepare(conn: Any) -> None:
     _READY.add(conn)
 
 
-def _execute(conn: Any, query: str, arguments: Any) -> str:
-    """``EXECUTE`` of ``query``'s prepared statement with ``arguments`` as literals."""
-    from psycopg.pq import Escaping
-
+def _execute(conn: Any, escape: Any, encoding: str, query: str, arguments: Any) -> str:
+    """``EXECUTE`` of ``query``'s prepared statement with ``arguments`` as literals
+    (strings quoted by ``escape``, libpq's for ``conn``)."""
     _, start, order = _STATEMENTS[query]
     values = [arguments[key] for key in order] if isinstance(arguments, dict) else arguments
-    encoding = conn.info.encoding
-    escape = Escaping(conn.pgconn).escape_literal
     literals = []
     for value in values:
         kind = type(value)
@@ -153,7 +169,5 @@ def _execute(conn: Any, query: str, arguments: Any) -> str:
         elif kind is datetime and value.tzinfo is not None:
             literals.append(f"'{value.isoformat()}'")
         else:  # anything else, as psycopg would write it
-            from psycopg import ClientCursor
-
-            literals.append(ClientCursor(conn).mogrify("%s", [value]))
+            literals.append(_driver().ClientCursor(conn).mogrify("%s", [value]))
     return start + ", ".join(literals) + ")"
