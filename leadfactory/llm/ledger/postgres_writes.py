@@ -17,7 +17,7 @@ from typing import Any
 from ..exceptions import LLMLedgerUnavailableError
 from ..log import log_event
 from . import postgres_schema as sql
-from .budget import Budget, Reservation, budget_refusal, may_alert, period_key
+from .budget import Budget, Reservation, budget_refusal, may_alert, nanos, period_key
 from .writes import NOTHING_BILLED, CacheHit, LedgerWrite, Release, Reserve, Settle, check_write
 
 __all__ = [
@@ -38,7 +38,7 @@ Deltas = Counter[tuple[str, str, str]]  # (period, period key, provider) -> nano
 def checked(write: LedgerWrite) -> LedgerWrite:
     """``write`` once valid: TypeError/ValueError, or the per-request cap's refusal."""
     check_write(write)
-    if isinstance(write, Reserve):
+    if isinstance(write, Reserve) and _over_request_cap(write):
         per_request = replace(write.budget, daily_limit=None, monthly_limit=None)
         refusal = budget_refusal(
             per_request,
@@ -50,6 +50,13 @@ def checked(write: LedgerWrite) -> LedgerWrite:
         if refusal is not None:
             raise refusal
     return write
+
+
+def _over_request_cap(write: Reserve) -> bool:
+    """Whether ``write`` passes its per-request cap, as :func:`budget_refusal` counts it
+    (whole nano-dollars; a free request never does): the refusal is built only then."""
+    cap, estimate = write.budget.max_cost_per_request, nanos(write.estimated_usd)
+    return cap is not None and estimate > 0 and estimate > nanos(cap)
 
 
 def alone(item: LedgerWrite | Exception, now: datetime) -> tuple[str, tuple[Any, ...]] | None:
