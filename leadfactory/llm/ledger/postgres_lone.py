@@ -1,32 +1,36 @@
 """A lone ledger write in one round trip, on statements each connection prepares once.
 
-The write of one reservation, settlement, release or cache hit is one simple query:
-BEGIN; ``EXECUTE`` of the lock; ``EXECUTE`` of the write with its totals; COMMIT; and
-the read that must follow the commit (the budget check, the running totals for alerts),
-also an ``EXECUTE``. The statements are prepared (SQL ``PREPARE``) on each connection the first
-time it writes alone, so the server parses and plans them once per connection instead
-of on every call: that planning was most of a write's server time (a reservation with
-its budget read took 0.54-0.66 ms of server CPU unprepared, 0.13-0.2 ms prepared, on
-this project's machines). A connection whose statements are gone (a ``DEALLOCATE ALL``)
-prepares the missing ones and runs the write again, once: the error aborted its
-transaction, so nothing was written. A pooler in transaction mode, whose server
-connections do not follow a client's session, is not supported (docs/scaling.md).
+The write of one reservation, settlement, release or cache hit is one pipeline (libpq's
+pipeline mode, one sync): BEGIN; the lock; the write with its totals; COMMIT; and the
+read that must follow the commit (the budget check, the running totals for alerts). The
+lock, the write and the read are prepared statements (SQL ``PREPARE``, on each
+connection the first time it writes alone), run by protocol-level Bind/Execute with
+their arguments as text parameters, so the server parses and plans them once per
+connection instead of on every call: that planning was most of a write's server time (a
+reservation with its budget read took 0.54-0.66 ms of server CPU unprepared, 0.13-0.2
+ms prepared, on this project's machines). A connection whose statements are gone (a
+``DEALLOCATE ALL``) prepares the missing ones and runs the write again, once: the error
+aborted its transaction, so nothing was written. A pooler in transaction mode, whose
+server connections do not follow a client's session, is not supported
+(docs/scaling.md).
 
-The query goes to libpq directly (``pgconn.send_query``, waited on by psycopg's own
-``Connection.wait`` and ``generators.execute``, rows loaded by its ``Transformer``) and
-its ``EXECUTE`` arguments are written as SQL literals here (strings escaped by libpq's
-``PQescapeLiteral``; other types than None, bool, int, float, str and datetime by
-psycopg's ``ClientCursor.mogrify``): a cursor's execute, mogrify and result sets took
-most of a write's client CPU (0.17-0.23 ms of 0.27-0.35 in a client call, measured
-2026-12-06). ``psycopg.generators`` is not documented API: it is used here only.
+The pipeline goes to libpq directly (``pgconn.send_query_prepared``, waited on by
+psycopg's own ``Connection.wait`` with ``generators.send`` and ``generators.fetch_many``,
+rows loaded by its ``Transformer``), arguments written as text here (types other than
+None, bool, int, float, str and datetime by psycopg's dumpers): a cursor's execute and
+result sets took most of a write's client CPU (0.17-0.23 ms of 0.27-0.35 in a client
+call, measured 2026-12-06), and ``EXECUTE`` statements with SQL literals, sent as one
+simple query before, cost the server their parsing and analysis (about 45 us of server
+CPU per reservation, 10:25 UTC the same day). ``psycopg.generators`` is not documented
+API: it is used here only.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import re
 import weakref
+from collections.abc import Generator
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -47,11 +51,11 @@ _NAMES = {
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
 
 
-def _prepared(name: str, query: str) -> tuple[str, str, list[str | None]]:
+def _prepared(name: str, query: str) -> tuple[str, bytes, list[str | None]]:
     """``PREPARE name AS ...`` for ``query`` (psycopg placeholders become ``$n``, a
-    named one the same ``$n`` each time), the ``EXECUTE name(`` that starts a call of it
-    and the arguments of ``query`` that fill it, in order (a name, or None: the next
-    positional one)."""
+    named one the same ``$n`` each time), the statement's name as libpq takes it, and the
+    arguments of ``query`` that fill it, in order (a name, or None: the next positional
+    one)."""
     order: list[str | None] = []
 
     def number(match: re.Match[str]) -> str:
@@ -64,7 +68,7 @@ def _prepared(name: str, query: str) -> tuple[str, str, list[str | None]]:
         return f"${order.index(key) + 1}"
 
     body = _PLACEHOLDER.sub(number, query)
-    return f"PREPARE {name} AS {body}", f"EXECUTE {name}" + ("(" if order else ""), order
+    return f"PREPARE {name} AS {body}", name.encode(), order
 
 
 _STATEMENTS = {query: _prepared(name, query) for query, name in _NAMES.items()}
@@ -75,21 +79,15 @@ def write_alone(
     conn: Any, lock: str, statement: tuple[str, Any], follow: tuple[str, Any] | None
 ) -> tuple[list[Any], list[Any] | None]:
     """Run ``statement`` (its query and arguments) in a transaction of its own after
-    ``lock``, then ``follow`` after the COMMIT, as one query: its own snapshot, which
+    ``lock``, then ``follow`` after the COMMIT, in one pipeline: its own snapshot, which
     sees the write. Returns the rows the write returned and those ``follow`` read."""
     pg = _driver()
-    encoding = conn.info.encoding
-    escape = pg.Escaping(conn.pgconn).escape_literal
-    lock = _STATEMENTS[lock][1] if lock in _STATEMENTS else lock  # EXECUTE of the lock
-    parts = ["BEGIN", lock, _execute(conn, escape, encoding, *statement), "COMMIT"]
-    if follow is not None:
-        parts.append(_execute(conn, escape, encoding, *follow))
-    text = "; ".join(parts).encode(encoding)
+    queries = [("BEGIN", None), (lock, ()), statement, ("COMMIT", None)]
     for attempt in (1, 2):
         if conn not in _READY:
             _prepare(conn)
         try:
-            results = _run(conn, pg, text, encoding)
+            results = _pipelined(conn, pg, [*queries, *([follow] if follow else [])])
             break
         except pg.errors.InvalidSqlStatementName:
             _READY.discard(conn)
@@ -105,31 +103,63 @@ def write_alone(
 def _driver() -> SimpleNamespace:
     """The parts of psycopg a lone write uses, imported once (on first use: the core
     install has no psycopg)."""
-    from psycopg import ClientCursor, errors, generators
-    from psycopg.adapt import Transformer
-    from psycopg.pq import Escaping, ExecStatus, TransactionStatus
+    from psycopg import errors, generators
+    from psycopg.adapt import PyFormat, Transformer
+    from psycopg.pq import ExecStatus, TransactionStatus
 
     return SimpleNamespace(
-        ClientCursor=ClientCursor,
         errors=errors,
         generators=generators,
         Transformer=Transformer,
-        Escaping=Escaping,
+        TEXT=PyFormat.TEXT,
         FATAL_ERROR=ExecStatus.FATAL_ERROR,
+        PIPELINE_SYNC=ExecStatus.PIPELINE_SYNC,
         TransactionStatus=TransactionStatus,
     )
 
 
-def _run(conn: Any, pg: SimpleNamespace, text: bytes, encoding: str) -> list[Any]:
-    """The results of the simple query ``text``; the first error in them raised as
-    psycopg raises it."""
-    pgconn = conn.pgconn
-    pgconn.send_query(text)
-    results = conn.wait(pg.generators.execute(pgconn))
+def _pipelined(conn: Any, pg: SimpleNamespace, queries: list[tuple[str, Any]]) -> list[Any]:
+    """The result of each of ``queries`` (a prepared statement's query and its
+    arguments, or a statement without any), sent in libpq's pipeline mode and read up to
+    its sync; the first error among them raised as psycopg raises it. A connection
+    interrupted mid-exchange is closed (the pool replaces it; its transaction rolls back)."""
+    pgconn, encoding = conn.pgconn, conn.info.encoding
+    sends = []  # every argument written out before anything is sent
+    for query, arguments in queries:
+        if query in _STATEMENTS:
+            _, name, order = _STATEMENTS[query]
+            sends.append((name, _parameters(conn, encoding, order, arguments)))
+        else:
+            sends.append((query.encode(encoding), None))
+    pgconn.enter_pipeline_mode()
+    try:
+        for name, parameters in sends:
+            if parameters is None:
+                pgconn.send_query_params(name, None)
+            else:
+                pgconn.send_query_prepared(name, parameters)
+        pgconn.pipeline_sync()
+        results = conn.wait(_exchange(pgconn, pg))
+    except BaseException:
+        conn.close()
+        raise
+    pgconn.exit_pipeline_mode()
     for result in results:
         if result.status == pg.FATAL_ERROR:
             raise pg.errors.error_from_result(result, encoding=encoding)
     return results
+
+
+def _exchange(pgconn: Any, pg: SimpleNamespace) -> Generator[Any, Any, list[Any]]:
+    """psycopg's generators that send what libpq holds and read each query's results,
+    then the sync's, as one (waited on once)."""
+    yield from pg.generators.send(pgconn)
+    results: list[Any] = []
+    while True:
+        got = yield from pg.generators.fetch_many(pgconn)
+        if got and got[0].status == pg.PIPELINE_SYNC:
+            return results
+        results.extend(got)
 
 
 def _rows(loader: Any, result: Any) -> list[Any]:
@@ -148,26 +178,27 @@ def _prepare(conn: Any) -> None:
     _READY.add(conn)
 
 
-def _execute(conn: Any, escape: Any, encoding: str, query: str, arguments: Any) -> str:
-    """``EXECUTE`` of ``query``'s prepared statement with ``arguments`` as literals
-    (strings quoted by ``escape``, libpq's for ``conn``)."""
-    _, start, order = _STATEMENTS[query]
+def _parameters(
+    conn: Any, encoding: str, order: list[str | None], arguments: Any
+) -> list[bytes | None]:
+    """``arguments`` in the statement's order, as the text PostgreSQL reads for each
+    parameter (types other than None, bool, int, float, str and datetime by psycopg's
+    dumpers, which also refuse a NUL in a string)."""
     values = [arguments[key] for key in order] if isinstance(arguments, dict) else arguments
-    literals = []
+    texts: list[bytes | None] = []
     for value in values:
         kind = type(value)
         if value is None:
-            literals.append("NULL")
+            texts.append(None)
         elif kind is str and "\x00" not in value:
-            literals.append(escape(value.encode(encoding)).decode(encoding))
-        elif kind is int:
-            literals.append(str(value))
-        elif kind is float:
-            literals.append(repr(value) if math.isfinite(value) else f"'{value!r}'")
+            texts.append(value.encode(encoding))
+        elif kind is int or kind is float:
+            texts.append(repr(value).encode())
         elif kind is bool:
-            literals.append("true" if value else "false")
+            texts.append(b"true" if value else b"false")
         elif kind is datetime and value.tzinfo is not None:
-            literals.append(f"'{value.isoformat()}'")
-        else:  # anything else, as psycopg would write it
-            literals.append(_driver().ClientCursor(conn).mogrify("%s", [value]))
-    return start + ", ".join(literals) + ")"
+            texts.append(value.isoformat().encode())
+        else:  # anything else, as psycopg would send it
+            dumper = _driver().Transformer(conn).get_dumper(value, _driver().TEXT)
+            texts.append(bytes(dumper.dump(value)))
+    return texts
