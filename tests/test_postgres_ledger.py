@@ -283,3 +283,24 @@ def test_a_lone_write_quotes_its_arguments_as_psycopg_would(postgres_url):
     ]
     assert [r["cost_usd"] for r in rows] == [index * 1e-5 for index in range(4)]  # exactly
     totals_match_rows(postgres_url)
+
+
+def test_a_connection_the_server_ended_between_two_writes_is_replaced(postgres_url):
+    """A lone write on a pooled connection whose backend is gone (a restart, an
+    administrator's pg_terminate_backend) closes it mid-exchange; the pool's one retry on
+    a broken connection then writes on a new one."""
+    with PostgresLedger(postgres_url, max_connections=1) as ledger:
+        first = ledger.reserve(
+            request_id="a", provider="openai", model="m", estimated_usd=0.01, budget=LIMITED
+        )
+        backend = ledger._run(lambda conn: conn.info.backend_pid)
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+        second = ledger.reserve(
+            request_id="b", provider="openai", model="m", estimated_usd=0.01, budget=LIMITED
+        )
+        assert ledger._run(lambda conn: conn.info.backend_pid) != backend
+        for reservation in (first, second):
+            ledger.settle(reservation, outcome="success", cost_usd=0.001)
+        assert [row["outcome"] for row in ledger.rows()] == ["success", "success"]
+    totals_match_rows(postgres_url)
