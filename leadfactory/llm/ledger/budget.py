@@ -6,6 +6,7 @@ costs meets a limit exactly. Days and months are UTC.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -82,21 +83,39 @@ class BudgetAlert:
 
 def utc_iso(moment: datetime) -> str:
     """``2026-11-25T21:55:58.123456+00:00``: fixed width, so text order is time order."""
+    return _utc(moment).isoformat(timespec="microseconds")
+
+
+def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"the ledger needs timezone-aware datetimes, got {moment!r}")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC)
 
 
 def period_key(moment: datetime, period: Period) -> str:
-    return utc_iso(moment)[: 10 if period == "day" else 7]
+    """``2026-11-25`` (a day) or ``2026-11`` (a month): the UTC period holding ``moment``."""
+    utc = _utc(moment)
+    return _period_keys(utc.year, utc.month, utc.day)[period != "day"]
 
 
 def period_bounds(moment: datetime, period: Period) -> tuple[datetime, datetime]:
     """The UTC day or month holding ``moment``, as [start, end)."""
-    start = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
+    utc = moment.astimezone(UTC)
+    return _period_bounds(utc.year, utc.month, utc.day, period == "day")
+
+
+# Every ledger write asks for the keys and bounds of the day and month holding now:
+# worked out once per UTC day (the formatting and date arithmetic were 4-6 us a call).
+@functools.lru_cache(maxsize=16)
+def _period_keys(year: int, month: int, day: int) -> tuple[str, str]:
+    return f"{year:04d}-{month:02d}-{day:02d}", f"{year:04d}-{month:02d}"
+
+
+@functools.lru_cache(maxsize=16)
+def _period_bounds(year: int, month: int, day: int, daily: bool) -> tuple[datetime, datetime]:
+    start = datetime(year, month, day if daily else 1, tzinfo=UTC)
+    if daily:
         return start, start + timedelta(days=1)
-    start = start.replace(day=1)
     return start, (start + timedelta(days=32)).replace(day=1)
 
 
