@@ -11,7 +11,8 @@
    and with the PostgreSQL ledger + the Redis limiter (``LLM_REDIS_URL``, keys under a
    prefix of their own, deleted after), vs the SQLite ledger with in-process limits
    (interleaved, median of paired differences). Target: <= 1 ms added by PostgreSQL +
-   Redis.
+   Redis. Then this machine's loopback round trips (PostgreSQL ``SELECT 1``, a durable
+   commit, Redis ``PING``): the floor under those figures, to compare machines by.
 
 ``--no-flush`` runs PostgreSQL with ``synchronous_commit`` off for every commit (the
 libpq option ``-csynchronous_commit=off`` in the URL), settlements included: the
@@ -169,6 +170,34 @@ def pair_cpu(url: str, pairs: int) -> tuple[float, float] | None:
     return client * 1000 / pairs, server * 1000 / pairs
 
 
+def round_trips(url: str, times: int = 500) -> str:
+    """This machine's loopback round trips, the floor under every figure above and below
+    (medians, ms): PostgreSQL ``SELECT 1``, a durable ``INSERT`` commit, Redis ``PING``."""
+    import psycopg
+    import redis
+
+    def timed(action: Callable[[], object]) -> float:
+        samples = []
+        for _ in range(times):
+            start = time.perf_counter()
+            action()
+            samples.append((time.perf_counter() - start) * 1000)
+        return median(samples)
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE lf_round_trip (n int)")
+        select = timed(lambda: conn.execute("SELECT 1").fetchone())
+        commit = timed(lambda: conn.execute("INSERT INTO lf_round_trip VALUES (1)"))
+        conn.execute("DROP TABLE lf_round_trip")
+    server = redis.Redis.from_url(REDIS_URL)
+    ping = timed(server.ping)
+    server.close()
+    return (
+        f"loopback round trips, median ms: PostgreSQL SELECT 1 {select:.3f}, durable"
+        f" INSERT commit {commit:.3f}; Redis PING {ping:.3f}"
+    )
+
+
 @contextmanager
 def redis_prefix() -> Iterator[str]:
     """A key prefix of this run's own on ``REDIS_URL``; its keys are deleted after."""
@@ -208,6 +237,8 @@ def client_overhead(calls: int, no_flush: bool = False) -> None:
         cell = target_cell(added, target, unit=" ms") if target else "-"
         rows.append([f"added by {name.lower()} (paired)", added, cell])
     table(["client call, sync", "median ms", "target"], rows)
+    with postgres_schema(no_flush) as url:
+        print(round_trips(url))
 
 
 def main() -> None:

@@ -30,7 +30,10 @@ def test_costs_status_and_check_read_the_postgresql_ledger(
         assert PASSWORD not in captured.out + captured.err
     monkeypatch.delenv("LLM_LEDGER_URL")
     assert main(["status", "--ledger", url]) == 0
-    assert "(answers)" in capsys.readouterr().out
+    assert "(answers); settlements in the background" in capsys.readouterr().out
+    monkeypatch.setenv("LLM_LEDGER_SETTLEMENT", "inline")
+    assert main(["status", "--ledger", url]) == 0
+    assert "(answers)\n" in capsys.readouterr().out
 
 
 def test_a_postgresql_ledger_that_does_not_answer_is_a_problem(sim_env, capsys):

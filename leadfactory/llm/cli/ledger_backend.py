@@ -43,7 +43,9 @@ def ledger_line(config: Any) -> tuple[str, str | None]:
     if config.ledger_url is None:
         from ..ledger import CostLedger
 
-        return f"ledger: SQLite file {config.ledger_path or CostLedger.default_path()}", None
+        where = config.ledger_path or CostLedger.default_path()
+        when = "; settlements in the background" if config.ledger_settlement == "background" else ""
+        return f"ledger: SQLite file {where}{when}", None
     from ..exceptions import LLMError
     from ..ledger.postgres import PostgresLedger
 
@@ -53,7 +55,8 @@ def ledger_line(config: Any) -> tuple[str, str | None]:
             ledger.ping()
     except LLMError as error:
         return f"ledger: PostgreSQL {public_url(url)} (does not answer)", str(error)
-    return f"ledger: PostgreSQL {public_url(url)} (answers)", None
+    when = "" if config.ledger_settlement == "inline" else "; settlements in the background"
+    return f"ledger: PostgreSQL {public_url(url)} (answers){when}", None
 
 
 def postgres_costs(url: str, by: str, since: str | None) -> tuple[list[dict[str, Any]], str]:
