@@ -10,9 +10,10 @@
 2. Per-call wall time of the client against the simulator with the PostgreSQL ledger,
    and with the PostgreSQL ledger + the Redis limiter (``LLM_REDIS_URL``, keys under a
    prefix of their own, deleted after), vs the SQLite ledger with in-process limits
-   (interleaved, median of paired differences). Target: <= 1 ms added by PostgreSQL +
-   Redis. Then this machine's loopback round trips (PostgreSQL ``SELECT 1``, a durable
-   commit, Redis ``PING``): the floor under those figures, to compare machines by.
+   (interleaved, median of paired differences; wall time, and the calling thread's CPU
+   beside it). Target: <= 1 ms of wall time added by PostgreSQL + Redis. Then this
+   machine's loopback round trips (PostgreSQL ``SELECT 1``, a durable commit, Redis
+   ``PING``): the floor under those figures, to compare machines by.
 
 ``--no-flush`` runs PostgreSQL with ``synchronous_commit`` off for every commit (the
 libpq option ``-csynchronous_commit=off`` in the URL), settlements included: the
@@ -228,15 +229,18 @@ def client_overhead(calls: int, no_flush: bool = False) -> None:
         def case(client: LLMClient) -> Callable[[int], object]:
             return lambda i: client.chat_completion(messages(f"hello {i}"), model="openai")
 
-        wall, _ = interleaved({name: case(c) for name, c in clients.items()}, calls)
+        wall, cpu = interleaved({name: case(c) for name, c in clients.items()}, calls)
         for client in clients.values():
             client.close()
-    rows: list[list[object]] = [[name, median(times), "-"] for name, times in wall.items()]
+    rows: list[list[object]] = [
+        [name, median(times), median(cpu[name]), "-"] for name, times in wall.items()
+    ]
     for name, target in (("PostgreSQL ledger", None), ("PostgreSQL ledger + Redis limiter", 1.0)):
         added = paired_median_diff(wall[name], wall["SQLite ledger"])
+        added_cpu = paired_median_diff(cpu[name], cpu["SQLite ledger"])
         cell = target_cell(added, target, unit=" ms") if target else "-"
-        rows.append([f"added by {name.lower()} (paired)", added, cell])
-    table(["client call, sync", "median ms", "target"], rows)
+        rows.append([f"added by {name.lower()} (paired)", added, added_cpu, cell])
+    table(["client call, sync", "median ms", "caller CPU ms", "target"], rows)
     with postgres_schema(no_flush) as url:
         print(round_trips(url))
 
