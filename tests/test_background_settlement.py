@@ -220,3 +220,27 @@ def test_postgresql_settles_in_the_background_unless_told_inline(config, postgre
         ask(client)
         assert not writer.LedgerWorker.for_ledger(client.ledger).pending()
         assert outcomes(client.ledger) == ["success"]
+
+
+def test_async_with_closes_on_a_thread_once_the_queued_writes_are_done(config, make_ledger):
+    ledger = make_ledger()
+    opened = gate(ledger)
+
+    async def main() -> int:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        async with LLMClient(config, ledger=ledger) as client:
+            await client.achat_completion([{"role": "user", "content": "Hi"}])
+            ticker = asyncio.create_task(tick())
+            open_soon(opened)  # closing waits ~0.2 s for the settlement
+        ticker.cancel()
+        return ticks
+
+    assert asyncio.run(main()) >= 5  # the loop ran while the client closed
+    assert outcomes(ledger) == ["success"]

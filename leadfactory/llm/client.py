@@ -373,6 +373,16 @@ class LLMClient(BatchMethods):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    async def aclose(self) -> None:
+        """:meth:`close` on a thread: it waits for the ledger's queued writes."""
+        await asyncio.to_thread(self.close)
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
 
 def _call_provider(arguments: Mapping[str, Any]) -> Outcome:
     try:
