@@ -131,11 +131,7 @@ class LLMClient(BatchMethods):
             timer=time.perf_counter,
             log=log_attempt if self.config.log_requests else _no_log,
             count_tokens=estimate_prompt_tokens,
-            settle_on_close=(
-                LedgerWorker.for_ledger(ledger).write_later
-                if ledger.settles_in_background
-                else None
-            ),
+            settle_on_close=self._write_later if ledger.settles_in_background else None,
         )
 
     # -- requests ----------------------------------------------------------------
@@ -304,8 +300,13 @@ class LLMClient(BatchMethods):
     def _aservices(self) -> Services:
         services = self._services()
         if not isinstance(services.ledger, UntrackedLedger):  # behind the writes under way
-            services.settle_on_close = LedgerWorker.for_ledger(services.ledger).write_later
+            services.settle_on_close = self._write_later
         return services
+
+    def _write_later(self, write: LedgerWrite) -> None:
+        """Queue ``write`` on the ledger's writer thread (a settlement made while a flow
+        closes, which cannot wait for it)."""
+        LedgerWorker.for_ledger(self.ledger).write_later(write)
 
     async def _aperform(self, operation: Sleep | LedgerWrite) -> Outcome | None:
         return await aperform(self.ledger, operation)

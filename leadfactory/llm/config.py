@@ -327,6 +327,13 @@ class LLMConfig(BaseSettings):
         limits = (costs.max_cost_per_request, costs.daily_cost_limit, costs.monthly_cost_limit)
         return costs.cost_tracking_enabled and any(limit is not None for limit in limits)
 
+    def settles_in_background(self) -> bool:
+        """Whether the ledger's settlements are written in the background
+        (``ledger_settlement``; unset: yes for PostgreSQL, no for the SQLite file)."""
+        if self.ledger_settlement is None:
+            return self.ledger_url is not None
+        return self.ledger_settlement == "background"
+
     def validate(self) -> list[str]:  # type: ignore[override]
         """Readable problems with this configuration; an empty list means it is usable."""
         problems: list[str] = []

@@ -134,13 +134,13 @@ def ledger(config: LLMConfig, on_alert: Callable[[BudgetAlert], None]) -> Ledger
             config.ledger_url.get_secret_value(),
             on_alert=on_alert,
             stale_after=config.ledger_stale_after,
-            settle_in_background=config.ledger_settlement != "inline",
+            settle_in_background=config.settles_in_background(),
         )
     return CostLedger(
         config.ledger_path or CostLedger.default_path(),
         on_alert=on_alert,
         stale_after=config.ledger_stale_after,
-        settle_in_background=config.ledger_settlement == "background",
+        settle_in_background=config.settles_in_background(),
     )
 
 

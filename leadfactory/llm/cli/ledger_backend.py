@@ -40,11 +40,11 @@ def ledger_line(config: Any) -> tuple[str, str | None]:
     """(``ledger: ...`` for people, the problem when a PostgreSQL ledger does not answer)."""
     if not config.cost_config.cost_tracking_enabled:
         return "ledger: none (LLM_COST_TRACKING is false)", None
+    when = "; settlements in the background" if config.settles_in_background() else ""
     if config.ledger_url is None:
         from ..ledger import CostLedger
 
         where = config.ledger_path or CostLedger.default_path()
-        when = "; settlements in the background" if config.ledger_settlement == "background" else ""
         return f"ledger: SQLite file {where}{when}", None
     from ..exceptions import LLMError
     from ..ledger.postgres import PostgresLedger
@@ -55,7 +55,6 @@ def ledger_line(config: Any) -> tuple[str, str | None]:
             ledger.ping()
     except LLMError as error:
         return f"ledger: PostgreSQL {public_url(url)} (does not answer)", str(error)
-    when = "" if config.ledger_settlement == "inline" else "; settlements in the background"
     return f"ledger: PostgreSQL {public_url(url)} (answers){when}", None
 
 
