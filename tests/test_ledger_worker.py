@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from leadfactory.llm import LLMClient, LLMConfig
 from leadfactory.llm.exceptions import LLMQuotaExceededError
-from leadfactory.llm.ledger import Budget, CostLedger, LedgerWorker, Reservation, Reserve, Settle
+from leadfactory.llm.ledger import (
+    Budget,
+    CostLedger,
+    LedgerWorker,
+    Reservation,
+    Reserve,
+    Settle,
+    writer,
+)
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CAP = Budget(max_cost_per_request=None, daily_limit=0.05, monthly_limit=None, alert_threshold=None)
@@ -240,3 +249,39 @@ def test_a_queued_write_keeps_its_ledger_until_it_is_written(tmp_path):
     assert worker.drain()
     with CostLedger(path) as reopened:
         assert [row["outcome"] for row in reopened.rows()] == ["pending", "success"]
+
+
+def settlements(ledger: CostLedger, count: int) -> list[Settle]:
+    return [
+        Settle(ledger.reserve(**reserve_kwargs(i, usd=0.001)), outcome="success", cost_usd=0.0005)
+        for i in range(count)
+    ]
+
+
+def test_settlements_nobody_awaits_wait_to_share_one_transaction(ledger, monkeypatch):
+    monkeypatch.setattr(writer, "LINGER_SECONDS", 60.0)  # only a waiter lets them go
+    first, *rest = settlements(ledger, 5)
+    worker = LedgerWorker(ledger)
+    worker.write_later(first)
+    time.sleep(0.05)  # the thread has the first one, and lingers
+    for write in rest:
+        worker.write_later(write)
+    time.sleep(0.05)
+    assert worker.pending() and worker.batches == 0  # still waiting for company
+    assert worker.drain(timeout=5)  # a waiter: they go at once, together
+    assert worker.batches == 1
+    assert [row["outcome"] for row in ledger.rows()] == ["success"] * 5
+
+
+def test_an_awaited_write_does_not_wait_behind_a_lingering_one(ledger, monkeypatch):
+    monkeypatch.setattr(writer, "LINGER_SECONDS", 60.0)
+    (settle,) = settlements(ledger, 1)
+    worker = LedgerWorker(ledger)
+    worker.write_later(settle)
+
+    async def main() -> Reservation:
+        await asyncio.sleep(0.05)  # the settlement lingers by now
+        return await asyncio.wait_for(worker.call(reserve(9)), timeout=5)
+
+    assert isinstance(asyncio.run(main()), Reservation)
+    assert not worker.pending() and worker.batches == 1

@@ -13,11 +13,14 @@ A ledger that settles in the background (``settles_in_background``: the PostgreS
 ledger by default) gets its settlements, releases and cache-hit rows queued here
 without anyone waiting (:meth:`LedgerWorker.write_later`): the reservation was committed
 before the call, so the budgets already count the call at its worst case until its
-settlement lands, a few milliseconds later. Alerts those settlements fire are announced
-on this thread. A write the database could not take (unreachable) is tried again for
-``RETRY_SECONDS``. Reads of the ledger wait for what this process queued
-(:func:`after_queued_writes`), and so do ``close()``, the interpreter's exit and the end
-of a ``multiprocessing`` child.
+settlement lands, at most ``LINGER_SECONDS`` later: a settlement waits that long for
+the next ones to share its transaction (one commit, one disk flush and one wake-up of
+this thread for all of them, instead of each), unless something waits for it (a read,
+``close()``, a refused reservation, an awaited write): then it goes at once. Alerts
+those settlements fire are announced on this thread. A write the database could not
+take (unreachable) is tried again for ``RETRY_SECONDS``. Reads of the ledger wait for
+what this process queued (:func:`after_queued_writes`), and so do ``close()``, the
+interpreter's exit and the end of a ``multiprocessing`` child.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ MAX_BATCH = 256  # writes per transaction at the most
 IDLE_SECONDS = 30.0  # a writer thread with nothing to do for this long ends
 RETRY_SECONDS = 60.0  # a queued write the database could not take is tried for this long
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)  # between those tries (the last one repeats)
+LINGER_SECONDS = 0.05  # a write nobody awaits waits this long for others to join it
 DRAIN_SECONDS = 5.0  # what a read, close() or the exit waits for queued writes at most
 
 # (write, loop, future); no loop and no future for a write nobody awaits
@@ -86,6 +90,7 @@ class LedgerWorker:
         self._done = threading.Condition()
         self._queued = self._finished = 0  # writes queued, and done, in this process so far
         self._holding: Ledger | None = None  # the ledger, held while writes wait for it
+        self._hurry = threading.Event()  # someone waits: a lingering write goes now
         self.batches = 0  # transactions run, for tests and benchmarks
         _LIVE.add(self)
 
@@ -138,6 +143,7 @@ class LedgerWorker:
         once: that thread cannot wait for its own work."""
         if threading.current_thread() is self._thread:
             return False
+        self._hurry.set()
         with self._done:
             target = self._queued
             return self._done.wait_for(lambda: self._finished >= target, timeout)
@@ -147,7 +153,7 @@ class LedgerWorker:
         self._lock, self._pid = threading.Lock(), os.getpid()
         self._queue, self._thread, self._retry, self._tries = queue.SimpleQueue(), None, [], {}
         self._done, self._queued, self._finished = threading.Condition(), 0, 0
-        self._holding = None
+        self._holding, self._hurry = None, threading.Event()
 
     def _submit(self, item: _Item) -> None:
         with self._lock:
@@ -160,6 +166,8 @@ class LedgerWorker:
             # ledger: its settlement must still be written.
             self._holding = self._ledger()
         self._queue.put(item)
+        if item[2] is not None or self._queued - self._finished >= MAX_BATCH:
+            self._hurry.set()  # awaited, or a full transaction's worth: no lingering
         with self._lock:  # after the put: a thread that is leaving has seen the queue empty
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -179,6 +187,9 @@ class LedgerWorker:
                             self._thread = None
                             return
                 continue
+            if due > 0 and first[2] is None:  # nobody awaits it: let others join it
+                self._hurry.wait(LINGER_SECONDS)
+            self._hurry.clear()
             batch = [first]
             while len(batch) < MAX_BATCH:
                 try:
