@@ -14,16 +14,17 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import providers, shared_state
+from . import deferred, providers, shared_state
 from .astream import AsyncStream, astream_call
 from .batch import BatchMethods
 from .cache import ResponseCache
 from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
+from .deferred import Deferral, call_provider
 from .exceptions import LLMValidationError
 from .flow import Call, Outcome, Request, Services, Sleep
 from .health import HealthPolicy
-from .ledger import Budget, CostLedger, Ledger, LedgerWorker, LedgerWrite, UntrackedLedger
+from .ledger import Budget, CostLedger, Ledger, LedgerWorker, LedgerWrite, Reserve, UntrackedLedger
 from .log import log_attempt
 from .perform import aperform, awrite_ledger, perform, write_ledger
 from .streaming import Stream, stream_call, stream_request
@@ -260,6 +261,7 @@ class LLMClient(BatchMethods):
         providers.load_litellm()  # seconds, the first time: before any rate-limit permit
         flow = watched(self._observer, self._services(), request)
         send: Outcome | None = None
+        deferral: Deferral | None = None  # a reservation to read before the request leaves
         try:
             while True:
                 try:
@@ -267,11 +269,20 @@ class LLMClient(BatchMethods):
                 except StopIteration as done:
                     return done.value
                 if isinstance(operation, Call):
-                    send = _call_provider(operation.arguments)
+                    send, deferral = call_provider(operation.arguments, deferral), None
+                elif isinstance(operation, Reserve) and (deferral := self._defer(operation)):
+                    send = Outcome(value=deferral.deferred)
                 else:
                     send = self._perform(operation)
         finally:
+            if deferral is not None:  # sent, and no call came: given back
+                deferral.give_back()
             flow.close()  # interrupted mid-call: the flow settles (sent) or releases (not sent)
+
+    def _defer(self, write: Reserve) -> Deferral | None:
+        """``write`` sent now and read before the request leaves, where the ledger can
+        (telemetry reads each outcome as it comes: then not)."""
+        return deferred.start(self.ledger, write) if self._observer is None else None
 
     def _perform(self, operation: Sleep | LedgerWrite) -> Outcome | None:
         return perform(self.ledger, self._sleep, operation)
@@ -383,13 +394,6 @@ class LLMClient(BatchMethods):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _call_provider(arguments: Mapping[str, Any]) -> Outcome:
-    try:
-        return Outcome(response=providers.complete(arguments))
-    except Exception as error:  # classified by the flow
-        return Outcome(error=error)
 
 
 def _no_log(**_: Any) -> None:

@@ -46,14 +46,14 @@ from .exceptions import (
     LLMValidationError,
 )
 from .fit import FitCheck, no_fit_error, request_needs
-from .flow_types import Call, Operation, Outcome, Request, Services, Sleep
+from .flow_types import Call, Deferred, Operation, Outcome, Request, Services, Sleep
 from .ledger import Release, Reservation, Reserve, Settle
 from .pricing import price_for, unpriced_refusal, worst_case_cost
 from .ratelimit import Denied, Permit
 from .shared_state import check_and_acquire
 from .strategies import FallbackPlan, RequestSize, plan_fallback
 
-__all__ = ["Call", "Outcome", "Request", "Services", "Sleep", "fallback_flow"]
+__all__ = ["Call", "Deferred", "Outcome", "Request", "Services", "Sleep", "fallback_flow"]
 
 _MAX_BACKOFF = 30.0
 
@@ -266,17 +266,13 @@ def _attempt(
     except GeneratorExit:  # cancelled while reserving (the async writer gives the row back)
         services.limiter.release(permit)
         raise
+    # Deferred: the driver reads the answer just before the request leaves.
+    deferred = reserved.value if isinstance(reserved.value, Deferred) else None
     if reserved.error is not None:
         services.limiter.release(permit)
-        if isinstance(reserved.error, LLMLedgerUnavailableError):  # free providers go on
-            walk.skip(name, "ledger_unavailable", reserved.error)
-        elif isinstance(reserved.error, LLMQuotaExceededError):
-            walk.skip(name, "over_budget", reserved.error)
-        else:
-            raise reserved.error
-        walk.budget_refusals.append(reserved.error)
+        _refused(walk, name, reserved.error)
         return None
-    reservation: Reservation = reserved.value
+    reservation: Reservation | None = None if deferred else reserved.value
     settled = sent = False
     in_flight: dict[str, Any] | None = None  # a settlement yielded and not yet confirmed
     try:
@@ -286,6 +282,15 @@ def _attempt(
         started = services.timer()
         sent = True  # from here on the provider may have the request, and may bill it
         outcome = yield Call(name, arguments)
+        if deferred is not None:  # the driver read the reservation's answer by now
+            assert deferred.outcome is not None
+            if deferred.outcome.error is not None:  # refused: the request was never sent
+                settled = True  # nothing to settle or give back
+                services.limiter.release(permit)
+                _refused(walk, name, deferred.outcome.error)
+                return None
+            reservation = deferred.outcome.value
+        assert reservation is not None
         elapsed_ms = (services.timer() - started) * 1000.0
         response, error, charge = read_outcome(outcome, request, provider)
         if charge is not None:
@@ -320,7 +325,11 @@ def _attempt(
             raise error
         return None, error
     finally:
-        if not settled and in_flight is None and not sent:  # never asked: give it back
+        if reservation is None and deferred is not None and deferred.outcome is not None:
+            reservation = deferred.outcome.value  # interrupted once it was read (or None)
+        if not settled and reservation is None:  # deferred, never confirmed: not sent
+            services.limiter.release(permit)  # (the driver gives back what it holds)
+        elif not settled and in_flight is None and not sent:  # never asked: give it back
             services.limiter.release(permit)
             services.settle_on_close(Release(reservation))
         elif not settled:  # cancelled or interrupted: charge what may have been billed
@@ -329,6 +338,18 @@ def _attempt(
                 in_flight = settlement(price, "error", charge, 0.0, "Cancelled")
             # Written after any settlement already under way, which wins if it lands.
             services.settle_on_close(Settle(reservation, **in_flight))
+
+
+def _refused(walk: Walk, name: str, error: BaseException) -> None:
+    """Note a reservation's refusal as the skip it is (free providers go on when the
+    ledger is down); an error of another kind is raised."""
+    if isinstance(error, LLMLedgerUnavailableError):
+        walk.skip(name, "ledger_unavailable", error)
+    elif isinstance(error, LLMQuotaExceededError):
+        walk.skip(name, "over_budget", error)
+    else:
+        raise error
+    walk.budget_refusals.append(error)
 
 
 def _settle(

@@ -16,7 +16,7 @@ from .ledger import Budget, Ledger, LedgerWrite
 from .providers import call_arguments
 from .shared_state import Health, Limiter
 
-__all__ = ["Call", "Operation", "Outcome", "Request", "Services", "Sleep"]
+__all__ = ["Call", "Deferred", "Operation", "Outcome", "Request", "Services", "Sleep"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,19 @@ class Outcome:
     response: dict[str, Any] | None = None
     error: BaseException | None = None
     value: Any = None  # what a ledger write returned
+
+
+@dataclass
+class Deferred:
+    """What the flow gets for a :class:`Reserve` whose answer the driver reads just
+    before the request leaves (the sync client on PostgreSQL: :mod:`.deferred`).
+
+    ``outcome`` is then the reservation's own (its ``value`` the Reservation, or its
+    ``error`` the refusal), set by the driver before it answers the :class:`Call`, or
+    when the call is interrupted; a refusal means the request was never sent.
+    """
+
+    outcome: Outcome | None = None
 
 
 @dataclass(frozen=True)

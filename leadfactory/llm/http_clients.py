@@ -36,7 +36,7 @@ import httpx
 
 from .stream_timer import running_timer
 
-__all__ = ["client_for", "watch_answers"]
+__all__ = ["checked_before_sending", "client_for", "watch_answers"]
 
 # LiteLLM's route prefix -> which kind of client its handler accepts as ``client=``.
 _SDK_ROUTES = frozenset({"openai"})  # the OpenAI SDK: openai/, Ollama's /v1, custom endpoints
@@ -48,6 +48,22 @@ _DRAIN = 0.002  # seconds a body closed before its end may take to end (see _Dea
 _deadline: ContextVar[float | None] = ContextVar("leadfactory_llm_deadline", default=None)
 # The HTTP statuses of the responses received for the call being made in this context.
 _statuses: ContextVar[list[int] | None] = ContextVar("leadfactory_llm_statuses", default=None)
+# What must hold before a request of this context leaves: it raises when it does not.
+_before_send: ContextVar[Callable[[], None] | None] = ContextVar(
+    "leadfactory_llm_before_send", default=None
+)
+
+
+@contextlib.contextmanager
+def checked_before_sending(check: Callable[[], None]) -> Iterator[None]:
+    """Have every request sent in this context (by this process's sync clients) wait for
+    ``check()`` first, and not be sent when it raises: the sync client's reservation,
+    read while LiteLLM built the request (:mod:`.deferred`)."""
+    token = _before_send.set(check)
+    try:
+        yield
+    finally:
+        _before_send.reset(token)
 
 
 def watch_answers() -> list[int]:
@@ -306,6 +322,9 @@ class _DeadlineTransport(httpx.HTTPTransport):
         self._pool._network_backend = _DeadlineBackend(self._pool._network_backend)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        check = _before_send.get()
+        if check is not None:
+            check()  # raises: nothing is sent
         deadline = _deadline_of(request)
         with _until(deadline()):
             response = super().handle_request(request)

@@ -28,7 +28,7 @@ from .ledger import (
     UntrackedLedger,
 )
 
-__all__ = ["aperform", "awrite_ledger", "perform", "write_ledger"]
+__all__ = ["aperform", "asked_again", "awrite_ledger", "perform", "write_ledger"]
 
 
 def perform(
@@ -65,15 +65,23 @@ def write_ledger(ledger: Ledger, write: LedgerWrite) -> Outcome:
     if queued(ledger, write):
         return Outcome()
     try:
-        try:
-            return Outcome(value=ledger.write(write))
-        except LLMQuotaExceededError:
-            worker = LedgerWorker.for_ledger(ledger) if ledger.settles_in_background else None
-            if not (isinstance(write, Reserve) and worker is not None and worker.pending()):
-                raise
-            worker.drain()  # the settlements this process queued may free the budget
-            return Outcome(value=ledger.write(write))
-    except Exception as error:  # a refusal, or a ledger failure the flow raises
+        return Outcome(value=ledger.write(write))
+    except LLMQuotaExceededError as refusal:
+        return asked_again(ledger, write, refusal)
+    except Exception as error:  # a ledger failure the flow raises, or skips
+        return Outcome(error=error)
+
+
+def asked_again(ledger: Ledger, write: LedgerWrite, refusal: LLMQuotaExceededError) -> Outcome:
+    """The outcome of a reservation ``refusal`` refused: asked once more when this
+    process has settlements queued (they may free the budget), once they are written."""
+    worker = LedgerWorker.for_ledger(ledger) if ledger.settles_in_background else None
+    if not (isinstance(write, Reserve) and worker is not None and worker.pending()):
+        return Outcome(error=refusal)
+    worker.drain()
+    try:
+        return Outcome(value=ledger.write(write))
+    except Exception as error:
         return Outcome(error=error)
 
 

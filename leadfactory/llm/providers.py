@@ -8,9 +8,10 @@ time: ``import litellm`` costs seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .litellm_quiet import unlogged, unlogged_stream
@@ -134,18 +135,27 @@ def call_arguments(
     return arguments
 
 
-def complete(arguments: Mapping[str, Any]) -> dict[str, Any]:
+def complete(
+    arguments: Mapping[str, Any], before_send: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """One blocking provider call; LiteLLM's exceptions propagate unchanged.
 
     It goes through this process's HTTP client (:mod:`.http_clients`): never a pooled
     connection inherited from a parent process, and ``timeout`` bounds the whole call.
+    ``before_send()`` runs before the request leaves (it raises to stop it): once
+    LiteLLM has built it, or first when the call does not go through that client.
     """
     clients = _http_clients()
     client = clients.client_for(arguments, asynchronous=False)
     answers = clients.watch_answers()
+    checked = contextlib.nullcontext()
+    if before_send is not None and client is None:
+        before_send()
+    elif before_send is not None:
+        checked = clients.checked_before_sending(before_send)
     try:
         litellm = load_litellm()
-        with unlogged(litellm):
+        with unlogged(litellm), checked:
             response = litellm.completion(**arguments, client=client)
         return to_openai_dict(response, route=arguments["model"])
     except Exception as error:

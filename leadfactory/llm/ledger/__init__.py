@@ -26,7 +26,7 @@ from .budget import (
     period_key,
     utc_iso,
 )
-from .protocol import Ledger
+from .protocol import Ledger, PendingReservation, StartsReservations
 from .schema import ledger_problem
 from .sqlite_ledger import CostLedger
 from .untracked import UntrackedLedger
@@ -43,11 +43,13 @@ __all__ = [
     "LedgerBusyError",
     "LedgerWorker",
     "LedgerWrite",
+    "PendingReservation",
     "Period",
     "Release",
     "Reservation",
     "Reserve",
     "Settle",
+    "StartsReservations",
     "UntrackedLedger",
     "alerts_due",
     "budget_refusal",

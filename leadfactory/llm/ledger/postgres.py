@@ -58,6 +58,7 @@ from .budget import (
     utc_iso,
 )
 from .postgres_lone import write_alone
+from .postgres_pending import start_reservation
 from .postgres_pool import PostgresConnections
 from .postgres_writes import (
     WRITERS,
@@ -123,6 +124,7 @@ class PostgresLedger(Ledger):
 
     announce = CostLedger.announce
     _now = CostLedger._now
+    start_reservation = start_reservation  # sent now, read later (see postgres_pending)
 
     # -- writes (the keyword forms come with the Ledger protocol) -------------------------
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from . import postgres_schema as sql
 
-__all__ = ["write_alone"]
+__all__ = ["aborted", "read_alone", "send_alone", "write_alone"]
 
 # The statements a lone write runs, by their text in postgres_schema, and their names.
 _NAMES = {
@@ -82,19 +82,58 @@ def write_alone(
     ``lock``, then ``follow`` after the COMMIT, in one pipeline: its own snapshot, which
     sees the write. Returns the rows the write returned and those ``follow`` read."""
     pg = _driver()
-    queries = [("BEGIN", None), (lock, ()), statement, ("COMMIT", None)]
     for attempt in (1, 2):
         if conn not in _READY:
             _prepare(conn)
         try:
-            results = _pipelined(conn, pg, [*queries, *([follow] if follow else [])])
+            results = _pipelined(conn, pg, _queries(lock, statement, follow))
             break
         except pg.errors.InvalidSqlStatementName:
             _READY.discard(conn)
-            if attempt == 2 or conn.info.transaction_status != pg.TransactionStatus.INERROR:
+            if attempt == 2 or not aborted(conn):
                 raise  # not in the aborted transaction: the write may have committed
             conn.rollback()
-    # results: BEGIN, the lock, the write, COMMIT, the read
+    return _loaded(conn, pg, results, follow)
+
+
+def send_alone(
+    conn: Any, lock: str, statement: tuple[str, Any], follow: tuple[str, Any] | None
+) -> None:
+    """The first half of :func:`write_alone`: its pipeline sent, nothing read; the
+    connection must go to :func:`read_alone` before anything else uses it."""
+    if conn not in _READY:
+        _prepare(conn)
+    sent(conn, _driver(), _queries(lock, statement, follow))
+
+
+def read_alone(conn: Any, follow: bool) -> tuple[list[Any], list[Any] | None]:
+    """The second half of :func:`write_alone` (``follow``: whether a read was sent);
+    statements gone from the connection raise as there, without a second try."""
+    pg = _driver()
+    try:
+        results = received(conn, pg)
+    except pg.errors.InvalidSqlStatementName:
+        _READY.discard(conn)
+        raise
+    return _loaded(conn, pg, results, (None, None) if follow else None)
+
+
+def aborted(conn: Any) -> bool:
+    """Whether ``conn`` is in a transaction an error aborted (nothing of it was written)."""
+    return bool(conn.info.transaction_status == _driver().TransactionStatus.INERROR)
+
+
+def _queries(
+    lock: str, statement: tuple[str, Any], follow: tuple[str, Any] | None
+) -> list[tuple[str, Any]]:
+    return [("BEGIN", None), (lock, ()), statement, ("COMMIT", None), *([follow] if follow else [])]
+
+
+def _loaded(
+    conn: Any, pg: SimpleNamespace, results: list[Any], follow: object
+) -> tuple[list[Any], list[Any] | None]:
+    """The rows of the write and of the read after it: results of BEGIN, the lock, the
+    write, COMMIT and the read."""
     loader = pg.Transformer(conn)
     return _rows(loader, results[2]), _rows(loader, results[4]) if follow is not None else None
 
@@ -123,6 +162,13 @@ def _pipelined(conn: Any, pg: SimpleNamespace, queries: list[tuple[str, Any]]) -
     arguments, or a statement without any), sent in libpq's pipeline mode and read up to
     its sync; the first error among them raised as psycopg raises it. A connection
     interrupted mid-exchange is closed (the pool replaces it; its transaction rolls back)."""
+    sent(conn, pg, queries)
+    return received(conn, pg)
+
+
+def sent(conn: Any, pg: SimpleNamespace, queries: list[tuple[str, Any]]) -> None:
+    """``queries`` written to the server in libpq's pipeline mode, up to its sync, with
+    nothing read yet: :func:`received` reads their results."""
     pgconn, encoding = conn.pgconn, conn.info.encoding
     sends = []  # every argument written out before anything is sent
     for query, arguments in queries:
@@ -139,21 +185,29 @@ def _pipelined(conn: Any, pg: SimpleNamespace, queries: list[tuple[str, Any]]) -
             else:
                 pgconn.send_query_prepared(name, parameters)
         pgconn.pipeline_sync()
-        results = conn.wait(_exchange(pgconn, pg))
+        conn.wait(pg.generators.send(pgconn))
+    except BaseException:
+        conn.close()
+        raise
+
+
+def received(conn: Any, pg: SimpleNamespace) -> list[Any]:
+    """The results of what :func:`sent` wrote, read up to the sync (see :func:`_pipelined`)."""
+    pgconn = conn.pgconn
+    try:
+        results = conn.wait(_results(pgconn, pg))
     except BaseException:
         conn.close()
         raise
     pgconn.exit_pipeline_mode()
     for result in results:
         if result.status == pg.FATAL_ERROR:
-            raise pg.errors.error_from_result(result, encoding=encoding)
+            raise pg.errors.error_from_result(result, encoding=conn.info.encoding)
     return results
 
 
-def _exchange(pgconn: Any, pg: SimpleNamespace) -> Generator[Any, Any, list[Any]]:
-    """psycopg's generators that send what libpq holds and read each query's results,
-    then the sync's, as one (waited on once)."""
-    yield from pg.generators.send(pgconn)
+def _results(pgconn: Any, pg: SimpleNamespace) -> Generator[Any, Any, list[Any]]:
+    """psycopg's generator reading each query's results, then the sync's, as one."""
     results: list[Any] = []
     while True:
         got = yield from pg.generators.fetch_many(pgconn)

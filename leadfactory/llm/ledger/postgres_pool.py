@@ -74,6 +74,23 @@ class PostgresConnections:
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, 0.2)
 
+    def borrow(self) -> Any | None:
+        """A connection of the pool for work that outlives one :meth:`run` (it must come
+        back through :meth:`give_back`), or None: the schema not checked yet in this
+        process, or no connection free (then :meth:`run` waits for one, or fails)."""
+        from psycopg_pool import PoolTimeout
+
+        if not self._prepared:
+            return None
+        try:
+            return self._connections().getconn(timeout=0.001)
+        except PoolTimeout:
+            return None
+
+    def give_back(self, conn: Any) -> None:
+        """Take back a connection :meth:`borrow` lent (closed: the pool replaces it)."""
+        self._connections().putconn(conn)
+
     def unavailable(self, exc: BaseException) -> LLMLedgerUnavailableError:
         """The library's error for the driver's ``exc``: URL without password, no chain."""
         import psycopg

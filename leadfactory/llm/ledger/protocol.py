@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from .budget import Budget, BudgetAlert, Period, Reservation
 from .writes import Billing, CacheHit, LedgerWrite, Release, Reserve, Settle
 
-__all__ = ["GROUPINGS", "Grouping", "Ledger"]
+__all__ = ["GROUPINGS", "Grouping", "Ledger", "PendingReservation", "StartsReservations"]
 
 Grouping = Literal["day", "month", "provider", "model", "caller"]  # how totals() groups rows
 GROUPINGS: tuple[str, ...] = get_args(Grouping)
@@ -178,3 +178,22 @@ class Ledger(Protocol):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class PendingReservation(Protocol):
+    """A reservation sent and not read yet (see :class:`StartsReservations`)."""
+
+    def result(self) -> Reservation:
+        """The reservation, or what :meth:`Ledger.write` raises for it; must be called
+        (it frees what the reservation holds), once or more."""
+        ...
+
+
+@runtime_checkable
+class StartsReservations(Protocol):
+    """A ledger that can send a reservation now and read its answer later (PostgreSQL):
+    the sync client builds the request meanwhile (:mod:`leadfactory.llm.deferred`)."""
+
+    def start_reservation(self, write: Reserve) -> PendingReservation | None:
+        """``write`` sent; None when it cannot be now (then :meth:`Ledger.write` it)."""
+        ...
