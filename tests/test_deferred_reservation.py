@@ -1,0 +1,165 @@
+"""The sync client's PostgreSQL reservation, read just before the request leaves.
+
+The driver sends the reservation, LiteLLM builds the request meanwhile, and the
+transport reads the reservation's answer before the first byte goes out
+(:mod:`leadfactory.llm.deferred`). These tests hold what must not change: no request
+leaves before its reservation is committed and checked, a refused or unreadable one
+stops the request there, and every row ends settled or given back.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from leadfactory.llm import (
+    LLMClient,
+    LLMConfig,
+    LLMLedgerUnavailableError,
+    LLMQuotaExceededError,
+    providers,
+)
+from leadfactory.llm.ledger import postgres_pending
+from leadfactory.llm.ledger.postgres import PostgresLedger
+from leadfactory.llm.ledger.postgres_pool import PostgresConnections
+
+WORST_CASE = 0.0012  # USD: a reservation's estimate for a short prompt, max_tokens=100
+
+
+@pytest.fixture
+def config(sim_env, monkeypatch) -> LLMConfig:
+    monkeypatch.setenv("OPENAI_COST_PER_1K_TOKENS", "0.01")  # $1e-5 a token, in and out
+    monkeypatch.setenv("LLM_LOG_REQUESTS", "false")
+    config = LLMConfig(enable_caching=False)
+    for name in ("ollama", "anthropic"):
+        config.providers[name].enabled = False
+    return config
+
+
+@pytest.fixture
+def ledger(postgres_url):
+    ledger = PostgresLedger(postgres_url)
+    ledger.rows()  # the schema is checked: from now on a reservation may start early
+    yield ledger
+    ledger.close()
+
+
+@pytest.fixture
+def reads(sim, monkeypatch) -> list[tuple[bool, int]]:
+    """Each reservation read from a pending start: (inside the provider call, how many
+    requests the simulator had received by then)."""
+    seen: list[tuple[bool, int]] = []
+    calling: list[bool] = []
+    complete, result = providers.complete, postgres_pending.PendingReservation.result
+
+    def in_call(*args, **kwargs):
+        calling.append(True)
+        try:
+            return complete(*args, **kwargs)
+        finally:
+            calling.pop()
+
+    def spied(pending):
+        if pending._conn is not None:  # the first read
+            seen.append((bool(calling), sim.request_count("openai")))
+        return result(pending)
+
+    monkeypatch.setattr(providers, "complete", in_call)
+    monkeypatch.setattr(postgres_pending.PendingReservation, "result", spied)
+    return seen
+
+
+def ask(client: LLMClient, n: int = 0) -> dict:
+    return client.chat_completion([{"role": "user", "content": f"Tagline {n}?"}], max_tokens=100)
+
+
+def pending_rows(ledger: PostgresLedger) -> list[dict]:
+    return [row for row in ledger.rows() if row["outcome"] == "pending"]
+
+
+def test_the_request_leaves_once_its_reservation_is_read(config, ledger, reads, sim):
+    with LLMClient(config, ledger=ledger) as client:
+        ask(client, 1)
+        ask(client, 2)
+        (row, _) = ledger.rows()  # (settled: the first call's settlement, read back)
+    assert reads == [(True, 0), (True, 1)]  # read in the call, before the simulator had it
+    assert sim.request_count("openai") == 2 and row["outcome"] == "success"
+
+
+def test_a_reservation_refused_when_read_stops_the_request(config, ledger, reads, sim, monkeypatch):
+    monkeypatch.setenv("LLM_DAILY_COST_LIMIT", str(WORST_CASE / 2))
+    config = LLMConfig(enable_caching=False, providers=config.providers)
+    with LLMClient(config, ledger=ledger) as client:
+        with pytest.raises(LLMQuotaExceededError, match="daily"):
+            ask(client)
+        assert ledger.rows() == []  # withdrawn
+    assert reads == [(True, 0)] and sim.request_count("openai") == 0
+
+
+def test_a_connection_lost_before_the_read_stops_the_request(config, ledger, sim, monkeypatch):
+    lent: list[psycopg.Connection] = []
+    borrow, complete = PostgresConnections.borrow, providers.complete
+
+    def borrowed(db):
+        lent.append(borrow(db))
+        return lent[-1]
+
+    def lost_first(*args, **kwargs):  # the reservation is sent: its connection is lost
+        lent[-1].close()
+        return complete(*args, **kwargs)
+
+    monkeypatch.setattr(PostgresConnections, "borrow", borrowed)
+    monkeypatch.setattr(providers, "complete", lost_first)
+    with LLMClient(config, ledger=ledger) as client:
+        with pytest.raises(LLMLedgerUnavailableError, match="PostgreSQL ledger"):
+            ask(client)
+        assert lent and sim.request_count("openai") == 0  # it never left
+        # Its row may have been written: it is not written twice, and counts until stale.
+        assert len(pending_rows(ledger)) <= 1
+        monkeypatch.undo()
+        assert ask(client, 2)["cost"] > 0  # the pool replaced the connection
+
+
+def test_a_flow_stopped_before_its_call_gives_the_reservation_back(config, ledger, sim):
+    with LLMClient(config, ledger=ledger) as client:
+        services = client._services
+
+        def failing():
+            made = services()
+            made.arguments_for = boom
+            return made
+
+        def boom(*args, **kwargs):
+            raise RuntimeError("arguments")
+
+        client._services = failing  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="arguments"):
+            ask(client)
+        assert pending_rows(ledger) == [] and sim.request_count("openai") == 0
+
+
+def test_a_call_interrupted_after_its_reservation_was_read_is_charged(
+    config, ledger, sim, monkeypatch
+):
+    complete = providers.complete
+
+    def interrupted(arguments, before_send=None):
+        complete(arguments, before_send)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(providers, "complete", interrupted)
+    with LLMClient(config, ledger=ledger) as client:
+        with pytest.raises(KeyboardInterrupt):
+            ask(client)
+        (row,) = ledger.rows()
+    assert row["outcome"] == "error" and row["error_class"] == "Cancelled"
+    assert row["cost_usd"] == pytest.approx(WORST_CASE, rel=0.5)  # charged as sent
+
+
+def test_with_telemetry_on_the_reservation_is_read_before_the_call(
+    config, ledger, reads, monkeypatch
+):
+    monkeypatch.setenv("LLM_TELEMETRY", "metrics")
+    with LLMClient(config, ledger=ledger) as client:
+        ask(client)
+    assert reads == []  # never started early: each outcome is read as it comes
