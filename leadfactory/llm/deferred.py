@@ -73,7 +73,10 @@ def start(ledger: Ledger, write: Reserve) -> Deferral | None:
     (the driver then writes it as any other write)."""
     if not isinstance(ledger, StartsReservations):
         return None
-    pending = ledger.start_reservation(write)
+    try:
+        pending = ledger.start_reservation(write)
+    except Exception:  # (the pool closing, say) the write then says what is wrong
+        return None
     return None if pending is None else Deferral(ledger, write, pending)
 
 
