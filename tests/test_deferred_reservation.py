@@ -47,7 +47,7 @@ def ledger(postgres_url):
 @pytest.fixture
 def reads(sim, monkeypatch) -> list[tuple[bool, int]]:
     """Each reservation read from a pending start: (inside the provider call, how many
-    requests the simulator had received by then)."""
+    requests the simulator had received by then, from any provider)."""
     seen: list[tuple[bool, int]] = []
     calling: list[bool] = []
     complete, result = providers.complete, postgres_pending.PendingReservation.result
@@ -61,7 +61,8 @@ def reads(sim, monkeypatch) -> list[tuple[bool, int]]:
 
     def spied(pending):
         if pending._conn is not None:  # the first read
-            seen.append((bool(calling), sim.request_count("openai")))
+            received = sum(sim.request_count(name) for name in ("openai", "anthropic", "ollama"))
+            seen.append((bool(calling), received))
         return result(pending)
 
     monkeypatch.setattr(providers, "complete", in_call)
@@ -77,13 +78,17 @@ def pending_rows(ledger: PostgresLedger) -> list[dict]:
     return [row for row in ledger.rows() if row["outcome"] == "pending"]
 
 
-def test_the_request_leaves_once_its_reservation_is_read(config, ledger, reads, sim):
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "ollama"])  # each wire protocol
+def test_the_request_leaves_once_its_reservation_is_read(config, ledger, reads, sim, provider):
+    for name, settings in config.providers.items():
+        settings.enabled = name == provider
     with LLMClient(config, ledger=ledger) as client:
         ask(client, 1)
         ask(client, 2)
-        (row, _) = ledger.rows()  # (settled: the first call's settlement, read back)
+        rows = ledger.rows()
     assert reads == [(True, 0), (True, 1)]  # read in the call, before the simulator had it
-    assert sim.request_count("openai") == 2 and row["outcome"] == "success"
+    assert sim.request_count(provider) == 2
+    assert [row["outcome"] for row in rows] == ["success", "success"]
 
 
 def test_a_reservation_refused_when_read_stops_the_request(config, ledger, reads, sim, monkeypatch):
