@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 
 from leadfactory.llm import (
     LLMClient,
@@ -22,6 +23,10 @@ from leadfactory.llm import (
 from leadfactory.llm.ledger import postgres_pending
 from leadfactory.llm.ledger.postgres import PostgresLedger
 from leadfactory.llm.ledger.postgres_pool import PostgresConnections
+from leadfactory.llm.telemetry import Telemetry
+
+from .span_capture import split
+from .span_capture import traced as traced  # a fixture
 
 WORST_CASE = 0.0012  # USD: a reservation's estimate for a short prompt, max_tokens=100
 
@@ -161,10 +166,30 @@ def test_a_call_interrupted_after_its_reservation_was_read_is_charged(
     assert row["cost_usd"] == pytest.approx(WORST_CASE, rel=0.5)  # charged as sent
 
 
-def test_with_telemetry_on_the_reservation_is_read_before_the_call(
-    config, ledger, reads, monkeypatch
+def test_with_telemetry_a_request_stopped_at_send_is_a_skipped_attempt(
+    config, ledger, reads, sim, traced, monkeypatch
 ):
-    monkeypatch.setenv("LLM_TELEMETRY", "metrics")
-    with LLMClient(config, ledger=ledger) as client:
-        ask(client)
-    assert reads == []  # never started early: each outcome is read as it comes
+    provider, exporter = traced
+    registry = CollectorRegistry()
+    telemetry = Telemetry(traces=True, tracer_provider=provider, prometheus=True, registry=registry)
+    with LLMClient(config, ledger=ledger, telemetry=telemetry) as client:
+        ask(client, 1)  # answered, its reservation read as it left
+        monkeypatch.setattr(client.config.cost_config, "daily_cost_limit", WORST_CASE / 2)
+        with pytest.raises(LLMQuotaExceededError):
+            ask(client, 2)  # refused as it was about to leave
+    assert [sent for _, sent in reads] == [0, 1] and sim.request_count("openai") == 1
+    spans = sorted(exporter.get_finished_spans(), key=lambda span: span.start_time)
+    calls, attempts = split(spans)
+    assert len(calls) == 2
+    answered, stopped = attempts
+    assert answered.attributes["leadfactory.llm.attempt.outcome"] == "success"
+    assert stopped.attributes["leadfactory.llm.attempt.outcome"] == "skipped"
+    assert stopped.attributes["leadfactory.llm.skip.reason"] == "over_budget"
+    assert stopped.attributes["leadfactory.llm.retry"] == 0
+    refusals = [
+        sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == "leadfactory_llm_budget_refusals_total"
+    ]
+    assert refusals == [1.0]  # once: not as an attempt and a skip both

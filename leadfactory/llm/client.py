@@ -280,9 +280,8 @@ class LLMClient(BatchMethods):
             flow.close()  # interrupted mid-call: the flow settles (sent) or releases (not sent)
 
     def _defer(self, write: Reserve) -> Deferral | None:
-        """``write`` sent now and read before the request leaves, where the ledger can
-        (telemetry reads each outcome as it comes: then not)."""
-        return deferred.start(self.ledger, write) if self._observer is None else None
+        """``write`` sent now and read before the request leaves, where the ledger can."""
+        return deferred.start(self.ledger, write)
 
     def _perform(self, operation: Sleep | LedgerWrite) -> Outcome | None:
         return perform(self.ledger, self._sleep, operation)

@@ -3,7 +3,9 @@
 :func:`watch` wraps the fallback flow: it passes every operation and outcome through
 unchanged and reads, on the way, the facts the flow already states (``Reserve``: the
 model and a budget refusal; ``Call``: an attempt starts; the ``Outcome``: the answer's
-model and id; ``Settle``: the attempt's charge, tokens, latency and error class). When
+model and id, or, for a reservation read as the request left (a ``Deferred``), that it
+was refused and the attempt is a skip; ``Settle``: the attempt's charge, tokens,
+latency and error class). When
 the call ends it adds the skipped providers from the response's ``attempts[]`` (or the
 error's), so a skip needs no hook of its own, and tells the :class:`~.facts.Observer`.
 :func:`cache_hit` does the same for an answer served from the cache. When telemetry is
@@ -18,7 +20,8 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..flow import Call, Outcome, Request, Services, fallback_flow
+from ..exceptions import LLMLedgerUnavailableError
+from ..flow import Call, Deferred, Outcome, Request, Services, fallback_flow
 from ..ledger import CacheHit, Reserve, Settle
 from .facts import AttemptFacts, CallFacts, Observer
 
@@ -46,7 +49,9 @@ def watch(flow: Flow, services: Services, request: Request, observer: Observer) 
     started = time.perf_counter()
     tries: dict[str, int] = {}
     open_: list[AttemptFacts] = []  # the attempt between its Call and its Settle
+    refused: list[AttemptFacts] = []  # attempts stopped as they were sent: skips
     model: str | None = None
+    deferred: Deferred | None = None  # the reservation of the next Call, read at its send
 
     def settled(write: Settle | None) -> None:
         if open_:
@@ -71,7 +76,7 @@ def watch(flow: Flow, services: Services, request: Request, observer: Observer) 
                 operation = flow.send(send)  # type: ignore[arg-type]
             except StopIteration as done:
                 _answered(call, done.value)
-                _add_skips(call, done.value.get("attempts"), config, observer)
+                _add_skips(call, done.value.get("attempts"), config, observer, refused)
                 return done.value
             if isinstance(operation, Reserve):
                 model = operation.model
@@ -82,16 +87,25 @@ def watch(flow: Flow, services: Services, request: Request, observer: Observer) 
             elif isinstance(operation, Settle):
                 settled(operation)
             send = yield operation
-            if isinstance(operation, Reserve) and send is not None and send.error is not None:
-                call.budget_refusals.append(operation.provider)
+            if isinstance(operation, Reserve) and send is not None:
+                if send.error is not None:
+                    call.budget_refusals.append(operation.provider)
+                deferred = send.value if isinstance(send.value, Deferred) else None
             elif isinstance(operation, Call) and open_ and send is not None:
-                _read_answer(open_[-1], send)
+                stopped = deferred.outcome if deferred is not None else None
+                if stopped is not None and stopped.error is not None:  # never sent: a skip
+                    attempt = open_.pop()
+                    _stopped_at_send(call, attempt, stopped.error, tries)
+                    refused.append(attempt)
+                    observer.attempt_ended(call, attempt)
+                else:
+                    _read_answer(open_[-1], send)
     except GeneratorExit:
         call.error_class = "Cancelled"
         raise
     except BaseException as error:
         call.error_class, call.error_detail = type(error).__name__, str(error)
-        _add_skips(call, getattr(error, "metadata", {}).get("attempts"), config, observer)
+        _add_skips(call, getattr(error, "metadata", {}).get("attempts"), config, observer, refused)
         raise
     finally:
         flow.close()  # a cancelled attempt settles here, through settle_on_close
@@ -158,6 +172,20 @@ def _read_answer(attempt: AttemptFacts, outcome: Outcome) -> None:
             attempt.completion = [c.get("message") for c in choices if isinstance(c, dict)]
 
 
+def _stopped_at_send(
+    call: CallFacts, attempt: AttemptFacts, error: BaseException, tries: dict[str, int]
+) -> None:
+    """``attempt`` turned into the skip it is: its reservation, read as the request was
+    about to leave, was refused (or the ledger was away), so nothing was sent."""
+    tries[attempt.provider] -= 1  # not a try
+    call.attempts.remove(attempt)  # (put back among the skips, in order, at the end)
+    attempt.ended_ns = time.time_ns()
+    attempt.outcome, attempt.error_class = "skipped", type(error).__name__
+    down = isinstance(error, LLMLedgerUnavailableError)
+    attempt.reason = "ledger_unavailable" if down else "over_budget"
+    call.budget_refusals.append(attempt.provider)
+
+
 def _settle(attempt: AttemptFacts, write: Settle | None) -> None:
     """The attempt's charge (``write`` None: it ended with no settlement seen here)."""
     attempt.ended_ns = attempt.ended_ns or time.time_ns()
@@ -179,9 +207,12 @@ def _answered(call: CallFacts, response: dict[str, Any]) -> None:
     call.cached = bool(response.get("cached"))
 
 
-def _add_skips(call: CallFacts, entries: Any, config: Any, observer: Observer) -> None:
+def _add_skips(
+    call: CallFacts, entries: Any, config: Any, observer: Observer, refused: list[AttemptFacts]
+) -> None:
     """Put the skipped providers of ``entries`` (``attempts[]``) among the attempts made,
-    in their order, and tell ``observer`` of each."""
+    in their order, and tell ``observer`` of each (``refused``: skips it was told of,
+    attempts stopped as they were sent)."""
     if not isinstance(entries, list):
         return
     made = iter(list(call.attempts))
@@ -198,6 +229,12 @@ def _add_skips(call: CallFacts, entries: Any, config: Any, observer: Observer) -
                 at = attempt.ended_ns or at
             continue
         name = str(entry.get("provider"))
+        if refused and refused[0].provider == name:  # told already, as it was stopped
+            skip = refused.pop(0)
+            skip.detail = _text(entry.get("detail"))
+            ordered.append(skip)
+            at = skip.ended_ns or at
+            continue
         provider = config.providers.get(name)
         skip = AttemptFacts(
             provider=name,
