@@ -18,18 +18,10 @@ import pytest
 from leadfactory.llm import LLMClient, LLMConfig, LLMLedgerUnavailableError
 from leadfactory.llm.ledger import CostLedger, Ledger, Settle, writer
 
+from .openai_only import config as config  # a fixture
+
 WRITER = "leadfactory-ledger-writer"
 LIMIT = 0.0018  # USD a day: one worst-case reservation (~$0.0012) fits, two do not
-
-
-@pytest.fixture
-def config(sim_env, monkeypatch) -> LLMConfig:
-    monkeypatch.setenv("OPENAI_COST_PER_1K_TOKENS", "0.01")  # $1e-5 a token, in and out
-    monkeypatch.setenv("LLM_LOG_REQUESTS", "false")
-    config = LLMConfig(enable_caching=False)
-    for name in ("ollama", "anthropic"):
-        config.providers[name].enabled = False
-    return config
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

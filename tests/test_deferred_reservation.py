@@ -25,20 +25,11 @@ from leadfactory.llm.ledger.postgres import PostgresLedger
 from leadfactory.llm.ledger.postgres_pool import PostgresConnections
 from leadfactory.llm.telemetry import Telemetry
 
+from .openai_only import config as config  # a fixture
 from .span_capture import split
 from .span_capture import traced as traced  # a fixture
 
 WORST_CASE = 0.0012  # USD: a reservation's estimate for a short prompt, max_tokens=100
-
-
-@pytest.fixture
-def config(sim_env, monkeypatch) -> LLMConfig:
-    monkeypatch.setenv("OPENAI_COST_PER_1K_TOKENS", "0.01")  # $1e-5 a token, in and out
-    monkeypatch.setenv("LLM_LOG_REQUESTS", "false")
-    config = LLMConfig(enable_caching=False)
-    for name in ("ollama", "anthropic"):
-        config.providers[name].enabled = False
-    return config
 
 
 @pytest.fixture
