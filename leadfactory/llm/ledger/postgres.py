@@ -149,8 +149,7 @@ class PostgresLedger(Ledger):
         reads: list[list[Any] | None] = [None] * len(prepared)  # what followed each commit
         try:
             if one is not None:
-                read = read_after(prepared[0], now, self._alerted)
-                follow = None if read is None else (read, self._spend_window(now))
+                follow = read_after(prepared[0], now, self._alerted, self._spend_window)
                 result, reads[0] = self._run(
                     lambda conn: self._write_alone(conn, prepared, now, one, follow)
                 )

@@ -75,15 +75,22 @@ def alone(item: LedgerWrite | Exception, now: datetime) -> tuple[str, tuple[Any,
     return None
 
 
-def read_after(write: LedgerWrite | Exception, now: datetime, alerted: Any) -> str | None:
-    """The read that follows a lone write's commit, for the check after it: the spend a
-    reservation is checked against, the running totals after a settlement that may send
-    an alert (``alerted``: the alerts this process knows were sent); None: no read."""
+def read_after(
+    write: LedgerWrite | Exception,
+    now: datetime,
+    alerted: Any,
+    window: Callable[[datetime], dict[str, Any]],
+) -> tuple[str, dict[str, Any]] | None:
+    """The read that follows a lone write's commit, for the check after it, with its
+    arguments (``window(now)``: the spend window): the spend a reservation is checked
+    against, the running totals after a settlement that may send an alert (``alerted``:
+    the alerts this process knows were sent); None: no read."""
     if isinstance(write, Reserve):
-        return sql.BUDGET_SPEND if write.estimated_usd > 0 and limited(write.budget) else None
+        needed = write.estimated_usd > 0 and limited(write.budget)
+        return (sql.BUDGET_SPEND, window(now)) if needed else None
     budget = write.reservation.budget if isinstance(write, Settle) else None
     if budget is not None and may_alert(budget, write.cost_usd, now=now, sent=alerted):
-        return sql.RUNNING_TOTALS
+        return sql.RUNNING_TOTALS, window(now)
     return None
 
 
