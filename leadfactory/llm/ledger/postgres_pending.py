@@ -44,26 +44,22 @@ def start_reservation(ledger: PostgresLedger, write: Reserve) -> PendingReservat
     import psycopg
 
     try:
-        item = checked(write)
+        checked(write)
     except Exception:  # refused or invalid: write() raises it
         return None
-    if not isinstance(item, Reserve):
+    conn = ledger._db.borrow()
+    if conn is None:
         return None
     now = ledger._now()
-    statement = alone(item, now)
-    conn = ledger._db.borrow()
-    if statement is None or conn is None:
-        if conn is not None:
-            ledger._db.give_back(conn)
-        return None
-    read = read_after(item, now, ledger._alerted)
-    follow = None if read is None else (read, ledger._spend_window(now))
+    statement = alone(write, now)
+    assert statement is not None  # (a reservation always has one)
+    follow = read_after(write, now, ledger._alerted, ledger._spend_window)
     try:
         send_alone(conn, sql.RESERVE_LOCK, statement, follow)
     except psycopg.Error:  # nothing was sent (the connection is closed): write() retries
         ledger._db.give_back(conn)
         return None
-    return PendingReservation(ledger, item, now, conn, follow is not None)
+    return PendingReservation(ledger, write, now, conn, follow is not None)
 
 
 class PendingReservation:
@@ -86,7 +82,14 @@ class PendingReservation:
     def result(self) -> Reservation:
         """The reservation, read once (later calls give the same answer)."""
         if self._conn is not None:
-            self._read()
+            try:
+                self._read()
+            except BaseException:  # interrupted: its row, if written, counts until stale
+                self._error = LLMLedgerUnavailableError(
+                    f"the reservation's answer from the PostgreSQL ledger at"
+                    f" {self._ledger.url} was not read (interrupted)"
+                )
+                raise
         if self._error is not None:
             raise self._error
         assert self._value is not None
@@ -97,12 +100,6 @@ class PendingReservation:
 
         conn, self._conn = self._conn, None
         db = self._ledger._db
-        # Until read: what it is if an interrupt stops the read (its row, if written,
-        # stays pending until the stale period, as any call in flight at a kill).
-        self._error = LLMLedgerUnavailableError(
-            f"the reservation's answer from the PostgreSQL ledger at {self._ledger.url}"
-            " was not read (interrupted)"
-        )
         try:
             try:
                 rows, read = read_alone(conn, self._follow)
@@ -121,13 +118,11 @@ class PendingReservation:
             return
         try:
             self._value = self._ledger._after_commit(self._write, rows[0][0], self._now, True, read)
-            self._error = None
         except Exception as exc:  # a refusal (the row withdrawn), or the ledger down
             self._error = exc
 
     def _again(self) -> None:
         try:
             self._value = self._ledger.write(self._write)
-            self._error = None
         except Exception as exc:
             self._error = exc
