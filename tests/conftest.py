@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .logging_state import logging_left_as_found
+
 SENTINEL_KEY = "sk-SENTINEL-7f3a9c1e5b2d4068"
 
 # Environment variables that could point a test at a real account or a real file.
@@ -53,7 +55,8 @@ def isolated_environment(tmp_path, monkeypatch) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)  # no stray .env is read
     for name, value in isolated_variables(tmp_path).items():
         monkeypatch.setenv(name, value)
-    yield
+    with logging_left_as_found():  # a test that configures logging does not leak it
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import logging
 import multiprocessing
 import threading
 import time
@@ -109,7 +110,20 @@ def questions(client: LLMClient, index: int, start) -> list[str]:
     ]
 
 
-def test_forked_children_never_read_each_others_answers(sim, tmp_path):
+@pytest.fixture
+def no_log_lines():
+    """A child forked while a parent thread writes a log line to a file (pytest's own log
+    file among them) waits forever on that file's lock: Python resets logging's locks at a
+    fork, not the io lock underneath. A hazard of logging with threads and fork, not of
+    the sockets this test is about, so the client writes no INFO line here."""
+    ours = logging.getLogger("leadfactory.llm")
+    level = ours.level
+    ours.setLevel(logging.WARNING)
+    yield
+    ours.setLevel(level)
+
+
+def test_forked_children_never_read_each_others_answers(sim, tmp_path, no_log_lines):
     config = LLMConfig(providers=routes(sim), enable_caching=False)
     client = LLMClient(config)
     for provider in config.providers:  # the parent's pools hold a connection per route
