@@ -21,7 +21,7 @@ from .stream_timer import time_stream
 from .streaming import StreamSummary, replayed, session
 
 if TYPE_CHECKING:
-    from .telemetry.facts import Observer
+    from .telemetry.facts import Fanout
 
 __all__ = ["AsyncStream", "aopen_stream", "astream_call"]
 
@@ -109,7 +109,7 @@ async def astream_call(
     services: Callable[[], Services],
     perform: APerform,
     deliver: Callable[[Answer], Awaitable[dict[str, Any]]],
-    observer: Observer | None = None,
+    observer: Fanout | None = None,
 ) -> AsyncStream:
     """``achat_completion(stream=True)``: as :func:`.streaming.stream_call`, awaited."""
     hit = cached.stream_hit(request) if cached is not None else None

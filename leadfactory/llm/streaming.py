@@ -23,7 +23,7 @@ from .stream_timer import time_stream
 from .telemetry.watch import watched
 
 if TYPE_CHECKING:
-    from .telemetry.facts import Observer
+    from .telemetry.facts import Fanout
 
 __all__ = ["Stream", "StreamSummary", "open_stream", "replayed", "stream_call", "stream_request"]
 
@@ -185,7 +185,7 @@ def stream_call(
     services: Callable[[], Services],
     perform: Perform,
     deliver: Callable[[Answer], dict[str, Any]],
-    observer: Observer | None = None,
+    observer: Fanout | None = None,
 ) -> Stream:
     """The client's ``stream=True``: a cache hit replayed (``cached``: caching is on for
     the call), or a new stream, stored in the cache once it completed."""
@@ -198,7 +198,7 @@ def stream_call(
 
 
 def session(
-    services: Services, request: Request, include_usage: bool, observer: Observer | None
+    services: Services, request: Request, include_usage: bool, observer: Fanout | None
 ) -> StreamSession:
     """A streamed request's session, its flow seen by telemetry when it is on."""
     flow = watched(observer, services, request)

@@ -77,7 +77,7 @@ def _content_from_environment() -> bool:
     return os.environ.get(CONTENT_ENVIRONMENT, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def observer_for(telemetry: Telemetry | None, client: Any = None) -> Observer | None:
+def observer_for(telemetry: Telemetry | None, client: Any = None) -> Fanout | None:
     """The observer ``telemetry`` asks for (None: off, and the client does nothing);
     ``client``'s provider and budget state feed the gauges."""
     if telemetry is None:

@@ -99,7 +99,12 @@ class CallFacts:
 
 
 class Observer(Protocol):
-    """Receives the facts of each call; every method must be cheap and never raise."""
+    """Receives the facts of each call; every method must be cheap and never raise.
+
+    An observer may also have ``live() -> bool``: False while it would keep nothing of a
+    call made now (the OpenTelemetry API before an SDK is set); when every observer says
+    so, the call is not watched at all. Without it, an observer is always told.
+    """
 
     def call_started(self, call: CallFacts) -> None: ...
 
@@ -108,6 +113,11 @@ class Observer(Protocol):
     def attempt_ended(self, call: CallFacts, attempt: AttemptFacts) -> None: ...
 
     def call_ended(self, call: CallFacts) -> None: ...
+
+
+def always_live() -> bool:
+    """The ``live`` of an observer that has none: always told."""
+    return True
 
 
 class Fanout:
@@ -123,7 +133,12 @@ class Fanout:
         self._attempt_started = [o.attempt_started for o in observers]
         self._attempt_ended = [o.attempt_ended for o in observers]
         self._call_ended = [o.call_ended for o in observers]
+        self._live = [getattr(o, "live", always_live) for o in observers]
         self._failed: set[int] = set()
+
+    def live(self) -> bool:
+        """Whether any observer would keep something of a call made now."""
+        return any(live() for live in self._live)
 
     def call_started(self, call: CallFacts) -> None:
         self._tell(self._call_started, call)

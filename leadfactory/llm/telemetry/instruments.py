@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from .facts import AttemptFacts, CallFacts
+from .facts import AttemptFacts, CallFacts, always_live
 
 __all__ = ["INSTRUMENTS", "Instrument", "MetricObserver", "Sink"]
 
@@ -140,6 +140,7 @@ class MetricObserver:
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
+        self.live = getattr(sink, "live", always_live)  # the sink's: whether it keeps anything now
 
     def call_started(self, call: CallFacts) -> None:
         return None

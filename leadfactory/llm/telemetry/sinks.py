@@ -88,6 +88,8 @@ class MeterSink:
 
         meter = metrics.get_meter(SCOPE, version(), meter_provider=meter_provider)
         self.records = not isinstance(meter, metrics.NoOpMeter)  # the API's no-op: nothing kept
+        self._get_provider = metrics.get_meter_provider
+        self._proxy = _proxy_meter_provider() if meter_provider is None else None
         self.gauges = Gauges()
         self._known: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
         self._observation = metrics.Observation
@@ -102,6 +104,11 @@ class MeterSink:
                 )
             else:
                 meter.create_observable_gauge(**common, callbacks=[self._observer(spec)])
+
+    def live(self) -> bool:
+        """False while the global meter provider is the API's stand-in (no SDK set yet):
+        its instruments drop every measurement, so a call need not make any."""
+        return self._proxy is None or not isinstance(self._get_provider(), self._proxy)
 
     def add(self, instrument: Instrument, value: float, labels: tuple[str, ...]) -> None:
         self._made[instrument.name].add(value, self._attributes(instrument, labels))
@@ -128,6 +135,16 @@ class MeterSink:
             ]
 
         return observe
+
+
+def _proxy_meter_provider() -> type | None:
+    """The class of the metrics API's global stand-in provider (private in the API, so
+    looked up here only; None if it moved: then measurements are always made)."""
+    try:
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+    except ImportError:
+        return None
+    return _ProxyMeterProvider if isinstance(_ProxyMeterProvider, type) else None
 
 
 def _attributes(instrument: Instrument, labels: tuple[str, ...]) -> dict[str, str]:

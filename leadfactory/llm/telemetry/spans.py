@@ -71,6 +71,10 @@ class SpanObserver:
         proxy = self._trace.ProxyTracerProvider
         return self._global and isinstance(self._trace.get_tracer_provider(), proxy)
 
+    def live(self) -> bool:
+        """False while the global tracer has no SDK behind it: a call would get no span."""
+        return not self._no_sdk_yet()
+
     def call_started(self, call: CallFacts) -> None:
         if self._no_sdk_yet():  # the span would be the API's no-op one
             return

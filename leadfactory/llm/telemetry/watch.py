@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from ..exceptions import LLMLedgerUnavailableError
 from ..flow import Call, Deferred, Outcome, Request, Services, fallback_flow
 from ..ledger import CacheHit, Reserve, Settle
-from .facts import AttemptFacts, CallFacts, Observer
+from .facts import AttemptFacts, CallFacts, Fanout, Observer
 
 if TYPE_CHECKING:
     from ..flow import Operation
@@ -33,11 +33,14 @@ __all__ = ["cache_hit", "watch", "watched"]
 Flow = Generator["Operation", Outcome, dict]
 
 
-def watched(observer: Observer | None, services: Services, request: Request) -> Flow:
+def watched(observer: Fanout | None, services: Services, request: Request) -> Flow:
     """The fallback flow of ``request``: as it is when ``observer`` is None (telemetry
-    off), else wrapped by :func:`watch`."""
+    off) or would keep nothing of it now (see :meth:`Fanout.live`), else wrapped by
+    :func:`watch`."""
     flow = fallback_flow(services, request)
-    return flow if observer is None else watch(flow, services, request, observer)
+    if observer is None or not observer.live():
+        return flow
+    return watch(flow, services, request, observer)
 
 
 def watch(flow: Flow, services: Services, request: Request, observer: Observer) -> Flow:
@@ -116,8 +119,10 @@ def watch(flow: Flow, services: Services, request: Request, observer: Observer) 
         observer.call_ended(call)
 
 
-def cache_hit(observer: Observer, record: CacheHit, config: Any) -> None:
+def cache_hit(observer: Fanout, record: CacheHit, config: Any) -> None:
     """Tell ``observer`` of a call answered from the cache (``record``: its ledger row)."""
+    if not observer.live():
+        return
     ended = time.time_ns()
     started = ended - int(record.latency_ms * 1e6)
     request = Request(record.request_id, [], {}, 0, caller=record.caller)
