@@ -280,3 +280,18 @@ def test_the_attempt_span_is_current_during_the_provider_call(sim_env, traced, m
     attempts = sorted(split(exporter.get_finished_spans())[1], key=lambda s: s.start_time)
     assert current == [a.context.span_id for a in attempts]
     assert len(current) == 3  # openai's 500 and anthropic, then openai
+
+
+def test_the_call_span_costs_every_attempt_charged(sim_env, traced):
+    """A timed-out attempt is charged (the provider may bill it); the call span's
+    cost_usd is the whole call's, the answered attempt's plus that one."""
+    provider, exporter = traced
+    sim_env.set_fault("openai", Fault.HANG)
+    client = make_client(provider)
+    client.config.providers["openai"].timeout = 0.3
+    response = client.chat_completion(USER, max_tokens=20)
+    assert response["provider"] == "anthropic"
+    (call,), attempts = split(exporter.get_finished_spans())
+    costs = [a.attributes["leadfactory.llm.cost_usd"] for a in attempts]
+    assert len(costs) == 2 and all(cost > 0 for cost in costs)
+    assert call.attributes["leadfactory.llm.cost_usd"] == pytest.approx(sum(costs))

@@ -166,18 +166,17 @@ class SpanObserver:
         answer = next(
             (a for a in reversed(call.attempts) if a.outcome in ("success", "cache_hit")), None
         )
-        attributes: dict[str, Any] = {
-            "leadfactory.llm.cached": call.cached,
-            "leadfactory.llm.cost_usd": sum(a.cost_usd for a in call.attempts),
-            "leadfactory.llm.retry_count": call.retries,
-            "leadfactory.llm.attempt_count": len(call.attempts),
-            "leadfactory.llm.fallback_count": len(call.fallbacks()),
-        }
-        if model:
-            attributes["gen_ai.request.model"] = model
-        if answer is not None:
+        attributes: dict[str, Any] = {}
+        if answer is not None:  # its usage; then the call's own figures, cost included
             attributes["gen_ai.provider.name"] = answer.provider
             attributes.update(_usage(answer))
+        attributes["leadfactory.llm.cached"] = call.cached
+        attributes["leadfactory.llm.cost_usd"] = sum(a.cost_usd for a in call.attempts)
+        attributes["leadfactory.llm.retry_count"] = call.retries
+        attributes["leadfactory.llm.attempt_count"] = len(call.attempts)
+        attributes["leadfactory.llm.fallback_count"] = len(call.fallbacks())
+        if model:
+            attributes["gen_ai.request.model"] = model
         if call.error_class:
             attributes["error.type"] = call.error_class
             span.set_status(self._error, self._description(call.error_class, call.error_detail))
