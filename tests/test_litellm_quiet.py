@@ -232,3 +232,73 @@ def test_client_async_streams_skip_litellms_logging_task_nobody_reads(sim_env, m
         assert dispatched
 
     asyncio.run(both())
+
+
+@pytest.fixture
+def failures_handled(monkeypatch) -> list[str]:
+    """The models LiteLLM's failure handler ran for (on the caller's thread)."""
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    seen: list[str] = []
+    original = Logging.failure_handler
+
+    def counting(self, *args, **kwargs):
+        seen.append(str(self.model))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Logging, "failure_handler", counting)
+    return seen
+
+
+def test_failed_client_calls_skip_litellms_failure_logging_nobody_reads(sim_env, failures_handled):
+    """A failure is the client's to retry, fall back from and log: LiteLLM's failure
+    handler (milliseconds of payload building and secret redaction per failure) does
+    not run for it, sync or async; a bare LiteLLM call still runs it."""
+    import litellm
+
+    from leadfactory.llm import LLMError
+    from leadfactory.llm.simulator import Fault
+
+    sim_env.set_fault("openai", Fault.SERVER_ERROR)
+    client = _client()
+    with pytest.raises(LLMError):
+        client.chat_completion(USER, model="openai/gpt-4", max_tokens=5)
+    with pytest.raises(LLMError):
+        asyncio.run(client.achat_completion(USER, model="openai/gpt-4", max_tokens=5))
+    assert failures_handled == []
+    with pytest.raises(Exception, match="500|[Ss]erver"):
+        litellm.completion(**_bare(sim_env, num_retries=0, max_retries=0))
+    assert failures_handled == ["gpt-4"]
+
+
+def test_a_litellm_failure_callback_set_by_the_user_still_hears_a_failed_call(sim_env, monkeypatch):
+    from litellm.integrations.custom_logger import CustomLogger
+
+    from leadfactory.llm import LLMError
+    from leadfactory.llm.simulator import Fault
+
+    heard: list[str] = []
+
+    class Listener(CustomLogger):
+        def log_failure_event(self, kwargs, response_obj, start_time, end_time, **_):
+            heard.append(kwargs["model"])
+
+    _listening(monkeypatch, Listener())
+    sim_env.set_fault("openai", Fault.SERVER_ERROR)
+    with pytest.raises(LLMError):
+        _client().chat_completion(USER, model="openai/gpt-4", max_tokens=5)
+    _drain()
+    assert "gpt-4" in heard
+
+
+def test_unlogged_leaves_failures_to_the_client_in_its_block_only(monkeypatch):
+    import litellm
+    from litellm._internal_context import is_resent_failure
+
+    failure = RuntimeError("a provider's failure")
+    with unlogged(litellm):
+        assert is_resent_failure(failure) is True
+    assert is_resent_failure(failure) is False
+    monkeypatch.setattr(litellm, "max_budget", 5.0)  # a LiteLLM budget reads its failures
+    with unlogged(litellm):
+        assert is_resent_failure(failure) is False

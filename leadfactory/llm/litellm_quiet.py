@@ -1,4 +1,4 @@
-"""LiteLLM's own success logging, skipped for the client's calls when nothing listens to it.
+"""LiteLLM's own call logging, skipped for the client's calls when nothing listens to it.
 
 After every successful call LiteLLM hands its success handler to a thread pool (async:
 to the event loop as well): it rebuilds the whole call as a logging payload, prices it
@@ -11,9 +11,14 @@ budget is configured, that work has no reader.
 LiteLLM marks its own nested calls with a context variable that skips exactly this
 (``litellm._internal_context.is_internal_call``: no success handler, no async failure
 handler, no budget binding); :func:`unlogged` sets it around one call, in this context
-only (no module global changes, other threads and tasks are untouched). It is private
-to LiteLLM: if a version lacks it, calls are made as before. When a LiteLLM callback or
-``litellm.max_budget`` is set, the flag is left alone and LiteLLM logs as always.
+only (no module global changes, other threads and tasks are untouched). A failed
+blocking call ignores that flag: LiteLLM runs its failure handler on the caller's thread
+(a logging payload, secret redaction over it: milliseconds per failure, so a failover
+waited for it). :func:`unlogged` also marks the call's failures as the caller's to
+handle (``resent_on``: not logged as the request's outcome, not retried by LiteLLM),
+which is what they are: the client retries, falls back and logs. Both are private to
+LiteLLM: if a version lacks them, calls are made as before. When a LiteLLM callback or
+``litellm.max_budget`` is set, both are left alone and LiteLLM logs as always.
 
 A stream does not read that flag: LiteLLM's blocking stream hands every chunk to that
 thread pool (where each one runs ``asyncio.run`` of its async success handler: ~0.2 ms
@@ -27,7 +32,7 @@ whenever it lets go of the GIL (its ledger reservation).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -44,19 +49,29 @@ _LISTENERS = (
     "service_callback",
 )
 _flag: ContextVar[bool] | None = None
+_handled_here: Callable[[Callable[[Exception], bool]], Any] | None = None
 _looked = False
 
 
 def _internal_call_flag() -> ContextVar[bool] | None:
-    global _flag, _looked
+    global _flag, _handled_here, _looked
     if not _looked:
         try:
             from litellm._internal_context import is_internal_call
         except ImportError:  # a LiteLLM without it: log as it always does
             is_internal_call = None
+        try:
+            from litellm._internal_context import resent_on
+        except ImportError:  # without it, a failure is logged as before
+            resent_on = None
         _flag = is_internal_call if isinstance(is_internal_call, ContextVar) else None
+        _handled_here = resent_on if callable(resent_on) else None
         _looked = True
     return _flag
+
+
+def _every_failure(_error: Exception) -> bool:
+    return True
 
 
 def listened(litellm: Any) -> bool:
@@ -76,7 +91,11 @@ def unlogged(litellm: Any) -> Iterator[None]:
         return
     token = flag.set(True)
     try:
-        yield
+        if _handled_here is None:
+            yield
+        else:  # a failure is the client's to retry, fall back from and log
+            with _handled_here(_every_failure):
+                yield
     finally:
         flag.reset(token)
 
