@@ -20,7 +20,6 @@ from .batch import BatchMethods
 from .cache import ResponseCache
 from .cached_calls import Answer, CachedCalls
 from .config import BUILTIN_PROVIDERS, LLMConfig
-from .deferred import Deferral, call_provider
 from .exceptions import LLMValidationError
 from .flow import Call, Outcome, Request, Services, Sleep
 from .health import HealthPolicy
@@ -261,7 +260,7 @@ class LLMClient(BatchMethods):
         providers.load_litellm()  # seconds, the first time: before any rate-limit permit
         flow = watched(self._observer, self._services(), request)
         send: Outcome | None = None
-        deferral: Deferral | None = None  # a reservation to read before the request leaves
+        deferral: deferred.Deferral | None = None  # a reservation to read before it leaves
         try:
             while True:
                 try:
@@ -269,8 +268,10 @@ class LLMClient(BatchMethods):
                 except StopIteration as done:
                     return done.value
                 if isinstance(operation, Call):
-                    send, deferral = call_provider(operation.arguments, deferral), None
-                elif isinstance(operation, Reserve) and (deferral := self._defer(operation)):
+                    send, deferral = deferred.call_provider(operation.arguments, deferral), None
+                elif isinstance(operation, Reserve) and (
+                    deferral := deferred.start(self.ledger, operation)  # where the ledger can
+                ):
                     send = Outcome(value=deferral.deferred)
                 else:
                     send = self._perform(operation)
@@ -278,10 +279,6 @@ class LLMClient(BatchMethods):
             if deferral is not None:  # sent, and no call came: given back
                 deferral.give_back()
             flow.close()  # interrupted mid-call: the flow settles (sent) or releases (not sent)
-
-    def _defer(self, write: Reserve) -> Deferral | None:
-        """``write`` sent now and read before the request leaves, where the ledger can."""
-        return deferred.start(self.ledger, write)
 
     def _perform(self, operation: Sleep | LedgerWrite) -> Outcome | None:
         return perform(self.ledger, self._sleep, operation)

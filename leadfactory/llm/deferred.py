@@ -85,15 +85,12 @@ def call_provider(arguments: Mapping[str, Any], deferral: Deferral | None) -> Ou
     classify); with ``deferral``, sent only once its reservation is confirmed, and
     ``Outcome()`` when it was refused (the flow reads why from the Deferred)."""
     try:
-        if deferral is None:
+        if deferral is None:  # (stand-ins for complete() in tests take the arguments alone)
             outcome = Outcome(response=providers.complete(arguments))
         else:
             outcome = Outcome(response=providers.complete(arguments, deferral.before_send))
     except Exception as error:  # classified by the flow
         outcome = Outcome(error=error)
-    finally:
-        if deferral is not None:  # read whatever happened: the flow needs it, even closing
-            deferral.confirm()
-    if deferral is not None and deferral.confirm().error is not None:
-        return Outcome()  # never sent: what LiteLLM made of the stop is not an answer
-    return outcome
+    finally:  # read whatever happened: the flow needs it, even closing
+        refused = deferral is not None and deferral.confirm().error is not None
+    return Outcome() if refused else outcome  # refused: never sent, LiteLLM's stop no answer

@@ -48,13 +48,14 @@ _LISTENERS = (
     "input_callback",
     "service_callback",
 )
-_flag: ContextVar[bool] | None = None
-_handled_here: Callable[[Callable[[Exception], bool]], Any] | None = None
+_Marks = tuple[ContextVar[bool] | None, Callable[[Callable[[Exception], bool]], Any] | None]
+_marks: _Marks = (None, None)
 _looked = False
 
 
-def _internal_call_flag() -> ContextVar[bool] | None:
-    global _flag, _handled_here, _looked
+def _litellm_marks() -> _Marks:
+    """LiteLLM's ``is_internal_call`` flag and ``resent_on`` (None where missing)."""
+    global _marks, _looked
     if not _looked:
         try:
             from litellm._internal_context import is_internal_call
@@ -64,10 +65,12 @@ def _internal_call_flag() -> ContextVar[bool] | None:
             from litellm._internal_context import resent_on
         except ImportError:  # without it, a failure is logged as before
             resent_on = None
-        _flag = is_internal_call if isinstance(is_internal_call, ContextVar) else None
-        _handled_here = resent_on if callable(resent_on) else None
+        _marks = (
+            is_internal_call if isinstance(is_internal_call, ContextVar) else None,
+            resent_on if callable(resent_on) else None,
+        )
         _looked = True
-    return _flag
+    return _marks
 
 
 def _every_failure(_error: Exception) -> bool:
@@ -85,16 +88,16 @@ def listened(litellm: Any) -> bool:
 @contextlib.contextmanager
 def unlogged(litellm: Any) -> Iterator[None]:
     """The LiteLLM call made in this block skips LiteLLM's own logging, unless listened to."""
-    flag = _internal_call_flag()
+    flag, handled_here = _litellm_marks()
     if flag is None or listened(litellm):
         yield
         return
     token = flag.set(True)
     try:
-        if _handled_here is None:
+        if handled_here is None:
             yield
         else:  # a failure is the client's to retry, fall back from and log
-            with _handled_here(_every_failure):
+            with handled_here(_every_failure):
                 yield
     finally:
         flag.reset(token)
