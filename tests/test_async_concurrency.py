@@ -30,6 +30,10 @@ from .test_client_e2e import PROTOCOLS, USER, make_client
 
 def test_fifty_concurrent_calls_all_succeed(sim_env):
     client = make_client("openai", "ollama")
+    # make_client's 0.5 s is for its failing provider: fifty requests built and sent at
+    # once on one loop can take that long on a busy machine (a CI run timed 42 of them
+    # out at 0.65-0.8 s), and this test is about concurrency, not timeouts
+    client.config.providers["openai"].timeout = 30
 
     async def main() -> list[dict]:
         calls = [
